@@ -1,0 +1,12 @@
+# Turns every ledger_client/scripts/<name>.lua into `const char ledger_script_<name>[]`.
+file(GLOB scripts ${SRC_DIR}/*.lua)
+list(SORT scripts)
+set(out "/* Generated from the Lua files of ledger_client/scripts by embed_scripts.cmake. Do not edit. */\n")
+foreach(f ${scripts})
+  get_filename_component(name ${f} NAME_WE)
+  file(READ ${f} body HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," body "${body}")
+  string(APPEND out "extern const char ledger_script_${name}[];\n")
+  string(APPEND out "const char ledger_script_${name}[] = {${body} 0x00};\n")
+endforeach()
+file(WRITE ${OUT} "${out}")

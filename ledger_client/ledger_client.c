@@ -1,0 +1,735 @@
+/* ledger_client: hiredis async on a libuv loop with deadlines, a bounded pipeline and reconnects. */
+#include "ledger_client/ledger_client.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/sha.h>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#pragma GCC diagnostic ignored "-Wsign-conversion"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#pragma GCC diagnostic pop
+
+#define LEDGER_X_DECL(name, stem) extern const char ledger_script_##stem[];
+LEDGER_SCRIPTS(LEDGER_X_DECL)
+#undef LEDGER_X_DECL
+
+static const char *const script_src[LEDGER_SCRIPT__COUNT] = {
+#define LEDGER_X_SRC(name, stem) ledger_script_##stem,
+    LEDGER_SCRIPTS(LEDGER_X_SRC)
+#undef LEDGER_X_SRC
+};
+
+const double ledger_latency_bounds_s[12] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                            0.01,   0.025,   0.05,   0.1,   0.25,   1.0};
+
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+
+struct ledger_req {
+    struct ledger *l;
+    ledger_reply_cb *cb; /* NULL once answered or cancelled */
+    void *ud;
+    int64_t start_ms;
+    uint64_t start_ns;
+    int script; /* -1: plain command */
+    bool resent;
+    bool sent;
+    int argc;
+    char **argv;
+    size_t *argvlen;
+    struct ledger_req *prev, *next; /* in the in-flight or the wait list */
+};
+
+struct req_list {
+    struct ledger_req *head, *tail;
+    long n;
+};
+
+struct ledger {
+    uv_loop_t *loop;
+    struct ledger_opts opts;
+    char *url;
+    char host[256];
+    char password[256];
+    int port, db;
+    bool is_unix;
+
+    redisAsyncContext *cmd; /* NULL while down */
+    bool cmd_up;            /* connected and scripts loaded */
+    long scripts_pending;   /* SCRIPT LOAD replies awaited after connect */
+    redisAsyncContext *sub;
+    bool sub_up;
+    long backoff_ms;
+    long sub_backoff_ms;
+    bool closing;
+
+    char sha[LEDGER_SCRIPT__COUNT][41];
+    struct req_list inflight; /* oldest first */
+    struct req_list waiting;  /* not sent yet: over max_inflight */
+
+    uv_timer_t tick;          /* deadlines */
+    uv_timer_t reconnect;     /* command connection */
+    uv_timer_t sub_reconnect; /* pub/sub connection */
+    struct ledger_stats stats;
+};
+
+int64_t ledger_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+unsigned ledger_partition(const char *sub, long partitions)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)sub; *p; p++) {
+        h ^= *p;
+        h *= 16777619u;
+    }
+    return (unsigned)(h % (uint32_t)(partitions > 0 ? partitions : 1));
+}
+
+int ledger_url_parse(const char *url, char *out_host, size_t hostlen, int *out_port, int *out_db,
+                     char *out_password, size_t passlen, bool *out_unix)
+{
+    *out_port = 6379;
+    *out_db = 0;
+    if (passlen) {
+        out_password[0] = '\0';
+    }
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *path = url + 7;
+        const char *q = strchr(path, '?');
+        size_t n = q ? (size_t)(q - path) : strlen(path);
+        if (n == 0 || n >= hostlen || path[0] != '/') {
+            return -EINVAL;
+        }
+        memcpy(out_host, path, n);
+        out_host[n] = '\0';
+        if (q) {
+            if (strncmp(q, "?db=", 4) != 0) {
+                return -EINVAL;
+            }
+            char *end;
+            long db = strtol(q + 4, &end, 10);
+            if (*end || db < 0 || db > 15) {
+                return -EINVAL;
+            }
+            *out_db = (int)db;
+        }
+        *out_unix = true;
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        return -EINVAL;
+    }
+    const char *p = url + 8;
+    const char *at = strchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *pw = colon ? colon + 1 : p;
+        size_t n = (size_t)(at - pw);
+        if (n >= passlen) {
+            return -EINVAL;
+        }
+        memcpy(out_password, pw, n);
+        out_password[n] = '\0';
+        p = at + 1;
+    }
+    const char *end = p + strcspn(p, ":/");
+    size_t hn = (size_t)(end - p);
+    if (hn == 0 || hn >= hostlen) {
+        return -EINVAL;
+    }
+    memcpy(out_host, p, hn);
+    out_host[hn] = '\0';
+    p = end;
+    if (*p == ':') {
+        char *e;
+        long port = strtol(p + 1, &e, 10);
+        if (e == p + 1 || port < 1 || port > 65535) {
+            return -EINVAL;
+        }
+        *out_port = (int)port;
+        p = e;
+    }
+    if (*p == '/') {
+        p++;
+        if (*p) {
+            char *e;
+            long db = strtol(p, &e, 10);
+            if (*e || db < 0 || db > 15) {
+                return -EINVAL;
+            }
+            *out_db = (int)db;
+        }
+    } else if (*p) {
+        return -EINVAL;
+    }
+    *out_unix = false;
+    return 0;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void list_push(struct req_list *L, struct ledger_req *r)
+{
+    r->next = NULL;
+    r->prev = L->tail;
+    if (L->tail) {
+        L->tail->next = r;
+    } else {
+        L->head = r;
+    }
+    L->tail = r;
+    L->n++;
+}
+
+static void list_remove(struct req_list *L, struct ledger_req *r)
+{
+    if (r->prev) {
+        r->prev->next = r->next;
+    } else {
+        L->head = r->next;
+    }
+    if (r->next) {
+        r->next->prev = r->prev;
+    } else {
+        L->tail = r->prev;
+    }
+    r->prev = r->next = NULL;
+    L->n--;
+}
+
+static void req_free(struct ledger_req *r)
+{
+    free(r);
+}
+
+/* Calls the user callback once, whatever comes later. */
+static void req_answer(struct ledger_req *r, int status, const redisReply *reply)
+{
+    ledger_reply_cb *cb = r->cb;
+    if (!cb) {
+        return;
+    }
+    r->cb = NULL;
+    if (status < 0) {
+        r->l->stats.errors++;
+        if (status == -ETIMEDOUT) {
+            r->l->stats.timeouts++;
+        }
+    }
+    cb(r->ud, status, reply);
+}
+
+static void observe_latency(struct ledger *l, uint64_t start_ns)
+{
+    double s = (double)(mono_ns() - start_ns) / 1e9;
+    for (size_t i = 0; i < 12; i++) {
+        if (s <= ledger_latency_bounds_s[i]) {
+            l->stats.latency_le[i]++;
+        }
+    }
+    l->stats.latency_count++;
+    l->stats.latency_sum_s += s;
+}
+
+static void cmd_reply(redisAsyncContext *ac, void *reply, void *privdata);
+static void schedule_reconnect(struct ledger *l);
+static void pump(struct ledger *l);
+
+static int send_req(struct ledger *l, struct ledger_req *r)
+{
+    if (redisAsyncCommandArgv(l->cmd, cmd_reply, r, r->argc, (const char **)r->argv,
+                              r->argvlen) != REDIS_OK) {
+        return -ECONNRESET;
+    }
+    r->sent = true;
+    list_push(&l->inflight, r);
+    return 0;
+}
+
+/* Moves waiting requests into the pipeline while there is room. */
+static void pump(struct ledger *l)
+{
+    while (l->cmd_up && l->waiting.head && l->inflight.n < l->opts.max_inflight) {
+        struct ledger_req *r = l->waiting.head;
+        list_remove(&l->waiting, r);
+        if (send_req(l, r) < 0) {
+            req_answer(r, -ECONNRESET, NULL);
+            req_free(r);
+        }
+    }
+}
+
+static void cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct ledger_req *r = privdata;
+    struct ledger *l = r->l;
+    redisReply *rep = reply;
+    list_remove(&l->inflight, r);
+    if (rep && rep->type == REDIS_REPLY_ERROR && r->script >= 0 && !r->resent &&
+        strncmp(rep->str, "NOSCRIPT", 8) == 0 && l->cmd) {
+        /* The script cache was flushed (restart, SCRIPT FLUSH): EVAL sends the body and
+         * caches it again. The script did not run, so resending is safe. */
+        r->resent = true;
+        r->argv[0] = "EVAL";
+        r->argvlen[0] = 4;
+        r->argv[1] = (char *)script_src[r->script];
+        r->argvlen[1] = strlen(script_src[r->script]);
+        if (send_req(l, r) == 0) {
+            return;
+        }
+    }
+    if (rep) {
+        observe_latency(l, r->start_ns);
+        req_answer(r, 0, rep);
+    } else {
+        req_answer(r, -ECONNRESET, NULL);
+    }
+    req_free(r);
+    if (!l->closing) {
+        pump(l);
+    }
+}
+
+static void set_state(struct ledger *l, enum ledger_state s)
+{
+    if (l->opts.on_state && !l->closing) {
+        l->opts.on_state(l->opts.ud, s);
+    }
+}
+
+static void script_loaded(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct ledger *l = privdata;
+    redisReply *rep = reply;
+    if (!rep || l->cmd != ac) {
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        /* LOADING, or a script error: drop the connection and try again later. */
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (--l->scripts_pending == 0) {
+        l->cmd_up = true;
+        l->backoff_ms = BACKOFF_MIN_MS;
+        set_state(l, LEDGER_UP);
+        pump(l);
+    }
+}
+
+static void send_prelude(struct ledger *l, redisAsyncContext *ac, bool scripts)
+{
+    if (l->password[0]) {
+        redisAsyncCommand(ac, NULL, NULL, "AUTH %s", l->password);
+    }
+    if (l->db && scripts) {
+        redisAsyncCommand(ac, NULL, NULL, "SELECT %d", l->db);
+    }
+    if (!scripts) {
+        return;
+    }
+    l->scripts_pending = LEDGER_SCRIPT__COUNT;
+    for (int i = 0; i < LEDGER_SCRIPT__COUNT; i++) {
+        redisAsyncCommand(ac, script_loaded, l, "SCRIPT LOAD %s", script_src[i]);
+    }
+}
+
+static void cmd_connected(const redisAsyncContext *ac, int status)
+{
+    struct ledger *l = ac->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback. */
+        l->cmd = NULL;
+        schedule_reconnect(l);
+        return;
+    }
+    send_prelude(l, l->cmd, true);
+}
+
+static void fail_waiting(struct ledger *l, int status)
+{
+    while (l->waiting.head) {
+        struct ledger_req *r = l->waiting.head;
+        list_remove(&l->waiting, r);
+        req_answer(r, status, NULL);
+        req_free(r);
+    }
+}
+
+static void cmd_disconnected(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    struct ledger *l = ac->data;
+    bool was_up = l->cmd_up;
+    l->cmd = NULL;
+    l->cmd_up = false;
+    /* hiredis already answered every in-flight request with a NULL reply. */
+    fail_waiting(l, -ECONNRESET);
+    if (was_up) {
+        set_state(l, LEDGER_DOWN);
+    }
+    if (!l->closing) {
+        schedule_reconnect(l);
+    }
+}
+
+static redisAsyncContext *connect_ctx(struct ledger *l)
+{
+    redisAsyncContext *ac =
+        l->is_unix ? redisAsyncConnectUnix(l->host) : redisAsyncConnect(l->host, l->port);
+    if (!ac) {
+        return NULL;
+    }
+    if (ac->err) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = l;
+    if (redisLibuvAttach(ac, l->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    return ac;
+}
+
+static void do_connect(struct ledger *l)
+{
+    if (l->closing || l->cmd) {
+        return;
+    }
+    l->cmd = connect_ctx(l);
+    if (!l->cmd) {
+        schedule_reconnect(l);
+        return;
+    }
+    l->stats.reconnects++;
+    redisAsyncSetConnectCallback(l->cmd, cmd_connected);
+    redisAsyncSetDisconnectCallback(l->cmd, cmd_disconnected);
+}
+
+static void reconnect_fired(uv_timer_t *t)
+{
+    do_connect(t->data);
+}
+
+static void schedule_reconnect(struct ledger *l)
+{
+    if (l->closing) {
+        return;
+    }
+    uv_timer_start(&l->reconnect, reconnect_fired, (uint64_t)l->backoff_ms, 0);
+    l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->backoff_ms * 2;
+}
+
+/* ---- pub/sub connection ---- */
+
+static void schedule_sub_reconnect(struct ledger *l);
+
+static void sub_message(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct ledger *l = privdata;
+    redisReply *r = reply;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 || l->closing) {
+        return;
+    }
+    redisReply *kind = r->element[0];
+    if (kind->type == REDIS_REPLY_STRING && kind->len == 7 && memcmp(kind->str, "message", 7) == 0 &&
+        l->opts.on_message) {
+        l->opts.on_message(l->opts.ud, r->element[1]->str, r->element[1]->len,
+                           r->element[2]->str, r->element[2]->len);
+    }
+}
+
+static void sub_connected(const redisAsyncContext *ac, int status)
+{
+    struct ledger *l = ac->data;
+    if (status != REDIS_OK) {
+        l->sub = NULL;
+        schedule_sub_reconnect(l);
+        return;
+    }
+    send_prelude(l, l->sub, false);
+    l->sub_up = true;
+    l->sub_backoff_ms = BACKOFF_MIN_MS;
+    set_state(l, LEDGER_SUB_UP);
+}
+
+static void sub_disconnected(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    struct ledger *l = ac->data;
+    l->sub = NULL;
+    l->sub_up = false;
+    if (!l->closing) {
+        schedule_sub_reconnect(l);
+    }
+}
+
+static void do_sub_connect(struct ledger *l)
+{
+    if (l->closing || l->sub) {
+        return;
+    }
+    l->sub = connect_ctx(l);
+    if (!l->sub) {
+        schedule_sub_reconnect(l);
+        return;
+    }
+    redisAsyncSetConnectCallback(l->sub, sub_connected);
+    redisAsyncSetDisconnectCallback(l->sub, sub_disconnected);
+}
+
+static void sub_reconnect_fired(uv_timer_t *t)
+{
+    do_sub_connect(t->data);
+}
+
+static void schedule_sub_reconnect(struct ledger *l)
+{
+    if (l->closing) {
+        return;
+    }
+    uv_timer_start(&l->sub_reconnect, sub_reconnect_fired, (uint64_t)l->sub_backoff_ms, 0);
+    l->sub_backoff_ms =
+        l->sub_backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->sub_backoff_ms * 2;
+}
+
+int ledger_subscribe(struct ledger *l, const char *channel)
+{
+    if (!l->sub_up) {
+        return -EAGAIN;
+    }
+    const char *argv[2] = {"SUBSCRIBE", channel};
+    return redisAsyncCommandArgv(l->sub, sub_message, l, 2, argv, NULL) == REDIS_OK
+               ? 0
+               : -ECONNRESET;
+}
+
+int ledger_unsubscribe(struct ledger *l, const char *channel)
+{
+    if (!l->sub_up) {
+        return -EAGAIN;
+    }
+    const char *argv[2] = {"UNSUBSCRIBE", channel};
+    return redisAsyncCommandArgv(l->sub, sub_message, l, 2, argv, NULL) == REDIS_OK
+               ? 0
+               : -ECONNRESET;
+}
+
+/* ---- deadlines ---- */
+
+static void tick_fired(uv_timer_t *t)
+{
+    struct ledger *l = t->data;
+    int64_t now = ledger_now_ms();
+    int64_t limit = now - l->opts.timeout_ms;
+    /* Queued requests were never sent: they time out without any doubt about their outcome. */
+    while (l->waiting.head && l->waiting.head->start_ms <= limit) {
+        struct ledger_req *r = l->waiting.head;
+        list_remove(&l->waiting, r);
+        req_answer(r, -ETIMEDOUT, NULL);
+        req_free(r);
+    }
+    /* Sent requests complete in order on one connection: if the oldest is past its deadline,
+     * the connection is stuck (Redis hung, or the network gone without a reset). Answer the
+     * late ones now and drop the connection, which answers nothing twice. */
+    bool stuck = false;
+    for (struct ledger_req *r = l->inflight.head; r && r->start_ms <= limit; r = r->next) {
+        req_answer(r, -ETIMEDOUT, NULL);
+        stuck = true;
+    }
+    if (stuck && l->cmd) {
+        redisAsyncContext *ac = l->cmd;
+        redisAsyncFree(ac); /* calls cmd_disconnected and every pending callback */
+    }
+}
+
+/* ---- public ---- */
+
+int ledger_new(uv_loop_t *loop, const struct ledger_opts *opts, struct ledger **out)
+{
+    struct ledger *l = calloc(1, sizeof(*l));
+    if (!l) {
+        return -ENOMEM;
+    }
+    l->loop = loop;
+    l->opts = *opts;
+    l->url = strdup(opts->url);
+    if (!l->url) {
+        free(l);
+        return -ENOMEM;
+    }
+    l->opts.url = l->url;
+    if (l->opts.max_inflight < 1) {
+        l->opts.max_inflight = 1;
+    }
+    if (ledger_url_parse(l->url, l->host, sizeof(l->host), &l->port, &l->db, l->password,
+                         sizeof(l->password), &l->is_unix) < 0) {
+        free(l->url);
+        free(l);
+        return -EINVAL;
+    }
+    for (int i = 0; i < LEDGER_SCRIPT__COUNT; i++) {
+        unsigned char md[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)script_src[i], strlen(script_src[i]), md);
+        for (int j = 0; j < SHA_DIGEST_LENGTH; j++) {
+            static const char hex[] = "0123456789abcdef";
+            l->sha[i][2 * j] = hex[md[j] >> 4];
+            l->sha[i][2 * j + 1] = hex[md[j] & 15];
+        }
+        l->sha[i][40] = '\0';
+    }
+    l->backoff_ms = l->sub_backoff_ms = BACKOFF_MIN_MS;
+    uv_timer_init(loop, &l->tick);
+    uv_timer_init(loop, &l->reconnect);
+    uv_timer_init(loop, &l->sub_reconnect);
+    l->tick.data = l->reconnect.data = l->sub_reconnect.data = l;
+    uint64_t period = (uint64_t)(l->opts.timeout_ms / 10 > 0 ? l->opts.timeout_ms / 10 : 1);
+    if (period > 50) {
+        period = 50;
+    }
+    uv_timer_start(&l->tick, tick_fired, period, period);
+    do_connect(l);
+    do_sub_connect(l);
+    *out = l;
+    return 0;
+}
+
+static void free_after_close(uv_handle_t *h)
+{
+    struct ledger *l = h->data;
+    free(l->url);
+    free(l);
+}
+
+void ledger_free(struct ledger *l)
+{
+    if (!l) {
+        return;
+    }
+    l->closing = true;
+    fail_waiting(l, -ECANCELED);
+    for (struct ledger_req *r = l->inflight.head; r; r = r->next) {
+        req_answer(r, -ECANCELED, NULL);
+    }
+    if (l->cmd) {
+        redisAsyncFree(l->cmd);
+        l->cmd = NULL;
+    }
+    if (l->sub) {
+        redisAsyncFree(l->sub);
+        l->sub = NULL;
+    }
+    uv_close((uv_handle_t *)&l->reconnect, NULL);
+    uv_close((uv_handle_t *)&l->sub_reconnect, NULL);
+    uv_close((uv_handle_t *)&l->tick, free_after_close);
+}
+
+bool ledger_ready(const struct ledger *l)
+{
+    return l->cmd_up;
+}
+
+static int submit(struct ledger *l, int script, int argc, const char *const *argv,
+                  const size_t *argvlen, ledger_reply_cb *cb, void *ud,
+                  struct ledger_req **out_req)
+{
+    if (!l->cmd_up || l->closing) {
+        return -EAGAIN;
+    }
+    int extra = script >= 0 ? 2 : 0;
+    int n = argc + extra;
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++) {
+        bytes += (argvlen ? argvlen[i] : strlen(argv[i])) + 1;
+    }
+    /* One block: the request, the argv and length arrays, then the argument bytes. */
+    size_t head = sizeof(struct ledger_req) + (size_t)n * (sizeof(char *) + sizeof(size_t));
+    struct ledger_req *r = calloc(1, head + bytes);
+    if (!r) {
+        return -ENOMEM;
+    }
+    r->argv = (char **)(r + 1);
+    r->argvlen = (size_t *)(r->argv + n);
+    char *p = (char *)(r->argvlen + n);
+    if (script >= 0) {
+        r->argv[0] = "EVALSHA";
+        r->argvlen[0] = 7;
+        r->argv[1] = l->sha[script];
+        r->argvlen[1] = 40;
+    }
+    for (int i = 0; i < argc; i++) {
+        size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
+        memcpy(p, argv[i], len);
+        p[len] = '\0';
+        r->argv[extra + i] = p;
+        r->argvlen[extra + i] = len;
+        p += len + 1;
+    }
+    r->argc = n;
+    r->l = l;
+    r->cb = cb;
+    r->ud = ud;
+    r->script = script;
+    r->start_ms = ledger_now_ms();
+    r->start_ns = mono_ns();
+    l->stats.requests++;
+    if (l->inflight.n < l->opts.max_inflight && !l->waiting.head) {
+        if (send_req(l, r) < 0) {
+            free(r);
+            return -EAGAIN;
+        }
+    } else {
+        list_push(&l->waiting, r);
+    }
+    if (out_req) {
+        *out_req = r;
+    }
+    return 0;
+}
+
+int ledger_command(struct ledger *l, int argc, const char *const *argv, const size_t *argvlen,
+                   ledger_reply_cb *cb, void *ud, struct ledger_req **out_req)
+{
+    return submit(l, -1, argc, argv, argvlen, cb, ud, out_req);
+}
+
+int ledger_script(struct ledger *l, enum ledger_script script, int argc, const char *const *argv,
+                  const size_t *argvlen, ledger_reply_cb *cb, void *ud,
+                  struct ledger_req **out_req)
+{
+    return submit(l, (int)script, argc, argv, argvlen, cb, ud, out_req);
+}
+
+void ledger_req_cancel(struct ledger_req *req)
+{
+    if (req) {
+        req->cb = NULL;
+    }
+}
+
+void ledger_get_stats(const struct ledger *l, struct ledger_stats *out)
+{
+    *out = l->stats;
+    out->inflight = l->inflight.n;
+    out->queued = l->waiting.n;
+}

@@ -1,0 +1,7 @@
+#!/bin/sh
+# run-tests.sh BUILD_DIR: runs every test of a build (unit, integration, e2e, browser).
+# Integration and end-to-end tests start their own redis-server(s) (and PostgreSQL) on free
+# ports and stop them afterwards.
+set -eu
+build=${1:-build}
+ctest --test-dir "$build" --output-on-failure --timeout 300 -j2

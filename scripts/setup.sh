@@ -1,0 +1,24 @@
+#!/bin/sh
+# setup.sh: installs (apt-get, as root) whatever giftd needs to build, run and test that is
+# missing. Safe to run again: it installs nothing when everything is there.
+set -eu
+pkgs="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
+libhiredis-dev libjansson-dev libssl-dev libcriterion-dev redis-server libpq-dev
+postgresql nodejs npm chromium curl"
+missing=""
+for p in $pkgs; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing:$missing"
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: run as root (or install these packages yourself):$missing" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # Debian starts services on install where it can; giftd's tests start their own servers.
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

@@ -1,0 +1,98 @@
+/* listener: giftd owns its listening socket (SO_REUSEPORT) and hands accepted sockets to lws. */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "server/server.h"
+
+static void on_acceptable(uv_poll_t *h, int status, int events)
+{
+    struct app *app = h->data;
+    (void)events;
+    if (status < 0 || app->shutting_down) {
+        return;
+    }
+    /* Accept a bounded number per wake-up so one burst of connects cannot starve the loop. */
+    for (int i = 0; i < 256; i++) {
+        int fd = accept4(app->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                errno != ECONNABORTED) {
+                log_warn("accept4: %s", strerror(errno));
+            }
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (!lws_adopt_socket_vhost(app->vhost, fd)) {
+            /* lws closes the descriptor when adoption fails. */
+            log_warn("lws_adopt_socket_vhost failed");
+        }
+    }
+}
+
+int listener_start(struct app *app)
+{
+    char host[256];
+    int port;
+    if (config_listen_parse(app->cfg.listen, host, sizeof(host), &port) < 0) {
+        log_err("listen: cannot parse %s", app->cfg.listen);
+        return -EINVAL;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char ports[16];
+    snprintf(ports, sizeof(ports), "%d", port);
+    int rc = getaddrinfo(host[0] ? host : NULL, ports, &hints, &res);
+    if (rc != 0) {
+        log_err("listen: getaddrinfo(%s): %s", host, gai_strerror(rc));
+        return -EINVAL;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0) {
+            break;
+        }
+        log_err("listen: bind/listen %s: %s", app->cfg.listen, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        return -EADDRINUSE;
+    }
+    app->listen_fd = fd;
+    uv_poll_init(app->loop, &app->listen_poll, fd);
+    app->listen_poll.data = app;
+    uv_poll_start(&app->listen_poll, UV_READABLE, on_acceptable);
+    return 0;
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    struct app *app = h->data;
+    if (app->listen_fd >= 0) {
+        close(app->listen_fd);
+        app->listen_fd = -1;
+    }
+}
+
+void listener_stop(struct app *app)
+{
+    if (app->listen_fd >= 0 && !uv_is_closing((uv_handle_t *)&app->listen_poll)) {
+        uv_poll_stop(&app->listen_poll);
+        uv_close((uv_handle_t *)&app->listen_poll, listener_closed);
+    }
+}

@@ -1,0 +1,487 @@
+/* giftd: entry point — configuration, the libuv loop, lws context, ledger, signals, --dev. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/server.h"
+
+extern char **environ;
+
+void log_msg(const char *level, const char *fmt, ...)
+{
+    char ts[40];
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s %s giftd[%d] %s\n", ts, level, (int)getpid(), line);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: giftd [--config FILE] [--dev] [--check-config] [--KEY=VALUE ...]\n"
+                 "\n"
+                 "  --config FILE   JSON configuration file (keys below; nested or dotted)\n"
+                 "  --dev           open a demo room, credit demo users, print tokens and URLs\n"
+                 "  --check-config  validate the configuration and the catalog, then exit\n"
+                 "  --version       print the version and exit\n"
+                 "  --help          this text\n"
+                 "\n"
+                 "Configuration keys: flags beat GIFTD_* environment variables, which beat the\n"
+                 "file, which beats the defaults.\n\n");
+    config_print_help(out);
+}
+
+static void app_load_catalog_or_keep(struct app *app)
+{
+    char err[512];
+    struct gifts_catalog *cat = NULL;
+    if (gifts_catalog_load(app->cfg.gifts_catalog, &cat, err, sizeof(err)) < 0) {
+        log_err("SIGHUP: catalog %s refused, the old one stays in force: %s",
+                app->cfg.gifts_catalog, err);
+        return;
+    }
+    app_set_catalog(app, cat);
+    log_info("SIGHUP: catalog %s reloaded (%zu gifts)", app->cfg.gifts_catalog,
+             gifts_count(cat));
+}
+
+void app_set_catalog(struct app *app, struct gifts_catalog *cat)
+{
+    gifts_catalog_free(app->catalog);
+    app->catalog = cat;
+}
+
+static void finish_shutdown(struct app *app)
+{
+    uv_timer_stop(&app->shutdown_timer);
+    uv_timer_stop(&app->presence_timer);
+    uv_timer_stop(&app->sweep_timer);
+    rooms_presence_tick(app, false);
+    if (app->ctx) {
+        lws_context_destroy(app->ctx);
+        app->ctx = NULL;
+    }
+    rooms_free_all(app);
+    ledger_free(app->ledger);
+    app->ledger = NULL;
+    uv_close((uv_handle_t *)&app->presence_timer, NULL);
+    uv_close((uv_handle_t *)&app->sweep_timer, NULL);
+    uv_close((uv_handle_t *)&app->shutdown_timer, NULL);
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->sighup, NULL);
+}
+
+static void shutdown_tick(uv_timer_t *t)
+{
+    struct app *app = t->data;
+    int64_t waited = ledger_now_ms() - app->started_ms;
+    /* started_ms is reused as the moment shutdown began. */
+    if (!app->sessions || waited > 3000) {
+        if (app->sessions) {
+            log_warn("shutdown: %ld connections did not close in time", app->m.connections);
+        }
+        finish_shutdown(app);
+    }
+}
+
+static void begin_shutdown(struct app *app, const char *why)
+{
+    if (app->shutting_down) {
+        return;
+    }
+    app->shutting_down = true;
+    log_info("%s: stop accepting, closing %ld connections with 1001", why, app->m.connections);
+    listener_stop(app);
+    for (struct session *s = app->sessions; s; s = s->anext) {
+        s->going_away = true;
+        lws_callback_on_writable(s->wsi);
+    }
+    app->started_ms = ledger_now_ms();
+    uv_timer_start(&app->shutdown_timer, shutdown_tick, 0, 20);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct app *app = h->data;
+    if (signum == SIGHUP) {
+        app_load_catalog_or_keep(app);
+        return;
+    }
+    begin_shutdown(app, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void presence_fired(uv_timer_t *t)
+{
+    rooms_presence_tick(t->data, true);
+}
+
+/* ---- --dev ---- */
+
+static void dev_ignore(void *ud, int status, const redisReply *r)
+{
+    (void)ud;
+    (void)status;
+    (void)r;
+}
+
+static void dev_setup(struct app *app)
+{
+    char k[256], k2[256], k3[300], k4[256], k5[64];
+    int64_t now = ledger_now_ms();
+    char nows[32];
+    snprintf(nows, sizeof(nows), "%lld", (long long)now);
+    rooms_key(k, sizeof(k), "demo", "meta");
+    rooms_key(k2, sizeof(k2), "demo", "totals");
+    rooms_key(k3, sizeof(k3), "demo", "lb");
+    rooms_key(k4, sizeof(k4), "demo", "lbnames");
+    const char *open[] = {"4", k, k2, k3, k4, "demo_creator", "Demo Creator", "giftd demo", nows};
+    ledger_script(app->ledger, LEDGER_SCRIPT_ROOM_OPEN, 9, open, NULL, dev_ignore, NULL, NULL);
+    const char *users[] = {"alice", "bob"};
+    for (int i = 0; i < 2; i++) {
+        char pay[128];
+        user_key(app, k, sizeof(k), "bal", users[i]);
+        snprintf(pay, sizeof(pay), "pay:dev-credit-%s", users[i]);
+        user_key(app, k2, sizeof(k2), pay, users[i]);
+        unsigned p = ledger_partition(users[i], app->cfg.ledger_partitions);
+        partition_prefix(k5, sizeof(k5), p);
+        snprintf(k3, sizeof(k3), "%srecharged", k5);
+        const char *rc[] = {"3", k, k2, k3, "100000"};
+        ledger_script(app->ledger, LEDGER_SCRIPT_RECHARGE, 5, rc, NULL, dev_ignore, NULL, NULL);
+    }
+    const char *secret = app->cfg.auth_secret;
+    int64_t exp = now / 1000 + 7 * 86400;
+    struct auth_claims c[4] = {
+        {.sub = "alice", .name = "Alice", .role = AUTH_ROLE_VIEWER, .exp = exp},
+        {.sub = "bob", .name = "Bob", .role = AUTH_ROLE_VIEWER, .exp = exp},
+        {.sub = "demo_creator", .role = AUTH_ROLE_OVERLAY, .room = "demo", .exp = exp},
+        {.sub = "platform", .role = AUTH_ROLE_SERVICE, .exp = exp},
+    };
+    char *tok[4] = {0};
+    for (int i = 0; i < 4; i++) {
+        if (auth_jwt_sign(&c[i], secret, strlen(secret), &tok[i]) < 0) {
+            log_err("--dev: auth_jwt_sign failed");
+        }
+    }
+    char host[128];
+    int port = 0;
+    config_listen_parse(app->cfg.listen, host, sizeof(host), &port);
+    const char *h = (!host[0] || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
+                        ? "127.0.0.1"
+                        : host;
+    const char *scheme = app->cfg.tls_cert ? "https" : "http";
+    const char *wscheme = app->cfg.tls_cert ? "wss" : "ws";
+    printf("\n"
+           "giftd --dev is ready: room \"demo\" is live (creator demo_creator); alice and bob\n"
+           "have 100000 coins each. Tokens are valid for 7 days.\n\n"
+           "  overlay:      %s://%s:%d/overlay/?room=demo&token=%s\n"
+           "  demo viewer:  %s://%s:%d/demo/?room=demo&token=%s\n"
+           "  WebSocket:    %s://%s:%d/ws?room=demo&token=%s\n"
+           "  bob's token:  %s\n"
+           "  service:      %s\n"
+           "\n"
+           "  curl %s://%s:%d/v1/rooms/demo\n"
+           "  curl -H 'Authorization: Bearer %s' %s://%s:%d/v1/users/alice/balance\n\n",
+           scheme, h, port, tok[2] ? tok[2] : "", scheme, h, port, tok[0] ? tok[0] : "",
+           wscheme, h, port, tok[0] ? tok[0] : "", tok[1] ? tok[1] : "", tok[3] ? tok[3] : "",
+           scheme, h, port, tok[3] ? tok[3] : "", scheme, h, port);
+    fflush(stdout);
+    for (int i = 0; i < 4; i++) {
+        free(tok[i]);
+    }
+}
+
+void app_ledger_state(void *ud, enum ledger_state st)
+{
+    struct app *app = ud;
+    switch (st) {
+    case LEDGER_UP:
+        log_info("redis: connected, scripts loaded");
+        if (app->dev && !app->dev_done) {
+            app->dev_done = true;
+            dev_setup(app);
+        }
+        rooms_presence_tick(app, true);
+        break;
+    case LEDGER_DOWN:
+        log_warn("redis: connection lost; reconnecting");
+        break;
+    case LEDGER_SUB_UP:
+        rooms_resubscribe(app);
+        break;
+    }
+}
+
+static void on_redis_message(void *ud, const char *ch, size_t chlen, const char *msg, size_t len)
+{
+    rooms_on_message(ud, ch, chlen, msg, len);
+}
+
+static const struct lws_protocols protocols[] = {
+    {"giftd.v1", ws_callback, sizeof(union conn), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static const struct lws_http_mount mount_demo = {
+    .mountpoint = "/demo",
+    .mountpoint_len = 5,
+    .origin_protocol = LWSMPRO_FILE,
+    .def = "index.html",
+};
+
+static struct lws_http_mount mounts[2];
+
+static int start_lws(struct app *app)
+{
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    void *foreign[1] = {app->loop};
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                   LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.foreign_loops = foreign;
+    info.protocols = protocols;
+    info.user = app;
+    info.pt_serv_buf_size = 64 * 1024;
+    info.fd_limit_per_thread = 0;
+    app->ctx = lws_create_context(&info);
+    if (!app->ctx) {
+        log_err("lws_create_context failed (is libwebsockets-evlib-uv installed?)");
+        return -1;
+    }
+    static char overlay_origin[1024], demo_origin[1024];
+    snprintf(overlay_origin, sizeof(overlay_origin), "%s", app->cfg.overlay_dir);
+    snprintf(demo_origin, sizeof(demo_origin), "%s/demo", app->cfg.overlay_dir);
+    mounts[0] = (struct lws_http_mount){
+        .mountpoint = "/overlay",
+        .mountpoint_len = 8,
+        .origin = overlay_origin,
+        .origin_protocol = LWSMPRO_FILE,
+        .def = "index.html",
+        .mount_next = &mounts[1],
+    };
+    mounts[1] = mount_demo;
+    mounts[1].origin = demo_origin;
+
+    memset(&info, 0, sizeof(info));
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = protocols;
+    info.mounts = mounts;
+    info.vhost_name = "giftd";
+    info.user = app;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.ka_time = 0;
+    if (app->cfg.tls_cert) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = app->cfg.tls_cert;
+        info.ssl_private_key_filepath = app->cfg.tls_key;
+    }
+    app->vhost = lws_create_vhost(app->ctx, &info);
+    if (!app->vhost) {
+        log_err("lws_create_vhost failed");
+        return -1;
+    }
+    return 0;
+}
+
+static int load_config(struct app *app, int argc, char **argv, bool *out_check, int *out_exit)
+{
+    char err[512];
+    const char *file = NULL;
+    *out_exit = -1;
+    if (config_init(&app->cfg) < 0) {
+        fprintf(stderr, "giftd: out of memory\n");
+        return -1;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            *out_exit = 0;
+            return -1;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("giftd %s\n", GIFTD_VERSION);
+            *out_exit = 0;
+            return -1;
+        }
+        if (strcmp(a, "--dev") == 0) {
+            app->dev = true;
+        } else if (strcmp(a, "--check-config") == 0) {
+            *out_check = true;
+        } else if (strcmp(a, "--config") == 0 && i + 1 < argc) {
+            file = argv[++i];
+        } else if (strncmp(a, "--config=", 9) == 0) {
+            file = a + 9;
+        }
+    }
+    if (file && config_apply_file(&app->cfg, file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "giftd: config: %s\n", err);
+        return -1;
+    }
+    if (config_apply_env(&app->cfg, environ, err, sizeof(err)) < 0) {
+        fprintf(stderr, "giftd: environment: %s\n", err);
+        return -1;
+    }
+    const char *unknown = config_unknown_env(environ);
+    if (unknown) {
+        fprintf(stderr, "giftd: warning: environment variable %.*s names no configuration key\n",
+                (int)strcspn(unknown, "="), unknown);
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--dev") == 0 || strcmp(a, "--check-config") == 0 ||
+            strncmp(a, "--config=", 9) == 0) {
+            continue;
+        }
+        if (strcmp(a, "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "giftd: unexpected argument '%s' (see --help)\n", a);
+            return -1;
+        }
+        char key[128];
+        const char *eq = strchr(a + 2, '=');
+        const char *val;
+        if (eq) {
+            snprintf(key, sizeof(key), "%.*s", (int)(eq - a - 2), a + 2);
+            val = eq + 1;
+        } else if (i + 1 < argc) {
+            snprintf(key, sizeof(key), "%s", a + 2);
+            val = argv[++i];
+        } else {
+            fprintf(stderr, "giftd: %s: missing value\n", a + 2);
+            return -1;
+        }
+        if (config_set(&app->cfg, key, val, err, sizeof(err)) < 0) {
+            fprintf(stderr, "giftd: flag --%s\n", err);
+            return -1;
+        }
+    }
+    if (app->dev && !app->cfg.auth_secret) {
+        config_set(&app->cfg, "auth.secret", "dev-secret-not-for-production", err, sizeof(err));
+    }
+    if (config_validate(&app->cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "giftd: config: %s\n", err);
+        return -1;
+    }
+    struct gifts_catalog *cat = NULL;
+    if (gifts_catalog_load(app->cfg.gifts_catalog, &cat, err, sizeof(err)) < 0) {
+        fprintf(stderr, "giftd: gifts.catalog: %s\n", err);
+        return -1;
+    }
+    app->catalog = cat;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct app app_storage;
+    struct app *app = &app_storage;
+    bool check = false;
+    int code;
+    signal(SIGPIPE, SIG_IGN);
+    if (load_config(app, argc, argv, &check, &code) < 0) {
+        config_cleanup(&app->cfg);
+        gifts_catalog_free(app->catalog);
+        return code >= 0 ? code : 2;
+    }
+    if (check) {
+        printf("giftd: configuration and catalog OK (%zu gifts, %zu packages)\n",
+               gifts_count(app->catalog), gifts_package_count(app->catalog));
+        config_cleanup(&app->cfg);
+        gifts_catalog_free(app->catalog);
+        return 0;
+    }
+    lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
+
+    struct redis_child rc = {0};
+    if (!app->cfg.redis_url) {
+        if (redis_child_start(&rc) < 0) {
+            log_err("could not start a private redis-server (install redis-server, or set "
+                    "redis.url)");
+            return 1;
+        }
+        char url[400];
+        snprintf(url, sizeof(url), "unix://%s", rc.sock);
+        char err[256];
+        config_set(&app->cfg, "redis.url", url, err, sizeof(err));
+        log_info("private redis-server %d on %s", (int)rc.pid, rc.sock);
+    }
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    app->loop = &loop;
+    snprintf(app->node_id, sizeof(app->node_id), "%08lx-%d", (unsigned long)ledger_now_ms(),
+             (int)getpid());
+    proto_buf_init(&app->scratch, LWS_PRE);
+    app->listen_fd = -1;
+
+    struct ledger_opts lo = {
+        .url = app->cfg.redis_url,
+        .timeout_ms = app->cfg.ledger_timeout_ms,
+        .max_inflight = app->cfg.ledger_max_inflight,
+        .partitions = app->cfg.ledger_partitions,
+        .on_state = app_ledger_state,
+        .on_message = on_redis_message,
+        .ud = app,
+    };
+    int rcode = 1;
+    if (ledger_new(&loop, &lo, &app->ledger) < 0) {
+        log_err("redis.url: cannot use %s", app->cfg.redis_url);
+        goto out;
+    }
+    if (start_lws(app) < 0 || listener_start(app) < 0) {
+        goto out;
+    }
+    uv_timer_init(&loop, &app->presence_timer);
+    uv_timer_init(&loop, &app->sweep_timer);
+    uv_timer_init(&loop, &app->shutdown_timer);
+    app->presence_timer.data = app->sweep_timer.data = app->shutdown_timer.data = app;
+    uv_timer_start(&app->presence_timer, presence_fired,
+                   (uint64_t)app->cfg.rooms_presence_interval_ms,
+                   (uint64_t)app->cfg.rooms_presence_interval_ms);
+    gift_sweeper_start(app);
+    uv_signal_init(&loop, &app->sigterm);
+    uv_signal_init(&loop, &app->sigint);
+    uv_signal_init(&loop, &app->sighup);
+    app->sigterm.data = app->sigint.data = app->sighup.data = app;
+    uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&app->sigint, on_signal, SIGINT);
+    uv_signal_start(&app->sighup, on_signal, SIGHUP);
+    log_info("giftd %s serving on %s (node %s, redis %s)", GIFTD_VERSION, app->cfg.listen,
+             app->node_id, rc.pid ? "private" : "external");
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+    rcode = 0;
+    log_info("stopped");
+out:
+    if (app->ctx) {
+        lws_context_destroy(app->ctx);
+        app->ctx = NULL;
+    }
+    if (app->ledger) {
+        ledger_free(app->ledger);
+        app->ledger = NULL;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    proto_buf_cleanup(&app->scratch);
+    redis_child_stop(&rc);
+    gifts_catalog_free(app->catalog);
+    config_cleanup(&app->cfg);
+    return rcode;
+}

@@ -1,0 +1,76 @@
+/* metrics: /metrics in the Prometheus text format, giftd_ prefixed. */
+#include <string.h>
+
+#include "server/server.h"
+
+static void counter(struct proto_buf *b, const char *name, const char *help, uint64_t v)
+{
+    proto_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+                     (unsigned long long)v);
+}
+
+static void gauge(struct proto_buf *b, const char *name, const char *help, long long v)
+{
+    proto_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
+}
+
+static void by_code(struct proto_buf *b, const char *name, const char *help,
+                    const uint64_t *counts)
+{
+    proto_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (int e = 1; e < PROTO_ERR__COUNT; e++) {
+        proto_buf_printf(b, "%s{code=\"%s\"} %llu\n", name, proto_err_code((enum proto_err)e),
+                         (unsigned long long)counts[e]);
+    }
+}
+
+void metrics_render(struct app *app, struct proto_buf *b)
+{
+    const struct metrics *m = &app->m;
+    gauge(b, "giftd_connections", "open WebSocket connections", m->connections);
+    counter(b, "giftd_connections_total", "WebSocket connections accepted",
+            m->connections_total);
+    gauge(b, "giftd_rooms", "rooms with viewers on this process", app->nrooms);
+    counter(b, "giftd_frames_in_total", "WebSocket frames received", m->frames_in);
+    counter(b, "giftd_frames_out_total", "WebSocket frames sent", m->frames_out);
+    counter(b, "giftd_bytes_out_total", "WebSocket payload bytes sent", m->bytes_out);
+    counter(b, "giftd_fanout_events_total", "room events delivered to viewers", m->events_out);
+    counter(b, "giftd_fanout_batch_frames_total", "frames that packed several events",
+            m->batch_frames);
+    counter(b, "giftd_slow_consumers_total", "viewers closed 4008 for falling behind",
+            m->slow_consumers);
+    counter(b, "giftd_http_requests_total", "HTTP requests", m->http_requests);
+    by_code(b, "giftd_errors_total", "error answers sent, by code", m->errors);
+    counter(b, "giftd_gifts_accepted_total", "gift sends debited", m->gifts_accepted);
+    counter(b, "giftd_gifts_duplicate_total", "retries answered with their first outcome",
+            m->gifts_duplicate);
+    by_code(b, "giftd_gifts_rejected_total", "gift sends refused, by code", m->gifts_rejected);
+    counter(b, "giftd_coins_debited_total", "coins debited for gifts", m->coins_debited);
+    counter(b, "giftd_events_published_total", "gift events published by this process",
+            m->events_published);
+    counter(b, "giftd_outbox_swept_total", "events published by the outbox sweeper",
+            m->outbox_swept);
+
+    struct ledger_stats ls;
+    ledger_get_stats(app->ledger, &ls);
+    gauge(b, "giftd_ledger_up", "1 when Redis answers", ledger_ready(app->ledger) ? 1 : 0);
+    gauge(b, "giftd_ledger_inflight", "Redis requests in flight", ls.inflight);
+    gauge(b, "giftd_ledger_queued", "Redis requests waiting for a pipeline slot", ls.queued);
+    counter(b, "giftd_ledger_requests_total", "Redis requests", ls.requests);
+    counter(b, "giftd_ledger_timeouts_total", "Redis requests past ledger.timeout_ms",
+            ls.timeouts);
+    counter(b, "giftd_ledger_errors_total", "Redis requests without a reply", ls.errors);
+    counter(b, "giftd_ledger_connects_total", "Redis connection attempts", ls.reconnects);
+    proto_buf_puts(b, "# HELP giftd_ledger_latency_seconds Redis round-trip time\n"
+                      "# TYPE giftd_ledger_latency_seconds histogram\n");
+    for (size_t i = 0; i < 12; i++) {
+        proto_buf_printf(b, "giftd_ledger_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                         ledger_latency_bounds_s[i], (unsigned long long)ls.latency_le[i]);
+    }
+    proto_buf_printf(b,
+                     "giftd_ledger_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
+                     "giftd_ledger_latency_seconds_sum %.6f\n"
+                     "giftd_ledger_latency_seconds_count %llu\n",
+                     (unsigned long long)ls.latency_count, ls.latency_sum_s,
+                     (unsigned long long)ls.latency_count);
+}

@@ -1,0 +1,379 @@
+/* rooms: this node's rooms — viewers, a ring of encoded events per room, pub/sub, presence. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server.h"
+
+#define BATCH_MAX_EVENTS 512
+#define BATCH_MAX_BYTES  (256 * 1024)
+
+void rooms_key(char *out, size_t len, const char *room, const char *suffix)
+{
+    snprintf(out, len, "giftd:{r:%s}:%s", room, suffix);
+}
+
+void rooms_channel(char *out, size_t len, const char *room)
+{
+    snprintf(out, len, "giftd:room:%s", room);
+}
+
+void partition_prefix(char *out, size_t len, unsigned n)
+{
+    snprintf(out, len, "giftd:{p%u}:", n);
+}
+
+void user_key(const struct app *app, char *out, size_t len, const char *kind, const char *sub)
+{
+    unsigned p = ledger_partition(sub, app->cfg.ledger_partitions);
+    snprintf(out, len, "giftd:{p%u}:%s:%s", p, kind, sub);
+}
+
+struct fanout_msg *fanout_msg_new(const char *text, size_t len)
+{
+    struct fanout_msg *m = malloc(sizeof(*m) + LWS_PRE + len);
+    if (!m) {
+        return NULL;
+    }
+    m->seq = 0;
+    m->closes_room = false;
+    m->len = len;
+    memcpy(m->buf + LWS_PRE, text, len);
+    return m;
+}
+
+static size_t hash_name(const char *s)
+{
+    size_t h = 5381;
+    for (; *s; s++) {
+        h = h * 33 + (unsigned char)*s;
+    }
+    return h;
+}
+
+static int grow_table(struct app *app)
+{
+    size_t cap = app->rooms_cap ? app->rooms_cap * 2 : 256;
+    struct room **t = calloc(cap, sizeof(*t));
+    if (!t) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < app->rooms_cap; i++) {
+        struct room *r = app->rooms[i];
+        while (r) {
+            struct room *next = r->hnext;
+            size_t b = hash_name(r->name) & (cap - 1);
+            r->hnext = t[b];
+            t[b] = r;
+            r = next;
+        }
+    }
+    free(app->rooms);
+    app->rooms = t;
+    app->rooms_cap = cap;
+    return 0;
+}
+
+static void subscribe(struct room *room)
+{
+    char ch[128];
+    rooms_channel(ch, sizeof(ch), room->name);
+    room->subscribed = ledger_subscribe(room->app->ledger, ch) == 0;
+}
+
+struct room *rooms_get(struct app *app, const char *name, bool create)
+{
+    if (app->rooms_cap) {
+        for (struct room *r = app->rooms[hash_name(name) & (app->rooms_cap - 1)]; r;
+             r = r->hnext) {
+            if (strcmp(r->name, name) == 0) {
+                return r;
+            }
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    if ((size_t)app->nrooms >= app->rooms_cap && grow_table(app) < 0) {
+        return NULL;
+    }
+    struct room *r = calloc(1, sizeof(*r));
+    if (!r) {
+        return NULL;
+    }
+    size_t cap = 16;
+    while (cap <= (size_t)app->cfg.fanout_max_queue) {
+        cap *= 2;
+    }
+    r->ring = calloc(cap, sizeof(*r->ring));
+    if (!r->ring) {
+        free(r);
+        return NULL;
+    }
+    r->ring_cap = cap;
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    r->app = app;
+    r->reported = -1;
+    size_t b = hash_name(name) & (app->rooms_cap - 1);
+    r->hnext = app->rooms[b];
+    app->rooms[b] = r;
+    app->nrooms++;
+    /* Subscribe before the join's script runs, so no event between the two is missed. */
+    subscribe(r);
+    return r;
+}
+
+static void presence_ignore(void *ud, int status, const redisReply *r)
+{
+    (void)ud;
+    (void)status;
+    (void)r;
+}
+
+static void presence_write(struct app *app, struct room *room)
+{
+    char kmeta[160], kseq[160], kpres[160], count[24], now[24], ttl[24];
+    rooms_key(kmeta, sizeof(kmeta), room->name, "meta");
+    rooms_key(kseq, sizeof(kseq), room->name, "seq");
+    rooms_key(kpres, sizeof(kpres), room->name, "presence");
+    snprintf(count, sizeof(count), "%ld", room->nviewers);
+    snprintf(now, sizeof(now), "%lld", (long long)ledger_now_ms());
+    snprintf(ttl, sizeof(ttl), "%ld", app->cfg.rooms_presence_interval_ms * 3 + 2000);
+    const char *argv[] = {"3", kmeta, kseq, kpres, app->node_id, count, now, ttl};
+    if (ledger_script(app->ledger, LEDGER_SCRIPT_ROOM_PRESENCE, 8, argv, NULL, presence_ignore,
+                      NULL, NULL) == 0) {
+        room->reported = room->nviewers;
+    }
+}
+
+static void room_free(struct room *r)
+{
+    for (size_t i = 0; i < r->ring_cap; i++) {
+        free(r->ring[i]);
+    }
+    free(r->ring);
+    free(r);
+}
+
+void rooms_release(struct app *app, struct room *room)
+{
+    if (room->nviewers > 0 || room->joining > 0) {
+        return;
+    }
+    if (room->reported > 0 && app->ledger) {
+        presence_write(app, room);
+    }
+    if (room->subscribed && app->ledger) {
+        char ch[128];
+        rooms_channel(ch, sizeof(ch), room->name);
+        ledger_unsubscribe(app->ledger, ch);
+    }
+    struct room **pp = &app->rooms[hash_name(room->name) & (app->rooms_cap - 1)];
+    while (*pp && *pp != room) {
+        pp = &(*pp)->hnext;
+    }
+    if (*pp) {
+        *pp = room->hnext;
+    }
+    app->nrooms--;
+    room_free(room);
+}
+
+void rooms_free_all(struct app *app)
+{
+    for (size_t i = 0; i < app->rooms_cap; i++) {
+        struct room *r = app->rooms[i];
+        while (r) {
+            struct room *next = r->hnext;
+            for (struct session *s = r->viewers; s; s = s->rnext) {
+                s->room = NULL;
+            }
+            room_free(r);
+            r = next;
+        }
+    }
+    free(app->rooms);
+    app->rooms = NULL;
+    app->rooms_cap = 0;
+    app->nrooms = 0;
+}
+
+void rooms_attach(struct room *room, struct session *s, uint64_t after_seq)
+{
+    s->room = room;
+    s->rprev = NULL;
+    s->rnext = room->viewers;
+    if (room->viewers) {
+        room->viewers->rprev = s;
+    }
+    room->viewers = s;
+    room->nviewers++;
+    /* Start after the last event the join saw; events that raced it are still delivered. */
+    uint64_t c = room->head;
+    uint64_t floor = room->head > room->ring_cap ? room->head - room->ring_cap : 0;
+    while (c > floor) {
+        struct fanout_msg *m = room->ring[(c - 1) & (room->ring_cap - 1)];
+        if (!m || m->closes_room || (m->seq && m->seq <= after_seq)) {
+            break;
+        }
+        c--;
+    }
+    s->cursor = c;
+    if (s->cursor < room->head) {
+        lws_callback_on_writable(s->wsi);
+    }
+}
+
+void rooms_detach(struct session *s)
+{
+    struct room *room = s->room;
+    if (!room) {
+        return;
+    }
+    if (s->rprev) {
+        s->rprev->rnext = s->rnext;
+    } else {
+        room->viewers = s->rnext;
+    }
+    if (s->rnext) {
+        s->rnext->rprev = s->rprev;
+    }
+    s->rnext = s->rprev = NULL;
+    s->room = NULL;
+    room->nviewers--;
+    if (room->nviewers == 0 && room->joining == 0) {
+        rooms_release(room->app, room);
+    }
+}
+
+void rooms_broadcast(struct room *room, struct fanout_msg *msg)
+{
+    size_t slot = room->head & (room->ring_cap - 1);
+    free(room->ring[slot]);
+    room->ring[slot] = msg;
+    room->head++;
+    if (msg->closes_room) {
+        room->live = false;
+    }
+    for (struct session *s = room->viewers; s; s = s->rnext) {
+        lws_callback_on_writable(s->wsi);
+    }
+}
+
+int fanout_write(struct session *s)
+{
+    struct room *room = s->room;
+    struct app *app = s->app;
+    uint64_t behind = room->head - s->cursor;
+    if (behind > (uint64_t)app->cfg.fanout_max_queue) {
+        app->m.slow_consumers++;
+        static const char reason[] = "slow consumer";
+        lws_close_reason(s->wsi, (enum lws_close_status)4008, (unsigned char *)reason,
+                         sizeof(reason) - 1);
+        return -1;
+    }
+    size_t mask = room->ring_cap - 1;
+    struct fanout_msg *first = room->ring[s->cursor & mask];
+    uint64_t n = 1;
+    bool closes = first->closes_room;
+    int w;
+    if (behind == 1 || closes) {
+        w = lws_write(s->wsi, first->buf + LWS_PRE, first->len, LWS_WRITE_TEXT);
+        app->m.bytes_out += first->len;
+    } else {
+        /* Several events pending: pack them into one batch frame, encoded once per pass. */
+        struct proto_buf *b = &app->scratch;
+        proto_buf_reset(b);
+        proto_buf_puts(b, "{\"type\":\"batch\",\"events\":[");
+        proto_buf_append(b, (const char *)first->buf + LWS_PRE, first->len);
+        while (n < behind && n < BATCH_MAX_EVENTS && b->len < BATCH_MAX_BYTES) {
+            struct fanout_msg *m = room->ring[(s->cursor + n) & mask];
+            proto_buf_puts(b, ",");
+            proto_buf_append(b, (const char *)m->buf + LWS_PRE, m->len);
+            n++;
+            if (m->closes_room) {
+                closes = true;
+                break;
+            }
+        }
+        proto_buf_puts(b, "]}");
+        if (b->oom) {
+            return -1;
+        }
+        w = lws_write(s->wsi, (unsigned char *)proto_buf_text(b), b->len, LWS_WRITE_TEXT);
+        app->m.bytes_out += b->len;
+        app->m.batch_frames++;
+    }
+    app->m.frames_out++;
+    app->m.events_out += n;
+    s->cursor += n;
+    if (w < 0) {
+        return -1;
+    }
+    if (closes) {
+        /* room_closed: the connection stays open and may join another room. */
+        rooms_detach(s);
+    }
+    return 0;
+}
+
+static uint64_t parse_seq(const char *msg, size_t len)
+{
+    const char *p = memmem(msg, len, "\"seq\":", 6);
+    if (!p) {
+        return 0;
+    }
+    return strtoull(p + 6, NULL, 10);
+}
+
+void rooms_on_message(struct app *app, const char *channel, size_t chlen, const char *msg,
+                      size_t len)
+{
+    static const char prefix[] = "giftd:room:";
+    if (chlen <= sizeof(prefix) - 1 || chlen > sizeof(prefix) - 1 + 64 ||
+        memcmp(channel, prefix, sizeof(prefix) - 1) != 0) {
+        return;
+    }
+    char name[65];
+    size_t n = chlen - (sizeof(prefix) - 1);
+    memcpy(name, channel + sizeof(prefix) - 1, n);
+    name[n] = '\0';
+    struct room *room = rooms_get(app, name, false);
+    if (!room) {
+        return;
+    }
+    struct fanout_msg *m = fanout_msg_new(msg, len);
+    if (!m) {
+        return;
+    }
+    static const char closed[] = "{\"type\":\"room_closed\"";
+    if (len >= sizeof(closed) - 1 && memcmp(msg, closed, sizeof(closed) - 1) == 0) {
+        m->closes_room = true;
+    } else {
+        m->seq = parse_seq(msg, len);
+    }
+    rooms_broadcast(room, m);
+}
+
+void rooms_resubscribe(struct app *app)
+{
+    for (size_t i = 0; i < app->rooms_cap; i++) {
+        for (struct room *r = app->rooms[i]; r; r = r->hnext) {
+            subscribe(r);
+        }
+    }
+}
+
+void rooms_presence_tick(struct app *app, bool refresh_all)
+{
+    if (!app->ledger || !ledger_ready(app->ledger)) {
+        return;
+    }
+    for (size_t i = 0; i < app->rooms_cap; i++) {
+        for (struct room *r = app->rooms[i]; r; r = r->hnext) {
+            if (r->nviewers != r->reported || (refresh_all && r->nviewers > 0)) {
+                presence_write(app, r);
+            }
+        }
+    }
+}

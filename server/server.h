@@ -1,0 +1,306 @@
+/* server: giftd's process — lws on a libuv loop it owns, sessions, rooms, fan-out, HTTP API. */
+#ifndef GIFTD_SERVER_H
+#define GIFTD_SERVER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include "auth/auth.h"
+#include "config/config.h"
+#include "gifts/gifts.h"
+#include "ledger_client/ledger_client.h"
+#include "protocol/protocol.h"
+
+struct app;
+struct room;
+struct session;
+
+/* ---- metrics (metrics.c) ---- */
+
+struct metrics {
+    uint64_t connections_total;
+    long connections;
+    uint64_t frames_in;
+    uint64_t frames_out;
+    uint64_t bytes_out;
+    uint64_t events_out;     /* room events delivered (one frame may carry several) */
+    uint64_t batch_frames;   /* frames that packed more than one event */
+    uint64_t slow_consumers; /* closed 4008 */
+    uint64_t errors[PROTO_ERR__COUNT];
+    uint64_t gifts_accepted;
+    uint64_t gifts_duplicate;
+    uint64_t gifts_rejected[PROTO_ERR__COUNT];
+    uint64_t coins_debited;
+    uint64_t events_published; /* gift events this node published (hot path + sweeper) */
+    uint64_t outbox_swept;     /* events the sweeper published for a dead or slow node */
+    uint64_t http_requests;
+};
+
+/** Appends the Prometheus text of every giftd_ metric. */
+void metrics_render(struct app *app, struct proto_buf *out);
+
+/* ---- fan-out (fanout.c) ---- */
+
+/* One encoded room event, shared by every viewer of the room on this node. */
+struct fanout_msg {
+    uint64_t seq;      /* room seq, 0 for events without one */
+    bool closes_room;  /* room_closed: viewers leave the room after it */
+    size_t len;        /* text length */
+    unsigned char buf[]; /* LWS_PRE bytes of headroom, then the text */
+};
+
+/** **new** message holding a copy of text (len bytes), or NULL on OOM. */
+struct fanout_msg *fanout_msg_new(const char *text, size_t len);
+
+/* A room on this node: its local viewers and its ring of recent events. */
+struct room {
+    char name[65];
+    struct room *hnext; /* hash chain */
+    struct app *app;
+    struct session *viewers; /* doubly linked through session->rnext/rprev */
+    long nviewers;
+    long joining;  /* joins awaiting Redis */
+    long reported; /* count last written to the presence hash, -1 never */
+    bool live;
+    char creator_id[65];
+    char creator_name[65];
+    bool subscribed;
+    struct fanout_msg **ring; /* ring_cap slots, indexed by absolute position % ring_cap */
+    size_t ring_cap;
+    uint64_t head; /* absolute position of the next event */
+};
+
+/** The room record for name, created (empty, not subscribed) when create is true. */
+struct room *rooms_get(struct app *app, const char *name, bool create);
+/** Frees a room with no viewers (unsubscribing). */
+void rooms_release(struct app *app, struct room *room);
+/** Appends an event to the room's ring and wakes its viewers. steals msg. */
+void rooms_broadcast(struct room *room, struct fanout_msg *msg);
+/** WRITEABLE step for room events: one frame with everything pending (a batch when several).
+ * Returns -1 when the session must close (slow consumer or write failure). */
+int fanout_write(struct session *s);
+/** Adds a session to a room's local viewers; its cursor starts after the event with seq
+ * after_seq still in the ring (so events that raced the join are not lost). */
+void rooms_attach(struct room *room, struct session *s, uint64_t after_seq);
+/** Removes a session from its room (releasing the room when it was the last). */
+void rooms_detach(struct session *s);
+/** Pub/sub message from Redis on a room channel. */
+void rooms_on_message(struct app *app, const char *channel, size_t chlen, const char *msg,
+                      size_t len);
+/** Subscribes again to every room with local viewers (after a pub/sub reconnect). */
+void rooms_resubscribe(struct app *app);
+/** Writes this node's viewer counts to Redis for rooms whose count changed or needs refresh. */
+void rooms_presence_tick(struct app *app, bool refresh_all);
+/** Frees every room (shutdown). */
+void rooms_free_all(struct app *app);
+/** Builds a room's Redis key: "giftd:{r:<room>}:<suffix>". */
+void rooms_key(char *out, size_t len, const char *room, const char *suffix);
+/** Channel name of a room. */
+void rooms_channel(char *out, size_t len, const char *room);
+
+/* ---- sessions (ws.c) ---- */
+
+struct out_msg {
+    struct out_msg *next;
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE + text */
+};
+
+enum { CONN_WS = 1, CONN_HTTP = 2 };
+
+struct session {
+    int kind; /* CONN_WS: first member, shared with struct http_req */
+    struct lws *wsi;
+    struct app *app;
+    struct session *anext, *aprev; /* all sessions */
+    struct session *rnext, *rprev; /* viewers of the same room */
+    struct room *room;
+    uint64_t cursor; /* next ring position to send */
+    bool authed;     /* welcome sent (token or guest) */
+    bool guest;
+    struct auth_claims claims;
+    struct out_msg *out_head, *out_tail; /* personal messages (welcome, ack, error …) */
+    long out_len;
+    char *rx;       /* fragments of the current message */
+    size_t rx_len;
+    size_t rx_cap;
+    int close_code; /* close after the queue drains, 0 none */
+    long pending_ledger; /* this session's requests awaiting Redis */
+    struct pending *pendings; /* the same, to detach them when the session closes */
+    bool going_away;
+    char joining[65];     /* room of the join awaiting Redis, "" none */
+    char query_room[65];  /* ?room= of a connection that must authenticate first */
+};
+
+/** Queues a personal text frame (copied) to s and asks for writable. */
+void session_send(struct session *s, const char *text, size_t len);
+/** Queues a proto_buf's text. */
+void session_send_buf(struct session *s, struct proto_buf *b);
+/** Queues an error frame (message NULL: default; id NULL: none) and counts it. */
+void session_error(struct session *s, enum proto_err e, const char *message, const char *id);
+/** The protocol callback for /ws and HTTP (lws protocols[0]). */
+int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                size_t len);
+
+/* An asynchronous Redis request made on behalf of a session (or an HTTP call): detached from
+ * its owner when the owner goes away, so a late reply finds no dangling pointer. */
+struct pending {
+    struct pending *next, *prev;
+    struct pending **list; /* the owner's list head, NULL once detached */
+    struct session *s;     /* owner session (NULL for HTTP or after detach) */
+    struct http_req *h;    /* owner HTTP request */
+    struct app *app;
+    struct ledger_req *req;
+    void (*done)(struct pending *p, int status, const redisReply *reply);
+    /* Request-specific state. */
+    char room[65];
+    char id[65];
+    char sub[65];
+    char name[65];
+    const struct gift *gift_unused;
+    struct gift gift;
+    long count;
+    long cost;
+    char *payload; /* gift publish payload (owned) */
+    size_t payload_len;
+    long balance;
+    bool duplicate;
+    int stage;
+    int64_t t0_ms;
+    char creator_id[65];
+};
+
+/** Allocates a pending request owned by s or h. Returns NULL on OOM. */
+struct pending *pending_new(struct app *app, struct session *s, struct http_req *h,
+                            void (*done)(struct pending *, int, const redisReply *));
+/** Runs a script for p; on a synchronous failure frees p and returns the error. */
+int pending_script(struct pending *p, enum ledger_script script, int argc, const char **argv,
+                   const size_t *lens);
+int pending_command(struct pending *p, int argc, const char **argv, const size_t *lens);
+/** Detaches every pending request of a list (their replies will be ignored). */
+void pending_detach_all(struct pending **list);
+
+/* ---- HTTP (http.c) ---- */
+
+struct http_req {
+    int kind; /* CONN_HTTP: first member, shared with struct session */
+    struct lws *wsi;
+    struct app *app;
+    int method; /* HTTP_GET … */
+    char path[256];
+    char *body;
+    size_t body_len;
+    bool too_large;
+    bool have_auth;
+    struct auth_claims claims;
+    bool auth_bad;
+    /* The response, once ready. */
+    int status;
+    char ctype[64];
+    char *resp;
+    size_t resp_len;
+    int stage; /* 0 waiting, 1 headers to write, 2 body to write */
+    struct pending *pendings;
+};
+
+enum { HTTP_GET = 1, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_OTHER };
+
+/** LWS_CALLBACK_HTTP: starts a request (uri: len bytes). Returns 0, or -1 to close. */
+int http_begin(struct http_req *h, struct lws *wsi, const char *uri, size_t len);
+/** LWS_CALLBACK_HTTP_BODY: appends to the body (bounded). */
+void http_body(struct http_req *h, const char *in, size_t len);
+/** Handles a complete HTTP request (body read). Returns 0, or -1 to close. */
+int http_dispatch(struct http_req *h);
+/** Sets the response (JSON text copied) and asks for writable. */
+void http_respond(struct http_req *h, int status, const char *json, size_t len);
+void http_respond_buf(struct http_req *h, int status, struct proto_buf *b);
+void http_error(struct http_req *h, enum proto_err e, const char *message);
+/** WRITEABLE step: writes headers, then the body. Returns -1 when the connection must close. */
+int http_writeable(struct http_req *h);
+void http_cleanup(struct http_req *h);
+
+/* One connection's per-session data (lws allocates it): a WebSocket session or an HTTP
+ * request, never both; `kind` tells which. */
+union conn {
+    struct session s;
+    struct http_req h;
+};
+
+/* ---- gifts path (gift.c) ---- */
+
+/** The key of sub's coins spent on the current UTC day (daily budget). */
+void gift_spent_key(const struct app *app, char *out, size_t len, const char *sub);
+
+/** Handles a parsed `gift` frame of a session. */
+void gift_handle(struct session *s, const struct proto_msg *m);
+/** Publishes an outbox payload (from the sweeper): steals payload. */
+void gift_publish_payload(struct app *app, char *payload, size_t len, bool from_sweeper);
+/** Starts the outbox sweeper timer. */
+void gift_sweeper_start(struct app *app);
+
+/* ---- the process ---- */
+
+struct app {
+    struct config cfg;
+    struct gifts_catalog *catalog;
+    bool dev;
+    uv_loop_t *loop;
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    struct ledger *ledger;
+    char node_id[40];
+    struct metrics m;
+    struct session *sessions;
+    struct room **rooms; /* hash table */
+    size_t rooms_cap;
+    long nrooms;
+    struct proto_buf scratch; /* batch frames and one-off encodings, reused */
+    uv_timer_t presence_timer;
+    uv_timer_t sweep_timer;
+    uv_timer_t shutdown_timer;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_poll_t listen_poll;
+    int listen_fd;
+    bool shutting_down;
+    bool dev_done;
+    unsigned sweep_next; /* next partition the sweeper visits */
+    int64_t started_ms;
+};
+
+/** Frees the catalog in force and installs cat (steals). */
+void app_set_catalog(struct app *app, struct gifts_catalog *cat);
+/** Called when the ledger's state changes. */
+void app_ledger_state(void *ud, enum ledger_state st);
+
+/* Private redis-server child (redis_child.c). */
+struct redis_child {
+    pid_t pid;
+    char dir[256];
+    char sock[300];
+};
+/** Starts redis-server on a Unix socket in a new temporary directory; waits until it answers.
+ * appendonly with everysec. Returns 0 or negative errno. */
+int redis_child_start(struct redis_child *rc);
+void redis_child_stop(struct redis_child *rc);
+
+/* Listening socket owned by giftd (listener.c): SO_REUSEPORT, accepted sockets adopted by lws. */
+int listener_start(struct app *app);
+void listener_stop(struct app *app);
+
+/* Logging: one line per event, with time and level; never tokens. */
+void log_msg(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_info(...) log_msg("info", __VA_ARGS__)
+#define log_warn(...) log_msg("warn", __VA_ARGS__)
+#define log_err(...)  log_msg("error", __VA_ARGS__)
+
+/** User keys on the sender's partition: "giftd:{p<n>}:<kind>:<sub>". */
+void user_key(const struct app *app, char *out, size_t len, const char *kind, const char *sub);
+/** The partition tag prefix "giftd:{p<n>}:" of partition n. */
+void partition_prefix(char *out, size_t len, unsigned n);
+
+#endif

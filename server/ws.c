@@ -1,0 +1,631 @@
+/* ws: the lws protocol callback — WebSocket sessions (SPEC 3) and HTTP requests (SPEC 5). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server.h"
+
+#define SESSION_MAX_PENDING 64 /* Redis requests one session may have in flight */
+
+static struct app *app_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* ---- pending requests ---- */
+
+static void pending_unlink(struct pending *p)
+{
+    if (p->list) {
+        if (p->prev) {
+            p->prev->next = p->next;
+        } else {
+            *p->list = p->next;
+        }
+        if (p->next) {
+            p->next->prev = p->prev;
+        }
+        p->list = NULL;
+    }
+}
+
+static void pending_reply(void *ud, int status, const redisReply *reply)
+{
+    struct pending *p = ud;
+    struct session *s = p->s;
+    pending_unlink(p);
+    if (s) {
+        s->pending_ledger--;
+        if (s->pending_ledger == SESSION_MAX_PENDING - 1) {
+            lws_rx_flow_control(s->wsi, 1);
+        }
+    }
+    p->req = NULL;
+    p->done(p, status, reply);
+}
+
+struct pending *pending_new(struct app *app, struct session *s, struct http_req *h,
+                            void (*done)(struct pending *, int, const redisReply *))
+{
+    struct pending *p = calloc(1, sizeof(*p));
+    if (!p) {
+        return NULL;
+    }
+    p->app = app;
+    p->s = s;
+    p->h = h;
+    p->done = done;
+    p->t0_ms = ledger_now_ms();
+    return p;
+}
+
+/* Links p into its owner's list while a request of p is in flight. */
+static void pending_link(struct pending *p)
+{
+    struct pending **list = p->s ? &p->s->pendings : p->h ? &p->h->pendings : NULL;
+    if (!list || p->list) {
+        return;
+    }
+    p->list = list;
+    p->prev = NULL;
+    p->next = *list;
+    if (*list) {
+        (*list)->prev = p;
+    }
+    *list = p;
+}
+
+static int pending_submit(struct pending *p, int script, int argc, const char **argv,
+                          const size_t *lens)
+{
+    int rc = script >= 0 ? ledger_script(p->app->ledger, (enum ledger_script)script, argc, argv,
+                                         lens, pending_reply, p, &p->req)
+                         : ledger_command(p->app->ledger, argc, argv, lens, pending_reply, p,
+                                          &p->req);
+    if (rc < 0) {
+        free(p->payload);
+        free(p);
+        return rc;
+    }
+    pending_link(p);
+    if (p->s) {
+        p->s->pending_ledger++;
+        if (p->s->pending_ledger == SESSION_MAX_PENDING) {
+            /* Back-pressure: stop reading this client until Redis catches up. */
+            lws_rx_flow_control(p->s->wsi, 0);
+        }
+    }
+    return 0;
+}
+
+int pending_script(struct pending *p, enum ledger_script script, int argc, const char **argv,
+                   const size_t *lens)
+{
+    return pending_submit(p, (int)script, argc, argv, lens);
+}
+
+int pending_command(struct pending *p, int argc, const char **argv, const size_t *lens)
+{
+    return pending_submit(p, -1, argc, argv, lens);
+}
+
+void pending_detach_all(struct pending **list)
+{
+    struct pending *p = *list;
+    while (p) {
+        struct pending *next = p->next;
+        p->s = NULL;
+        p->h = NULL;
+        p->list = NULL;
+        p->prev = p->next = NULL;
+        p = next;
+    }
+    *list = NULL;
+}
+
+/* ---- output ---- */
+
+void session_send(struct session *s, const char *text, size_t len)
+{
+    if (s->close_code || s->going_away) {
+        return;
+    }
+    struct out_msg *m = malloc(sizeof(*m) + LWS_PRE + len);
+    if (!m) {
+        return;
+    }
+    m->next = NULL;
+    m->len = len;
+    memcpy(m->buf + LWS_PRE, text, len);
+    if (s->out_tail) {
+        s->out_tail->next = m;
+    } else {
+        s->out_head = m;
+    }
+    s->out_tail = m;
+    s->out_len++;
+    lws_callback_on_writable(s->wsi);
+}
+
+void session_send_buf(struct session *s, struct proto_buf *b)
+{
+    if (!b->oom) {
+        session_send(s, proto_buf_text(b), b->len);
+    }
+}
+
+void session_error(struct session *s, enum proto_err e, const char *message, const char *id)
+{
+    struct app *app = s->app;
+    app->m.errors[e]++;
+    proto_buf_reset(&app->scratch);
+    proto_buf_error(&app->scratch, e, message, id);
+    session_send_buf(s, &app->scratch);
+}
+
+/* ---- welcome / join ---- */
+
+static void send_welcome(struct session *s, const char *balance)
+{
+    struct proto_buf *b = &s->app->scratch;
+    proto_buf_reset(b);
+    proto_buf_puts(b, "{\"type\":\"welcome\",\"user\":");
+    if (s->guest) {
+        proto_buf_puts(b, "null,\"role\":\"guest\",\"balance\":null");
+    } else {
+        proto_buf_puts(b, "{\"id\":");
+        proto_buf_json_cstr(b, s->claims.sub);
+        proto_buf_puts(b, ",\"name\":");
+        proto_buf_json_cstr(b, s->claims.name[0] ? s->claims.name : s->claims.sub);
+        proto_buf_puts(b, "},\"role\":");
+        proto_buf_json_cstr(b, auth_role_name(s->claims.role));
+        proto_buf_printf(b, ",\"balance\":%s", balance ? balance : "null");
+    }
+    proto_buf_printf(b, ",\"server_time_ms\":%lld}", (long long)ledger_now_ms());
+    session_send_buf(s, b);
+}
+
+static void welcome_balance_done(struct pending *p, int status, const redisReply *r)
+{
+    struct session *s = p->s;
+    if (s) {
+        char bal[32] = "0";
+        if (status == 0 && r->type == REDIS_REPLY_STRING) {
+            snprintf(bal, sizeof(bal), "%lld", strtoll(r->str, NULL, 10));
+        } else if (status != 0 || r->type == REDIS_REPLY_ERROR) {
+            snprintf(bal, sizeof(bal), "null");
+        }
+        send_welcome(s, bal);
+    }
+    free(p);
+}
+
+static void session_join(struct session *s, const char *room);
+
+/* The connection is authenticated (or a guest): send welcome, then join the query's room. */
+static void session_authed(struct session *s, const char *room)
+{
+    s->authed = true;
+    lws_set_timer_usecs(s->wsi, LWS_SET_TIMER_USEC_CANCEL);
+    if (s->claims.role == AUTH_ROLE_VIEWER) {
+        struct pending *p = pending_new(s->app, s, NULL, welcome_balance_done);
+        char key[160];
+        user_key(s->app, key, sizeof(key), "bal", s->claims.sub);
+        const char *argv[] = {"GET", key};
+        if (!p || pending_command(p, 2, argv, NULL) < 0) {
+            send_welcome(s, "null");
+        }
+    } else {
+        send_welcome(s, NULL);
+    }
+    if (room && room[0]) {
+        session_join(s, room);
+    }
+}
+
+static bool session_verify(struct session *s, const char *token, size_t len)
+{
+    const char *secret = s->app->cfg.auth_secret;
+    struct auth_claims c;
+    if (auth_jwt_verify(token, len, secret, strlen(secret), ledger_now_ms() / 1000, &c) < 0) {
+        return false;
+    }
+    s->claims = c;
+    s->guest = false;
+    return true;
+}
+
+static void join_done(struct pending *p, int status, const redisReply *r)
+{
+    struct session *s = p->s;
+    struct app *app = p->app;
+    struct room *room = rooms_get(app, p->room, false);
+    if (room) {
+        room->joining--;
+    }
+    if (!s) {
+        if (room && room->nviewers == 0 && room->joining == 0) {
+            rooms_release(app, room);
+        }
+        free(p);
+        return;
+    }
+    bool stale = strcmp(s->joining, p->room) != 0;
+    if (!stale) {
+        s->joining[0] = '\0';
+    }
+    if (status < 0 || r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+        if (!stale) {
+            session_error(s, PROTO_ERR_LEDGER_UNAVAILABLE, "could not join: Redis unavailable",
+                          NULL);
+        }
+    } else if (r->element[0]->integer != 1) {
+        if (!stale) {
+            session_error(s, PROTO_ERR_ROOM_NOT_LIVE, NULL, NULL);
+        }
+        if (room) {
+            room->live = false;
+        }
+    } else if (!stale && room) {
+        room->live = true;
+        snprintf(room->creator_id, sizeof(room->creator_id), "%s", r->element[1]->str);
+        snprintf(room->creator_name, sizeof(room->creator_name), "%s", r->element[2]->str);
+        long long seq = r->element[3]->integer;
+        rooms_attach(room, s, (uint64_t)seq);
+        long long viewers = r->element[4]->integer;
+        if (viewers < room->nviewers) {
+            viewers = room->nviewers;
+        }
+        struct proto_buf *b = &app->scratch;
+        proto_buf_reset(b);
+        proto_buf_puts(b, "{\"type\":\"joined\",\"room\":");
+        proto_buf_json_cstr(b, room->name);
+        proto_buf_puts(b, ",\"creator\":{\"id\":");
+        proto_buf_json_cstr(b, room->creator_id);
+        proto_buf_puts(b, ",\"name\":");
+        proto_buf_json_cstr(b, room->creator_name);
+        proto_buf_printf(b, "},\"viewers\":%lld,\"seq\":%lld}", viewers, seq);
+        session_send_buf(s, b);
+    }
+    if (room && room->nviewers == 0 && room->joining == 0) {
+        rooms_release(app, room);
+    }
+    free(p);
+}
+
+static void session_join(struct session *s, const char *name)
+{
+    struct app *app = s->app;
+    if (s->claims.role == AUTH_ROLE_OVERLAY && strcmp(s->claims.room, name) != 0) {
+        session_error(s, PROTO_ERR_FORBIDDEN, "an overlay token may only watch its own room",
+                      NULL);
+        return;
+    }
+    if (s->room) {
+        rooms_detach(s);
+    }
+    struct room *room = rooms_get(app, name, true);
+    if (!room) {
+        session_error(s, PROTO_ERR_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    struct pending *p = pending_new(app, s, NULL, join_done);
+    if (!p) {
+        session_error(s, PROTO_ERR_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    snprintf(p->room, sizeof(p->room), "%s", name);
+    snprintf(s->joining, sizeof(s->joining), "%s", name);
+    room->joining++;
+    char kmeta[160], kseq[160], kpres[160], count[24], now[24], ttl[24];
+    rooms_key(kmeta, sizeof(kmeta), name, "meta");
+    rooms_key(kseq, sizeof(kseq), name, "seq");
+    rooms_key(kpres, sizeof(kpres), name, "presence");
+    snprintf(count, sizeof(count), "%ld", room->nviewers + 1);
+    snprintf(now, sizeof(now), "%lld", (long long)ledger_now_ms());
+    snprintf(ttl, sizeof(ttl), "%ld", app->cfg.rooms_presence_interval_ms * 3 + 2000);
+    const char *argv[] = {"3", kmeta, kseq, kpres, app->node_id, count, now, ttl};
+    if (pending_script(p, LEDGER_SCRIPT_ROOM_PRESENCE, 8, argv, NULL) < 0) {
+        room->joining--;
+        s->joining[0] = '\0';
+        if (room->nviewers == 0 && room->joining == 0) {
+            rooms_release(app, room);
+        }
+        session_error(s, PROTO_ERR_LEDGER_UNAVAILABLE, "could not join: Redis unavailable", NULL);
+    }
+}
+
+/* ---- input ---- */
+
+static void handle_frame(struct session *s, const char *buf, size_t len)
+{
+    struct app *app = s->app;
+    app->m.frames_in++;
+    struct proto_msg m;
+    const char *detail = NULL;
+    enum proto_err e = proto_parse(buf, len, app->cfg.gifts_max_count, &m, &detail);
+    if (e != PROTO_OK) {
+        session_error(s, e, detail, m.type == PROTO_MSG_GIFT && m.id[0] ? m.id : NULL);
+        return;
+    }
+    switch (m.type) {
+    case PROTO_MSG_PING:
+        session_send(s, "{\"type\":\"pong\"}", 15);
+        return;
+    case PROTO_MSG_HELLO:
+        if (s->authed && !s->guest) {
+            session_error(s, PROTO_ERR_BAD_REQUEST, "already authenticated", NULL);
+            return;
+        }
+        if (!session_verify(s, m.token, strlen(m.token))) {
+            session_error(s, PROTO_ERR_UNAUTHORIZED, "invalid or expired token", NULL);
+            return;
+        }
+        session_authed(s, s->query_room);
+        s->query_room[0] = '\0';
+        return;
+    default:
+        break;
+    }
+    if (!s->authed) {
+        session_error(s, PROTO_ERR_UNAUTHORIZED, "send hello with a token first",
+                      m.type == PROTO_MSG_GIFT ? m.id : NULL);
+        return;
+    }
+    switch (m.type) {
+    case PROTO_MSG_JOIN:
+        session_join(s, m.room);
+        break;
+    case PROTO_MSG_LEAVE: {
+        struct proto_buf *b = &app->scratch;
+        proto_buf_reset(b);
+        proto_buf_puts(b, "{\"type\":\"left\",\"room\":");
+        proto_buf_json_cstr(b, s->room ? s->room->name : NULL);
+        proto_buf_puts(b, "}");
+        s->joining[0] = '\0';
+        if (s->room) {
+            rooms_detach(s);
+        }
+        session_send_buf(s, b);
+        break;
+    }
+    case PROTO_MSG_GIFT:
+        gift_handle(s, &m);
+        break;
+    default:
+        break;
+    }
+}
+
+static int session_receive(struct session *s, const char *in, size_t len)
+{
+    struct app *app = s->app;
+    size_t max = (size_t)app->cfg.limits_max_frame_bytes;
+    size_t remaining = lws_remaining_packet_payload(s->wsi);
+    if (s->rx_len + len + remaining > max) {
+        app->m.errors[PROTO_ERR_TOO_LARGE]++;
+        /* Best effort: the error frame may not get out before the close. */
+        static const char reason[] = "frame too large";
+        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
+                         sizeof(reason) - 1);
+        return -1;
+    }
+    bool final = lws_is_final_fragment(s->wsi) && remaining == 0;
+    if (final && s->rx_len == 0) {
+        handle_frame(s, in, len);
+        return 0;
+    }
+    if (s->rx_len + len > s->rx_cap) {
+        size_t cap = s->rx_cap ? s->rx_cap : 512;
+        while (cap < s->rx_len + len) {
+            cap *= 2;
+        }
+        char *n = realloc(s->rx, cap);
+        if (!n) {
+            return -1;
+        }
+        s->rx = n;
+        s->rx_cap = cap;
+    }
+    memcpy(s->rx + s->rx_len, in, len);
+    s->rx_len += len;
+    if (final) {
+        handle_frame(s, s->rx, s->rx_len);
+        s->rx_len = 0;
+        if (s->rx_cap > 4096) {
+            free(s->rx);
+            s->rx = NULL;
+            s->rx_cap = 0;
+        }
+    }
+    return 0;
+}
+
+/* ---- writable ---- */
+
+static int session_writeable(struct session *s)
+{
+    struct app *app = s->app;
+    if (s->going_away) {
+        static const char reason[] = "server shutting down";
+        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)reason,
+                         sizeof(reason) - 1);
+        return -1;
+    }
+    if (s->out_head) {
+        struct out_msg *m = s->out_head;
+        s->out_head = m->next;
+        if (!s->out_head) {
+            s->out_tail = NULL;
+        }
+        s->out_len--;
+        int n = lws_write(s->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+        app->m.frames_out++;
+        app->m.bytes_out += m->len;
+        free(m);
+        if (n < 0) {
+            return -1;
+        }
+        if (s->out_head || (s->room && s->cursor < s->room->head)) {
+            lws_callback_on_writable(s->wsi);
+        } else if (s->close_code) {
+            lws_callback_on_writable(s->wsi);
+        }
+        return 0;
+    }
+    if (s->room && s->cursor < s->room->head) {
+        int rc = fanout_write(s);
+        if (rc < 0) {
+            return -1;
+        }
+        if ((s->room && s->cursor < s->room->head) || s->out_head || s->close_code) {
+            lws_callback_on_writable(s->wsi);
+        }
+        return 0;
+    }
+    if (s->close_code) {
+        lws_close_reason(s->wsi, (enum lws_close_status)s->close_code, NULL, 0);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static void session_open(struct session *s, struct lws *wsi)
+{
+    struct app *app = app_of(wsi);
+    memset(s, 0, sizeof(*s));
+    s->kind = CONN_WS;
+    s->wsi = wsi;
+    s->app = app;
+    s->anext = app->sessions;
+    if (app->sessions) {
+        app->sessions->aprev = s;
+    }
+    app->sessions = s;
+    app->m.connections++;
+    app->m.connections_total++;
+    if (app->shutting_down) {
+        s->going_away = true;
+        lws_callback_on_writable(wsi);
+        return;
+    }
+
+    char token[PROTO_TOKEN_MAX + 1];
+    char room[80];
+    token[0] = room[0] = '\0';
+    int tl = lws_get_urlarg_by_name(wsi, "token=", token, sizeof(token)) ? 1 : 0;
+    bool have_room = lws_get_urlarg_by_name(wsi, "room=", room, sizeof(room)) != NULL;
+    if (have_room && !proto_valid_id(room, strlen(room))) {
+        session_error(s, PROTO_ERR_BAD_REQUEST, "room: not a valid identifier", NULL);
+        have_room = false;
+    }
+    if (tl && token[0]) {
+        if (session_verify(s, token, strlen(token))) {
+            session_authed(s, have_room ? room : NULL);
+            return;
+        }
+        session_error(s, PROTO_ERR_UNAUTHORIZED, "invalid or expired token", NULL);
+    }
+    if (app->cfg.auth_allow_guests) {
+        s->guest = true;
+        s->claims.role = AUTH_ROLE_NONE;
+        session_authed(s, have_room ? room : NULL);
+        return;
+    }
+    if (have_room) {
+        memcpy(s->query_room, room, strlen(room) + 1); /* a valid identifier: <= 64 bytes */
+    }
+    lws_set_timer_usecs(wsi, (lws_usec_t)app->cfg.auth_hello_timeout_ms * 1000);
+}
+
+static void session_closed(struct session *s)
+{
+    struct app *app = s->app;
+    if (!app) {
+        return;
+    }
+    if (s->room) {
+        rooms_detach(s);
+    }
+    pending_detach_all(&s->pendings);
+    if (s->aprev) {
+        s->aprev->anext = s->anext;
+    } else {
+        app->sessions = s->anext;
+    }
+    if (s->anext) {
+        s->anext->aprev = s->aprev;
+    }
+    while (s->out_head) {
+        struct out_msg *m = s->out_head;
+        s->out_head = m->next;
+        free(m);
+    }
+    free(s->rx);
+    s->rx = NULL;
+    app->m.connections--;
+    s->app = NULL;
+}
+
+static bool is_ws_path(struct lws *wsi)
+{
+    char uri[64];
+    int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+    return n > 0 && strcmp(uri, "/ws") == 0;
+}
+
+int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                size_t len)
+{
+    union conn *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return is_ws_path(wsi) ? 0 : 1;
+    case LWS_CALLBACK_ESTABLISHED:
+        session_open(&c->s, wsi);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (c->s.close_code || c->s.going_away) {
+            return 0;
+        }
+        return session_receive(&c->s, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return session_writeable(&c->s);
+    case LWS_CALLBACK_TIMER:
+        if (!c->s.authed) {
+            static const char reason_txt[] = "not authenticated in time";
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                             (unsigned char *)reason_txt, sizeof(reason_txt) - 1);
+            return -1;
+        }
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+        if (c && c->s.kind == CONN_WS) {
+            session_closed(&c->s);
+        }
+        return 0;
+
+    case LWS_CALLBACK_HTTP:
+        return http_begin(&c->h, wsi, in, len);
+    case LWS_CALLBACK_HTTP_BODY:
+        http_body(&c->h, in, len);
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return http_dispatch(&c->h);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (c && c->h.kind == CONN_HTTP && c->h.stage > 0) {
+            return http_writeable(&c->h);
+        }
+        break;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (c && c->h.kind == CONN_HTTP) {
+            http_cleanup(&c->h);
+        }
+        break;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}

@@ -1,0 +1,183 @@
+/* testkit: helpers for integration and end-to-end tests (redis-server, giftd, HTTP, WebSocket). */
+#ifndef GIFTD_TESTKIT_H
+#define GIFTD_TESTKIT_H
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* The auth.secret every giftd started by tk_giftd_start uses. */
+#define TK_SECRET "test-secret-0123456789abcdef"
+
+/* A private redis-server child process. */
+struct tk_redis {
+    pid_t pid;     /* 0 when not running */
+    int port;      /* 127.0.0.1:port */
+    char dir[256]; /* its working directory (logs, AOF); "" until started */
+};
+
+/**
+ * Starts redis-server on a free 127.0.0.1 port with --save "" --appendonly no, --dir a new
+ * mkdtemp directory (r->dir, which also holds redis.log), and waits until PING answers (10 s).
+ * r is caller-supplied and overwritten. Returns 0 or a negative errno.
+ */
+int tk_redis_start(struct tk_redis *r);
+
+/**
+ * Starts redis-server on the given port: a restart after tk_redis_kill reuses r->dir (a new
+ * directory is made when r->dir is ""). With appendonly, an AOF with appendfsync always is
+ * kept in r->dir, so data survives a kill -9. Waits until PING answers PONG (10 s).
+ * Returns 0 or a negative errno.
+ */
+int tk_redis_start_on(struct tk_redis *r, int port, bool appendonly);
+
+/** Sends sig to the server and reaps it (SIGKILL after 10 s); r->pid becomes 0. Keeps r->dir. */
+void tk_redis_kill(struct tk_redis *r, int sig);
+
+/** SIGTERM, reap, then removes r->dir and everything in it. Safe on a stopped server. */
+void tk_redis_stop(struct tk_redis *r);
+
+/** Writes "redis://127.0.0.1:PORT/0" into out (len bytes). */
+void tk_redis_url(const struct tk_redis *r, char *out, size_t len);
+
+/** A **new** synchronous hiredis connection (redisFree); asserts (Criterion) it connected. */
+redisContext *tk_redis_connect(const struct tk_redis *r);
+
+/* A giftd child process. */
+struct tk_giftd {
+    pid_t pid;          /* 0 once reaped */
+    int port;           /* it listens on 127.0.0.1:port */
+    char log_path[256]; /* its stdout and stderr; the file is kept after it exits */
+};
+
+/**
+ * Starts GIFTD_BIN with --listen=127.0.0.1:<free port> --auth.secret=TK_SECRET
+ * --gifts.catalog=GIFTD_SOURCE_DIR/config/catalog.json --overlay.dir=GIFTD_SOURCE_DIR/overlay
+ * --redis.url=<redis_url> (omitted when redis_url is NULL) plus extra_args (borrowed,
+ * NULL-terminated, may be NULL; appended last so they win). stdout and stderr go to a log file
+ * in /tmp (g->log_path); the environment is inherited. Waits until GET /healthz answers 200
+ * (15 s). Returns 0, or a negative errno (-ECHILD when giftd exited during start, -ETIMEDOUT);
+ * on failure the log tail is printed to stderr and nothing is left running.
+ */
+int tk_giftd_start(struct tk_giftd *g, const char *redis_url, const char *const *extra_args);
+
+/** Waits until GET /readyz answers 200. Returns 0 or -ETIMEDOUT (-ECHILD if giftd exited). */
+int tk_giftd_wait_ready(const struct tk_giftd *g, int timeout_ms);
+
+/** kill(g->pid, sig). Returns 0 or a negative errno (-ESRCH when not running). */
+int tk_giftd_signal(const struct tk_giftd *g, int sig);
+
+/**
+ * Waits up to timeout_ms for giftd to exit and reaps it (g->pid becomes 0). out_status (may be
+ * NULL) receives the waitpid status. Returns 0 when it exited, -ETIMEDOUT, or -ESRCH.
+ */
+int tk_giftd_wait_exit(struct tk_giftd *g, int timeout_ms, int *out_status);
+
+/**
+ * SIGTERM, waits 10 s, then SIGKILL. Prints the log tail to stderr if giftd did not exit 0.
+ * Safe on an already reaped giftd.
+ */
+void tk_giftd_stop(struct tk_giftd *g);
+
+/** Prints the last max_bytes of g's log to stderr (for debugging a failing test). */
+void tk_giftd_dump_log(const struct tk_giftd *g, size_t max_bytes);
+
+/**
+ * A **new** (free()) HS256 token signed with TK_SECRET through auth_jwt_sign. name and room may
+ * be NULL. ttl_s may be negative for an expired token. Asserts that signing succeeded.
+ */
+char *tk_token(const char *sub, const char *name, const char *role, const char *room, long ttl_s);
+
+/**
+ * A **new** (free()) JWT with arbitrary header and payload JSON (borrowed, used verbatim),
+ * signed with HMAC-SHA256 and secret (borrowed), for negative tests (alg "none", missing
+ * claims, wrong secret …). Asserts on failure.
+ */
+char *tk_jwt_raw(const char *header_json, const char *payload_json, const char *secret);
+
+/* One HTTP answer: body is **new** ("" when empty), json is a **new** reference or NULL. */
+struct tk_http_resp {
+    int status;
+    char *body;
+    json_t *json;
+};
+
+/**
+ * One HTTP/1.1 request to 127.0.0.1:port (10 s timeout). token and body (JSON text) may be
+ * NULL. Fills out (caller-supplied; clean it with tk_http_resp_cleanup even on failure) with
+ * the status, body and parsed JSON (NULL when the body is not JSON). Returns 0 or a negative
+ * errno.
+ */
+int tk_http(int port, const char *method, const char *path, const char *token, const char *body,
+            struct tk_http_resp *out);
+
+/** Frees out's body and JSON; safe on a zeroed struct and twice. */
+void tk_http_resp_cleanup(struct tk_http_resp *r);
+
+/* A blocking WebSocket client (RFC 6455). */
+struct tk_ws;
+
+/**
+ * Opens ws://127.0.0.1:port<path_and_query> (e.g. "/ws?token=…&room=r1"; borrowed) and checks
+ * Sec-WebSocket-Accept. Returns a **new** connection (tk_ws_free), or NULL when the connection
+ * failed or the server answered other than 101.
+ */
+struct tk_ws *tk_ws_connect(int port, const char *path_and_query);
+
+/** The HTTP status of an upgrade attempt (101 on success), or a negative errno. */
+int tk_ws_connect_status(int port, const char *path_and_query);
+
+/** Sends one masked text frame (text: len bytes, borrowed). Returns 0 or a negative errno. */
+int tk_ws_send_text(struct tk_ws *ws, const char *text, size_t len);
+
+/** Sends a printf-formatted text frame. Returns 0 or a negative errno. */
+int tk_ws_send_json(struct tk_ws *ws, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/**
+ * The next server event as a **new** JSON object: a {"type":"batch","events":[…]} frame is
+ * unpacked and its events returned one by one, in order. A text frame that is not JSON is
+ * returned as {"type":"_not_json","text":…}. Answers pings. NULL on timeout or close.
+ */
+json_t *tk_ws_recv(struct tk_ws *ws, int timeout_ms);
+
+/**
+ * Receives events until one whose "type" equals type (borrowed) and returns it (**new**);
+ * other events are dropped. NULL on timeout or close.
+ */
+json_t *tk_ws_expect(struct tk_ws *ws, const char *type, int timeout_ms);
+
+/**
+ * Reads (and keeps for tk_ws_recv) events until the server's close frame arrives or the
+ * socket closes. Returns true when closed, false on timeout.
+ */
+bool tk_ws_wait_closed(struct tk_ws *ws, int timeout_ms);
+
+/** The close code the server sent (1005 when its close frame had none), -1 if none yet. */
+int tk_ws_close_code(const struct tk_ws *ws);
+
+/** Sends a close frame with code (no code when code <= 0). Returns 0 or a negative errno. */
+int tk_ws_close(struct tk_ws *ws, int code);
+
+/** Closes the socket and frees ws. NULL is a no-op. */
+void tk_ws_free(struct tk_ws *ws);
+
+/** A port that was free on 127.0.0.1 a moment ago (bind port 0, read it, close), or -errno. */
+int tk_free_port(void);
+
+/** Writes "stem-<pid>-<counter>" into out (len bytes): unique per call within a test run. */
+void tk_unique(char *out, size_t len, const char *stem);
+
+/**
+ * Runs argv (borrowed, NULL-terminated; argv[0] a path or a name on PATH) with stdin from
+ * /dev/null, the environment inherited plus env (borrowed, "NAME=value" strings,
+ * NULL-terminated, may be NULL), and collects stdout and stderr. out_stdout and out_stderr (may
+ * be NULL) receive **new** NUL-terminated strings. Kills the child after timeout_ms.
+ * Returns its exit status (0–255), 128+signal when it was killed, or a negative errno
+ * (-ETIMEDOUT).
+ */
+int tk_run(const char *const *argv, const char *const *env, int timeout_ms, char **out_stdout,
+           char **out_stderr);
+
+#endif
