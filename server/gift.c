@@ -136,6 +136,7 @@ static void publish_start(struct pending *p)
                           ttl,      f[PL_SUB],     f[PL_NAME],   f[PL_COINS], f[PL_DIAMONDS],
                           f[PL_COUNT], HISTORY_CAP};
     struct session *s = p->stage == STAGE_PUBLISH ? p->s : NULL;
+    p->done = publish_done;
     char id[65];
     snprintf(id, sizeof(id), "%s", p->id);
     int rc = pending_script(p, LEDGER_SCRIPT_PUBLISH, 17, argv, NULL);

@@ -267,10 +267,7 @@ int fanout_write(struct session *s)
     uint64_t behind = room->head - s->cursor;
     if (behind > (uint64_t)app->cfg.fanout_max_queue) {
         app->m.slow_consumers++;
-        static const char reason[] = "slow consumer";
-        lws_close_reason(s->wsi, (enum lws_close_status)4008, (unsigned char *)reason,
-                         sizeof(reason) - 1);
-        return -1;
+        return session_close_now(s, 4008, "slow consumer");
     }
     size_t mask = room->ring_cap - 1;
     struct fanout_msg *first = room->ring[s->cursor & mask];

@@ -143,6 +143,9 @@ void session_send(struct session *s, const char *text, size_t len);
 void session_send_buf(struct session *s, struct proto_buf *b);
 /** Queues an error frame (message NULL: default; id NULL: none) and counts it. */
 void session_error(struct session *s, enum proto_err e, const char *message, const char *id);
+/** From WRITEABLE: writes a close frame (code, reason may be NULL) and returns -1 so lws
+ * drops the connection. */
+int session_close_now(struct session *s, int code, const char *reason);
 /** The protocol callback for /ws and HTTP (lws protocols[0]). */
 int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                 size_t len);

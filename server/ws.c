@@ -443,14 +443,31 @@ static int session_receive(struct session *s, const char *in, size_t len)
 
 /* ---- writable ---- */
 
+/* Sends a close frame with code and reason now (from WRITEABLE), then drops the connection:
+ * the client sees the code even when the process is about to exit. */
+int session_close_now(struct session *s, int code, const char *reason)
+{
+    unsigned char buf[LWS_PRE + 125];
+    unsigned char *p = buf + LWS_PRE;
+    size_t n = reason ? strlen(reason) : 0;
+    if (n > 120) {
+        n = 120;
+    }
+    p[0] = (unsigned char)(code >> 8);
+    p[1] = (unsigned char)(code & 0xff);
+    if (n) {
+        memcpy(p + 2, reason, n);
+    }
+    /* 4 is the close opcode: lws 4.1 handles it but no longer names it in its headers. */
+    lws_write(s->wsi, p, n + 2, (enum lws_write_protocol)4);
+    return -1;
+}
+
 static int session_writeable(struct session *s)
 {
     struct app *app = s->app;
     if (s->going_away) {
-        static const char reason[] = "server shutting down";
-        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)reason,
-                         sizeof(reason) - 1);
-        return -1;
+        return session_close_now(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
     }
     if (s->out_head) {
         struct out_msg *m = s->out_head;
@@ -484,8 +501,7 @@ static int session_writeable(struct session *s)
         return 0;
     }
     if (s->close_code) {
-        lws_close_reason(s->wsi, (enum lws_close_status)s->close_code, NULL, 0);
-        return -1;
+        return session_close_now(s, s->close_code, NULL);
     }
     return 0;
 }
@@ -512,16 +528,18 @@ static void session_open(struct session *s, struct lws *wsi)
         return;
     }
 
-    char token[PROTO_TOKEN_MAX + 1];
-    char room[80];
-    token[0] = room[0] = '\0';
-    int tl = lws_get_urlarg_by_name(wsi, "token=", token, sizeof(token)) ? 1 : 0;
-    bool have_room = lws_get_urlarg_by_name(wsi, "room=", room, sizeof(room)) != NULL;
+    /* lws copies "name=value" into the buffer and returns a pointer to the value; it gives up
+     * at the first argument that does not fit, so both buffers hold the longest one. */
+    char tokbuf[PROTO_TOKEN_MAX + 16];
+    char roombuf[PROTO_TOKEN_MAX + 16];
+    const char *token = lws_get_urlarg_by_name(wsi, "token=", tokbuf, sizeof(tokbuf));
+    const char *room = lws_get_urlarg_by_name(wsi, "room=", roombuf, sizeof(roombuf));
+    bool have_room = room != NULL;
     if (have_room && !proto_valid_id(room, strlen(room))) {
         session_error(s, PROTO_ERR_BAD_REQUEST, "room: not a valid identifier", NULL);
         have_room = false;
     }
-    if (tl && token[0]) {
+    if (token && token[0]) {
         if (session_verify(s, token, strlen(token))) {
             session_authed(s, have_room ? room : NULL);
             return;

@@ -41,7 +41,7 @@
 #define RUN_MAX_OUTPUT  (16u * 1024u * 1024u)
 #define LOG_TAIL_BYTES  8192
 #define START_ATTEMPTS  3
-#define WS_GUID         "258EAFA5-E914-47DA-95CA-C5AB0DC11D65"
+#define WS_GUID         "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 /* ---- time and small helpers ---- */
 

@@ -1,0 +1,152 @@
+/* fixture: a real redis-server and real giftd nodes for end-to-end tests. */
+#include "tests/support/fixture.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void fx_start_node(struct fx *f, int i, const char *const *extra)
+{
+    int rc = tk_giftd_start(&f->node[i], f->redis_url, extra);
+    cr_assert_eq(rc, 0, "giftd node %d did not start (%d)", i, rc);
+    cr_assert_eq(tk_giftd_wait_ready(&f->node[i], 10000), 0, "giftd node %d not ready", i);
+}
+
+void fx_start(struct fx *f, int nodes, const char *const *extra)
+{
+    memset(f, 0, sizeof(*f));
+    cr_assert_eq(tk_redis_start(&f->redis), 0, "redis-server did not start");
+    tk_redis_url(&f->redis, f->redis_url, sizeof(f->redis_url));
+    f->nodes = nodes;
+    for (int i = 0; i < nodes; i++) {
+        fx_start_node(f, i, extra);
+    }
+    f->service = tk_token("platform", NULL, "service", NULL, 3600);
+}
+
+void fx_stop(struct fx *f)
+{
+    for (int i = 0; i < f->nodes; i++) {
+        tk_giftd_stop(&f->node[i]);
+    }
+    tk_redis_stop(&f->redis);
+    free(f->service);
+    f->service = NULL;
+}
+
+static json_t *http_ok(struct fx *f, const char *method, const char *path, const char *body)
+{
+    struct tk_http_resp r = {0};
+    int rc = tk_http(f->node[0].port, method, path, f->service, body, &r);
+    cr_assert_eq(rc, 0, "%s %s failed (%d)", method, path, rc);
+    cr_assert_eq(r.status, 200, "%s %s: %d %s", method, path, r.status, r.body);
+    json_t *j = json_incref(r.json);
+    tk_http_resp_cleanup(&r);
+    cr_assert_not_null(j);
+    return j;
+}
+
+void fx_open_room(struct fx *f, const char *room, const char *creator)
+{
+    char path[128], body[256];
+    snprintf(path, sizeof(path), "/v1/rooms/%s", room);
+    snprintf(body, sizeof(body), "{\"creator\":{\"id\":\"%s\",\"name\":\"Creator %s\"}}", creator,
+             creator);
+    json_decref(http_ok(f, "PUT", path, body));
+}
+
+void fx_close_room(struct fx *f, const char *room)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/rooms/%s", room);
+    json_decref(http_ok(f, "DELETE", path, NULL));
+}
+
+long fx_recharge(struct fx *f, const char *user, long coins)
+{
+    char pay[96], body[256];
+    tk_unique(pay, sizeof(pay), "pay");
+    snprintf(body, sizeof(body), "{\"payment_id\":\"%s\",\"user\":\"%s\",\"coins\":%ld}", pay,
+             user, coins);
+    json_t *j = http_ok(f, "POST", "/v1/recharge", body);
+    long bal = (long)fx_int(j, "balance");
+    json_decref(j);
+    return bal;
+}
+
+long fx_balance(struct fx *f, const char *user)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/users/%s/balance", user);
+    json_t *j = http_ok(f, "GET", path, NULL);
+    long c = (long)fx_int(j, "coins");
+    json_decref(j);
+    return c;
+}
+
+struct tk_ws *fx_connect_as(struct fx *f, int node, const char *sub, const char *role,
+                            const char *room)
+{
+    char *tok = tk_token(sub, strcmp(role, "viewer") == 0 ? sub : NULL, role,
+                         strcmp(role, "overlay") == 0 ? room : NULL, 3600);
+    char path[1024];
+    snprintf(path, sizeof(path), "/ws?token=%s%s%s", tok, room ? "&room=" : "", room ? room : "");
+    free(tok);
+    struct tk_ws *ws = tk_ws_connect(f->node[node].port, path);
+    cr_assert_not_null(ws, "WebSocket connect to node %d failed", node);
+    json_t *w = tk_ws_expect(ws, "welcome", 5000);
+    cr_assert_not_null(w, "no welcome");
+    json_decref(w);
+    if (room) {
+        json_t *j = tk_ws_recv(ws, 5000);
+        cr_assert_not_null(j, "no answer to the join");
+        cr_assert_str_eq(fx_str(j, "type"), "joined", "join of %s answered %s", room,
+                         json_dumps(j, JSON_COMPACT));
+        json_decref(j);
+    }
+    return ws;
+}
+
+struct tk_ws *fx_viewer(struct fx *f, int node, const char *sub, const char *room)
+{
+    return fx_connect_as(f, node, sub, "viewer", room);
+}
+
+const char *fx_str(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    cr_assert(json_is_string(v), "field %s is not a string", key);
+    return json_string_value(v);
+}
+
+long long fx_int(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    cr_assert(json_is_integer(v), "field %s is not an integer", key);
+    return (long long)json_integer_value(v);
+}
+
+void fx_send_gift(struct tk_ws *ws, const char *id, const char *gift, long count)
+{
+    cr_assert_eq(tk_ws_send_json(ws, "{\"type\":\"gift\",\"id\":\"%s\",\"gift\":\"%s\",\"count\":%ld}",
+                                 id, gift, count),
+                 0);
+}
+
+json_t *fx_answer(struct tk_ws *ws, const char *id, int timeout_ms)
+{
+    for (;;) {
+        json_t *j = tk_ws_recv(ws, timeout_ms);
+        if (!j) {
+            return NULL;
+        }
+        const char *t = json_string_value(json_object_get(j, "type"));
+        const char *jid = json_string_value(json_object_get(j, "id"));
+        if (t && (strcmp(t, "ack") == 0 || strcmp(t, "error") == 0) && jid &&
+            strcmp(jid, id) == 0) {
+            return j;
+        }
+        json_decref(j);
+    }
+}

@@ -1,0 +1,53 @@
+/* fixture: a real redis-server and one or more real giftd nodes for end-to-end tests. */
+#ifndef GIFTD_TESTS_FIXTURE_H
+#define GIFTD_TESTS_FIXTURE_H
+
+#include <jansson.h>
+
+#include "tests/support/testkit.h"
+
+#define FX_MAX_NODES 3
+
+struct fx {
+    struct tk_redis redis;
+    struct tk_giftd node[FX_MAX_NODES];
+    int nodes;
+    char redis_url[64];
+    char *service; /* a service token */
+};
+
+/** Starts a redis-server and `nodes` giftd processes on it (extra flags for every node,
+ * NULL-terminated, may be NULL); asserts that all became ready. */
+void fx_start(struct fx *f, int nodes, const char *const *extra);
+/** Stops every giftd (asserting nothing) and the redis-server. */
+void fx_stop(struct fx *f);
+/** Starts (again) node i with the fixture's redis and extra flags. */
+void fx_start_node(struct fx *f, int i, const char *const *extra);
+
+/** PUT /v1/rooms/room with a service token; asserts 200. */
+void fx_open_room(struct fx *f, const char *room, const char *creator);
+/** DELETE /v1/rooms/room; asserts 200. */
+void fx_close_room(struct fx *f, const char *room);
+/** POST /v1/recharge {coins}; asserts 200 and returns the balance. */
+long fx_recharge(struct fx *f, const char *user, long coins);
+/** GET /v1/users/user/balance coins; asserts 200. */
+long fx_balance(struct fx *f, const char *user);
+
+/** A viewer `sub` on node i, authenticated by query token, joined to room (welcome and joined
+ * read and asserted). Returns a **new** connection. */
+struct tk_ws *fx_viewer(struct fx *f, int node, const char *sub, const char *room);
+/** Same for a given role's token (overlay: room claim = room). */
+struct tk_ws *fx_connect_as(struct fx *f, int node, const char *sub, const char *role,
+                            const char *room);
+
+/** json helpers: string / integer field of obj (asserting presence and type). */
+const char *fx_str(json_t *obj, const char *key);
+long long fx_int(json_t *obj, const char *key);
+
+/** Sends a gift frame. */
+void fx_send_gift(struct tk_ws *ws, const char *id, const char *gift, long count);
+/** Receives events until an ack or error carrying id; returns it (**new**), NULL on timeout.
+ * Other events are dropped. */
+json_t *fx_answer(struct tk_ws *ws, const char *id, int timeout_ms);
+
+#endif
