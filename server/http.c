@@ -338,14 +338,10 @@ static int room_open(struct http_req *h, const char *room)
             snprintf(p->room, sizeof(p->room), "%s", room);
             snprintf(p->creator_id, sizeof(p->creator_id), "%s", cid);
             snprintf(p->name, sizeof(p->name), "%s", cname);
-            char k1[160], k2[160], k3[160], k4[160], now[24];
-            rooms_key(k1, sizeof(k1), room, "meta");
-            rooms_key(k2, sizeof(k2), room, "totals");
-            rooms_key(k3, sizeof(k3), room, "lb");
-            rooms_key(k4, sizeof(k4), room, "lbnames");
-            snprintf(now, sizeof(now), "%lld", (long long)ledger_now_ms());
-            const char *argv[] = {"4", k1, k2, k3, k4, cid, cname, title ? title : "", now};
-            submit_or_fail(h, p, LEDGER_SCRIPT_ROOM_OPEN, 9, argv);
+            struct room_open_args a;
+            rooms_open_args_init(&a, room, cid, cname, title);
+            submit_or_fail(h, p, LEDGER_SCRIPT_ROOM_OPEN, a.argc, a.argv);
+            rooms_open_args_cleanup(&a);
         }
     }
     json_decref(j);

@@ -139,16 +139,13 @@ static void dev_ignore(void *ud, int status, const redisReply *r)
 
 static void dev_setup(struct app *app)
 {
-    char k[256], k2[256], k3[300], k4[256], k5[64];
+    char k[256], k2[256], k3[300], k5[64];
     int64_t now = ledger_now_ms();
-    char nows[32];
-    snprintf(nows, sizeof(nows), "%lld", (long long)now);
-    rooms_key(k, sizeof(k), "demo", "meta");
-    rooms_key(k2, sizeof(k2), "demo", "totals");
-    rooms_key(k3, sizeof(k3), "demo", "lb");
-    rooms_key(k4, sizeof(k4), "demo", "lbnames");
-    const char *open[] = {"4", k, k2, k3, k4, "demo_creator", "Demo Creator", "giftd demo", nows};
-    ledger_script(app->ledger, LEDGER_SCRIPT_ROOM_OPEN, 9, open, NULL, dev_ignore, NULL, NULL);
+    struct room_open_args a;
+    rooms_open_args_init(&a, "demo", "demo_creator", "Demo Creator", "giftd demo");
+    ledger_script(app->ledger, LEDGER_SCRIPT_ROOM_OPEN, a.argc, a.argv, NULL, dev_ignore, NULL,
+                  NULL);
+    rooms_open_args_cleanup(&a);
     const char *users[] = {"alice", "bob"};
     for (int i = 0; i < 2; i++) {
         char pay[128];

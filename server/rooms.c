@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "server/server.h"
 
 #define BATCH_MAX_EVENTS 512
@@ -27,6 +29,35 @@ void user_key(const struct app *app, char *out, size_t len, const char *kind, co
 {
     unsigned p = ledger_partition(sub, app->cfg.ledger_partitions);
     snprintf(out, len, "giftd:{p%u}:%s:%s", p, kind, sub);
+}
+
+void rooms_open_args_init(struct room_open_args *a, const char *room, const char *creator_id,
+                          const char *creator_name, const char *title)
+{
+    static const char *const suffix[4] = {"meta", "totals", "lb", "lbnames"};
+    for (int i = 0; i < 4; i++) {
+        rooms_key(a->keys[i], sizeof(a->keys[i]), room, suffix[i]);
+    }
+    snprintf(a->now, sizeof(a->now), "%lld", (long long)ledger_now_ms());
+    rooms_channel(a->channel, sizeof(a->channel), room);
+    proto_buf_init(&a->ctl, 0);
+    proto_buf_puts(&a->ctl, "{\"type\":\"room_opened\",\"room\":");
+    proto_buf_json_cstr(&a->ctl, room);
+    proto_buf_puts(&a->ctl, ",\"creator\":{\"id\":");
+    proto_buf_json_cstr(&a->ctl, creator_id);
+    proto_buf_puts(&a->ctl, ",\"name\":");
+    proto_buf_json_cstr(&a->ctl, creator_name);
+    proto_buf_puts(&a->ctl, "}}");
+    const char *argv[11] = {"4",          a->keys[0],   a->keys[1], a->keys[2],
+                            a->keys[3],   creator_id,   creator_name, title ? title : "",
+                            a->now,       a->channel,   a->ctl.oom ? "{}" : proto_buf_text(&a->ctl)};
+    memcpy(a->argv, argv, sizeof(argv));
+    a->argc = 11;
+}
+
+void rooms_open_args_cleanup(struct room_open_args *a)
+{
+    proto_buf_cleanup(&a->ctl);
 }
 
 struct fanout_msg *fanout_msg_new(const char *text, size_t len)
@@ -272,9 +303,8 @@ int fanout_write(struct session *s)
     size_t mask = room->ring_cap - 1;
     struct fanout_msg *first = room->ring[s->cursor & mask];
     uint64_t n = 1;
-    bool closes = first->closes_room;
     int w;
-    if (behind == 1 || closes) {
+    if (behind == 1) {
         w = lws_write(s->wsi, first->buf + LWS_PRE, first->len, LWS_WRITE_TEXT);
         app->m.bytes_out += first->len;
     } else {
@@ -288,10 +318,6 @@ int fanout_write(struct session *s)
             proto_buf_puts(b, ",");
             proto_buf_append(b, (const char *)m->buf + LWS_PRE, m->len);
             n++;
-            if (m->closes_room) {
-                closes = true;
-                break;
-            }
         }
         proto_buf_puts(b, "]}");
         if (b->oom) {
@@ -306,10 +332,6 @@ int fanout_write(struct session *s)
     s->cursor += n;
     if (w < 0) {
         return -1;
-    }
-    if (closes) {
-        /* room_closed: the connection stays open and may join another room. */
-        rooms_detach(s);
     }
     return 0;
 }
@@ -337,6 +359,21 @@ void rooms_on_message(struct app *app, const char *channel, size_t chlen, const 
     name[n] = '\0';
     struct room *room = rooms_get(app, name, false);
     if (!room) {
+        return;
+    }
+    static const char opened[] = "{\"type\":\"room_opened\"";
+    if (len >= sizeof(opened) - 1 && memcmp(msg, opened, sizeof(opened) - 1) == 0) {
+        /* A control message: the room is live again (viewers stay attached across a close). */
+        json_t *j = json_loadb(msg, len, 0, NULL);
+        json_t *c = json_object_get(j, "creator");
+        const char *cid = json_string_value(json_object_get(c, "id"));
+        const char *cname = json_string_value(json_object_get(c, "name"));
+        if (cid && cname) {
+            room->live = true;
+            snprintf(room->creator_id, sizeof(room->creator_id), "%s", cid);
+            snprintf(room->creator_name, sizeof(room->creator_name), "%s", cname);
+        }
+        json_decref(j);
         return;
     }
     struct fanout_msg *m = fanout_msg_new(msg, len);

@@ -100,6 +100,18 @@ void rooms_presence_tick(struct app *app, bool refresh_all);
 void rooms_free_all(struct app *app);
 /** Builds a room's Redis key: "giftd:{r:<room>}:<suffix>". */
 void rooms_key(char *out, size_t len, const char *room, const char *suffix);
+/* The arguments of the room_open script (shared by PUT /v1/rooms and --dev). */
+struct room_open_args {
+    char keys[4][160];
+    char now[24];
+    char channel[128];
+    struct proto_buf ctl; /* the room_opened control message nodes consume */
+    const char *argv[11];
+    int argc;
+};
+void rooms_open_args_init(struct room_open_args *a, const char *room, const char *creator_id,
+                          const char *creator_name, const char *title);
+void rooms_open_args_cleanup(struct room_open_args *a);
 /** Channel name of a room. */
 void rooms_channel(char *out, size_t len, const char *room);
 

@@ -176,9 +176,10 @@ Test(server, closing_the_room_sends_room_closed_and_keeps_the_connection)
     cr_assert_not_null(j, "no room_closed");
     cr_assert_str_eq(fx_str(j, "room"), "r3");
     json_decref(j);
-    /* The connection stays open and may join another room; a gift now is not_joined. */
+    /* The connection stays open, still watching the closed room: a gift is room_not_live.
+     * It may join another room. */
     cr_assert_eq(tk_ws_send_json(a, "{\"type\":\"gift\",\"id\":\"g1\",\"gift\":\"rose\"}"), 0);
-    expect_error(a, "not_joined");
+    expect_error(a, "room_not_live");
     cr_assert_eq(tk_ws_send_json(a, "{\"type\":\"join\",\"room\":\"r4\"}"), 0);
     j = tk_ws_expect(a, "joined", 5000);
     cr_assert_not_null(j);
