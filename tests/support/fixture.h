@@ -19,6 +19,9 @@ struct fx {
 /** Starts a redis-server and `nodes` giftd processes on it (extra flags for every node,
  * NULL-terminated, may be NULL); asserts that all became ready. */
 void fx_start(struct fx *f, int nodes, const char *const *extra);
+/** fx_start with a redis-server that keeps an AOF (appendfsync always), so a kill -9 and
+ * restart of Redis loses nothing. */
+void fx_start_aof(struct fx *f, int nodes, const char *const *extra);
 /** Stops every giftd (asserting nothing) and the redis-server. */
 void fx_stop(struct fx *f);
 /** Starts (again) node i with the fixture's redis and extra flags. */
