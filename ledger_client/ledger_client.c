@@ -63,6 +63,7 @@ struct ledger {
 
     redisAsyncContext *cmd; /* NULL while down */
     bool cmd_up;            /* connected and scripts loaded */
+    int64_t connect_ms;     /* when the current command connection attempt began */
     long scripts_pending;   /* SCRIPT LOAD replies awaited after connect */
     redisAsyncContext *sub;
     bool sub_up;
@@ -421,6 +422,7 @@ static void do_connect(struct ledger *l)
         return;
     }
     l->stats.reconnects++;
+    l->connect_ms = ledger_now_ms();
     redisAsyncSetConnectCallback(l->cmd, cmd_connected);
     redisAsyncSetDisconnectCallback(l->cmd, cmd_disconnected);
 }
@@ -555,6 +557,11 @@ static void tick_fired(uv_timer_t *t)
     bool stuck = false;
     for (struct ledger_req *r = l->inflight.head; r && r->start_ms <= limit; r = r->next) {
         req_answer(r, -ETIMEDOUT, NULL);
+        stuck = true;
+    }
+    /* A connection that has not loaded its scripts within the deadline (Redis hung or still
+     * loading its data) is dropped and tried again. */
+    if (l->cmd && !l->cmd_up && l->connect_ms <= limit) {
         stuck = true;
     }
     if (stuck && l->cmd) {

@@ -21,7 +21,12 @@ static bool answers(const char *path)
         return false;
     }
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    size_t n = strlen(path);
+    if (n >= sizeof(sa.sun_path)) {
+        close(fd);
+        return false;
+    }
+    memcpy(sa.sun_path, path, n + 1);
     bool ok = false;
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
         write(fd, "PING\r\n", 6) == 6) {
@@ -42,6 +47,10 @@ int redis_child_start(struct redis_child *rc)
         return -errno;
     }
     snprintf(rc->sock, sizeof(rc->sock), "%s/redis.sock", rc->dir);
+    if (strlen(rc->sock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        rmdir(rc->dir);
+        return -ENAMETOOLONG; /* a Unix socket path has at most 107 bytes: shorten TMPDIR */
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {

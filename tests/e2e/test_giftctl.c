@@ -1,0 +1,117 @@
+/* End-to-end: giftctl against a real giftd — rooms, recharge, balance, budget, tokens. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/support/fixture.h"
+
+static struct fx f;
+static char url[64];
+
+static void setup(void)
+{
+    fx_start(&f, 1, NULL);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", f.node[0].port);
+}
+
+static void teardown(void)
+{
+    fx_stop(&f);
+}
+
+TestSuite(giftctl, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Runs giftctl with the fixture's URL and secret; returns its exit status, *out its stdout
+ * parsed as JSON (NULL when not JSON). */
+static int ctl(json_t **out, const char *const *args)
+{
+    const char *argv[24] = {GIFTCTL_BIN, "--url", url};
+    int n = 3;
+    for (int i = 0; args[i] && n < 23; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    const char *env[] = {"GIFTD_SECRET=" TK_SECRET, NULL};
+    char *so = NULL, *se = NULL;
+    int rc = tk_run(argv, env, 15000, &so, &se);
+    if (out) {
+        *out = json_loads(so ? so : "", 0, NULL);
+    }
+    free(so);
+    free(se);
+    return rc;
+}
+
+Test(giftctl, room_open_show_close)
+{
+    json_t *j = NULL;
+    const char *open[] = {"room", "open", "c1", "--creator", "cara", "--creator-name", "Cara", NULL};
+    cr_assert_eq(ctl(&j, open), 0);
+    cr_assert(json_is_true(json_object_get(j, "live")));
+    json_decref(j);
+    const char *show[] = {"room", "show", "c1", NULL};
+    cr_assert_eq(ctl(&j, show), 0);
+    cr_assert_str_eq(fx_str(json_object_get(j, "creator"), "name"), "Cara");
+    cr_assert(json_is_true(json_object_get(j, "live")));
+    json_decref(j);
+    const char *close[] = {"room", "close", "c1", NULL};
+    cr_assert_eq(ctl(&j, close), 0);
+    json_decref(j);
+    cr_assert_eq(ctl(&j, show), 0);
+    cr_assert(json_is_false(json_object_get(j, "live")));
+    json_decref(j);
+    const char *missing[] = {"room", "show", "never", NULL};
+    cr_assert_eq(ctl(NULL, missing), 1, "a 404 is exit status 1");
+}
+
+Test(giftctl, recharge_balance_budget)
+{
+    json_t *j = NULL;
+    const char *rc1[] = {"recharge", "--user", "ann", "--payment-id", "p-1", "--package", "p350",
+                         NULL};
+    cr_assert_eq(ctl(&j, rc1), 0);
+    cr_assert_eq(fx_int(j, "credited"), 350);
+    json_decref(j);
+    cr_assert_eq(ctl(&j, rc1), 0);
+    cr_assert(json_is_true(json_object_get(j, "duplicate")));
+    json_decref(j);
+    const char *rc2[] = {"recharge", "--user", "ann", "--payment-id", "p-2", "--coins", "5", NULL};
+    cr_assert_eq(ctl(&j, rc2), 0);
+    json_decref(j);
+    const char *bal[] = {"balance", "ann", NULL};
+    cr_assert_eq(ctl(&j, bal), 0);
+    cr_assert_eq(fx_int(j, "coins"), 355);
+    json_decref(j);
+    const char *bud[] = {"budget", "ann", "--daily-coins", "100", NULL};
+    cr_assert_eq(ctl(&j, bud), 0);
+    cr_assert_eq(fx_int(j, "daily_coins"), 100);
+    json_decref(j);
+    const char *none[] = {"budget", "ann", "--daily-coins", "none", NULL};
+    cr_assert_eq(ctl(&j, none), 0);
+    cr_assert(json_is_null(json_object_get(j, "daily_coins")));
+    json_decref(j);
+    const char *badpkg[] = {"recharge", "--user", "ann", "--payment-id", "p-3", "--package",
+                            "nope", NULL};
+    cr_assert_eq(ctl(NULL, badpkg), 1);
+    cr_assert_eq(fx_balance(&f, "ann"), 355);
+}
+
+Test(giftctl, minted_token_is_accepted_by_giftd)
+{
+    const char *argv[] = {GIFTCTL_BIN, "token",  "--sub",        "ann", "--role", "viewer",
+                          "--name",    "Ann",    "--secret",     TK_SECRET, NULL};
+    char *tok = NULL;
+    cr_assert_eq(tk_run(argv, NULL, 10000, &tok, NULL), 0);
+    tok[strcspn(tok, "\r\n")] = '\0';
+    char path[1024];
+    snprintf(path, sizeof(path), "/ws?token=%s", tok);
+    free(tok);
+    struct tk_ws *ws = tk_ws_connect(f.node[0].port, path);
+    cr_assert_not_null(ws);
+    json_t *w = tk_ws_expect(ws, "welcome", 5000);
+    cr_assert_not_null(w);
+    cr_assert_str_eq(fx_str(json_object_get(w, "user"), "name"), "Ann");
+    json_decref(w);
+    tk_ws_free(ws);
+}

@@ -1,0 +1,333 @@
+/* Integration: ledger_client against a real redis-server — scripts, NOSCRIPT, deadlines,
+ * reconnects, the bounded pipeline, pub/sub, and the debit script's checks. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger_client/ledger_client.h"
+#include "tests/support/testkit.h"
+
+static struct tk_redis redis;
+static uv_loop_t loop;
+
+static void setup(void)
+{
+    cr_assert_eq(tk_redis_start(&redis), 0);
+    uv_loop_init(&loop);
+}
+
+static void teardown(void)
+{
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    tk_redis_stop(&redis);
+}
+
+TestSuite(ledger, .init = setup, .fini = teardown, .timeout = 60);
+
+struct probe {
+    int states_up;
+    int states_down;
+    int sub_up;
+    int replies;
+    int last_status;
+    long long last_int;
+    char last_str[256];
+    int messages;
+    char last_msg[256];
+};
+
+static void on_state(void *ud, enum ledger_state st)
+{
+    struct probe *p = ud;
+    if (st == LEDGER_UP) {
+        p->states_up++;
+    } else if (st == LEDGER_DOWN) {
+        p->states_down++;
+    } else {
+        p->sub_up++;
+    }
+}
+
+static void on_message(void *ud, const char *ch, size_t chlen, const char *msg, size_t len)
+{
+    (void)ch;
+    (void)chlen;
+    struct probe *p = ud;
+    p->messages++;
+    snprintf(p->last_msg, sizeof(p->last_msg), "%.*s", (int)len, msg);
+}
+
+static void on_reply(void *ud, int status, const redisReply *r)
+{
+    struct probe *p = ud;
+    p->replies++;
+    p->last_status = status;
+    p->last_int = 0;
+    p->last_str[0] = '\0';
+    if (status == 0) {
+        if (r->type == REDIS_REPLY_INTEGER) {
+            p->last_int = r->integer;
+        } else if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ||
+                   r->type == REDIS_REPLY_ERROR) {
+            snprintf(p->last_str, sizeof(p->last_str), "%s", r->str);
+        } else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                   r->element[0]->type == REDIS_REPLY_INTEGER) {
+            p->last_int = r->element[0]->integer;
+        }
+    }
+}
+
+/* Runs the loop until cond holds or timeout_ms passes. */
+#define RUN_UNTIL(cond, timeout_ms)                                                                \
+    do {                                                                                           \
+        int64_t end_ = ledger_now_ms() + (timeout_ms);                                             \
+        while (!(cond) && ledger_now_ms() < end_) {                                                \
+            uv_run(&loop, UV_RUN_ONCE);                                                            \
+        }                                                                                          \
+    } while (0)
+
+static struct ledger *open_ledger(struct probe *p, long timeout_ms, long max_inflight)
+{
+    char url[64];
+    tk_redis_url(&redis, url, sizeof(url));
+    struct ledger_opts o = {.url = url,
+                            .timeout_ms = timeout_ms,
+                            .max_inflight = max_inflight,
+                            .partitions = 1024,
+                            .on_state = on_state,
+                            .on_message = on_message,
+                            .ud = p};
+    struct ledger *l = NULL;
+    cr_assert_eq(ledger_new(&loop, &o, &l), 0);
+    RUN_UNTIL(p->states_up > 0 && p->sub_up > 0, 5000);
+    cr_assert(ledger_ready(l), "ledger never became ready");
+    return l;
+}
+
+Test(ledger, url_parse)
+{
+    char host[128], pw[64];
+    int port, db;
+    bool unix_sock;
+    cr_assert_eq(ledger_url_parse("redis://10.0.0.1:6380/3", host, sizeof(host), &port, &db, pw,
+                                  sizeof(pw), &unix_sock),
+                 0);
+    cr_assert_str_eq(host, "10.0.0.1");
+    cr_assert_eq(port, 6380);
+    cr_assert_eq(db, 3);
+    cr_assert_not(unix_sock);
+    cr_assert_eq(ledger_url_parse("redis://:s3cret@h/0", host, sizeof(host), &port, &db, pw,
+                                  sizeof(pw), &unix_sock),
+                 0);
+    cr_assert_str_eq(pw, "s3cret");
+    cr_assert_eq(port, 6379);
+    cr_assert_eq(ledger_url_parse("unix:///run/redis.sock?db=2", host, sizeof(host), &port, &db,
+                                  pw, sizeof(pw), &unix_sock),
+                 0);
+    cr_assert_str_eq(host, "/run/redis.sock");
+    cr_assert_eq(db, 2);
+    cr_assert(unix_sock);
+    cr_assert_eq(ledger_url_parse("http://x", host, sizeof(host), &port, &db, pw, sizeof(pw),
+                                  &unix_sock),
+                 -EINVAL);
+    cr_assert_eq(ledger_url_parse("redis://h:99999", host, sizeof(host), &port, &db, pw,
+                                  sizeof(pw), &unix_sock),
+                 -EINVAL);
+}
+
+Test(ledger, script_runs_and_is_resent_after_script_flush)
+{
+    struct probe p = {0};
+    struct ledger *l = open_ledger(&p, 2000, 64);
+    const char *argv[] = {"3", "t:bal", "t:pay", "t:tot", "25"};
+    cr_assert_eq(ledger_script(l, LEDGER_SCRIPT_RECHARGE, 5, argv, NULL, on_reply, &p, NULL), 0);
+    RUN_UNTIL(p.replies == 1, 5000);
+    cr_assert_eq(p.last_status, 0);
+    cr_assert_eq(p.last_int, 1, "credited now");
+    /* The script cache is volatile: after SCRIPT FLUSH the call must still work (EVAL). */
+    redisContext *rc = tk_redis_connect(&redis);
+    freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+    const char *argv2[] = {"3", "t:bal", "t:pay2", "t:tot", "5"};
+    cr_assert_eq(ledger_script(l, LEDGER_SCRIPT_RECHARGE, 5, argv2, NULL, on_reply, &p, NULL), 0);
+    RUN_UNTIL(p.replies == 2, 5000);
+    cr_assert_eq(p.last_status, 0);
+    cr_assert_str_eq(p.last_str, "", "error reply: %s", p.last_str);
+    cr_assert_eq(p.last_int, 1);
+    redisReply *r = redisCommand(rc, "GET t:bal");
+    cr_assert_str_eq(r->str, "30", "the recharge ran exactly once each time");
+    freeReplyObject(r);
+    redisFree(rc);
+    ledger_free(l);
+}
+
+Test(ledger, requests_past_the_deadline_time_out_and_the_connection_recovers)
+{
+    struct probe p = {0};
+    struct ledger *l = open_ledger(&p, 300, 64);
+    /* A hung Redis (SIGSTOP): the request gets -ETIMEDOUT near its deadline. */
+    kill(redis.pid, SIGSTOP);
+    const char *argv[] = {"PING"};
+    int64_t t0 = ledger_now_ms();
+    cr_assert_eq(ledger_command(l, 1, argv, NULL, on_reply, &p, NULL), 0);
+    RUN_UNTIL(p.replies == 1, 5000);
+    int64_t took = ledger_now_ms() - t0;
+    cr_assert_eq(p.last_status, -ETIMEDOUT);
+    cr_assert(took >= 290 && took < 800, "timed out after %lld ms", (long long)took);
+    /* While down, requests fail fast without being sent. */
+    RUN_UNTIL(!ledger_ready(l), 2000);
+    cr_assert_eq(ledger_command(l, 1, argv, NULL, on_reply, &p, NULL), -EAGAIN);
+    kill(redis.pid, SIGCONT);
+    RUN_UNTIL(ledger_ready(l), 5000);
+    cr_assert(ledger_ready(l), "did not reconnect");
+    cr_assert_eq(ledger_command(l, 1, argv, NULL, on_reply, &p, NULL), 0);
+    RUN_UNTIL(p.replies == 2, 5000);
+    cr_assert_eq(p.last_status, 0);
+    cr_assert_str_eq(p.last_str, "PONG");
+    ledger_free(l);
+}
+
+Test(ledger, redis_restart_reports_lost_requests_and_reconnects)
+{
+    struct probe p = {0};
+    struct ledger *l = open_ledger(&p, 2000, 64);
+    int port = redis.port;
+    tk_redis_kill(&redis, SIGKILL);
+    RUN_UNTIL(p.states_down > 0, 5000);
+    cr_assert_eq(p.states_down, 1);
+    cr_assert(!ledger_ready(l));
+    cr_assert_eq(tk_redis_start_on(&redis, port, false), 0);
+    RUN_UNTIL(p.states_up > 1 && p.sub_up > 1, 10000);
+    cr_assert_eq(p.states_up, 2, "did not come back up");
+    cr_assert_eq(p.sub_up, 2, "pub/sub did not come back up");
+    struct ledger_stats st;
+    ledger_get_stats(l, &st);
+    cr_assert(st.reconnects >= 2);
+    ledger_free(l);
+}
+
+Test(ledger, pipeline_is_bounded_and_everything_is_answered_in_order)
+{
+    struct probe p = {0};
+    struct ledger *l = open_ledger(&p, 5000, 4);
+    const char *argv[] = {"INCR", "t:ctr"};
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(ledger_command(l, 2, argv, NULL, on_reply, &p, NULL), 0);
+        struct ledger_stats st;
+        ledger_get_stats(l, &st);
+        cr_assert(st.inflight <= 4, "inflight %ld over the bound", st.inflight);
+    }
+    RUN_UNTIL(p.replies == 100, 5000);
+    cr_assert_eq(p.replies, 100);
+    cr_assert_eq(p.last_int, 100, "the last reply is the last INCR");
+    ledger_free(l);
+}
+
+Test(ledger, cancelled_request_does_not_call_back)
+{
+    struct probe p = {0};
+    struct ledger *l = open_ledger(&p, 2000, 64);
+    const char *argv[] = {"INCR", "t:c2"};
+    struct ledger_req *req = NULL;
+    cr_assert_eq(ledger_command(l, 2, argv, NULL, on_reply, &p, &req), 0);
+    ledger_req_cancel(req);
+    cr_assert_eq(ledger_command(l, 2, argv, NULL, on_reply, &p, NULL), 0);
+    RUN_UNTIL(p.replies == 1, 5000);
+    cr_assert_eq(p.replies, 1);
+    cr_assert_eq(p.last_int, 2, "the cancelled INCR still ran in Redis");
+    ledger_free(l);
+}
+
+Test(ledger, pubsub_delivers_messages)
+{
+    struct probe p = {0};
+    struct ledger *l = open_ledger(&p, 2000, 64);
+    cr_assert_eq(ledger_subscribe(l, "t:chan"), 0);
+    const char *argv[] = {"PUBLISH", "t:chan", "hello"};
+    /* The subscription races the first PUBLISH: publish until one arrives. */
+    for (int i = 0; i < 50 && p.messages == 0; i++) {
+        ledger_command(l, 3, argv, NULL, on_reply, &p, NULL);
+        RUN_UNTIL(p.messages > 0, 100);
+    }
+    cr_assert(p.messages > 0);
+    cr_assert_str_eq(p.last_msg, "hello");
+    cr_assert_eq(ledger_unsubscribe(l, "t:chan"), 0);
+    int before = p.messages;
+    int replies = p.replies;
+    ledger_command(l, 3, argv, NULL, on_reply, &p, NULL);
+    RUN_UNTIL(p.replies > replies, 2000);
+    RUN_UNTIL(false, 200);
+    cr_assert_eq(p.messages, before, "a message arrived after UNSUBSCRIBE");
+    ledger_free(l);
+}
+
+/* The debit script alone: refusals write nothing; a commit writes everything once. */
+static redisReply *debit(redisContext *rc, const char *id, const char *digest, long cost)
+{
+    char src[8192];
+    char path[512];
+    snprintf(path, sizeof(path), "%s/ledger_client/scripts/debit.lua", GIFTD_SOURCE_DIR);
+    FILE *fp = fopen(path, "r");
+    cr_assert_not_null(fp);
+    size_t n = fread(src, 1, sizeof(src) - 1, fp);
+    fclose(fp);
+    src[n] = '\0';
+    char idem[64], costs[24];
+    snprintf(idem, sizeof(idem), "d:idem:%s", id);
+    snprintf(costs, sizeof(costs), "%ld", cost);
+    return redisCommand(rc, "EVAL %s 6 d:bal %s d:budget d:spent d:pending d:outbox %s %s 86400 "
+                            "cara\x1froom\x1frose 1 1 1000 payload-%s",
+                        src, idem, digest, costs, id);
+}
+
+static long long get_int(redisContext *rc, const char *cmd)
+{
+    redisReply *r = redisCommand(rc, cmd);
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer
+                  : r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
+                                                   : 0;
+    freeReplyObject(r);
+    return v;
+}
+
+Test(ledger, debit_script_checks_before_writing)
+{
+    redisContext *rc = tk_redis_connect(&redis);
+    freeReplyObject(redisCommand(rc, "SET d:bal 10"));
+    freeReplyObject(redisCommand(rc, "SET d:budget 8"));
+    redisReply *r = debit(rc, "a", "rose:9", 9);
+    cr_assert_eq(r->element[0]->integer, 0);
+    cr_assert_str_eq(r->element[1]->str, "budget_exceeded");
+    freeReplyObject(r);
+    freeReplyObject(redisCommand(rc, "DEL d:budget"));
+    r = debit(rc, "b", "rose:11", 11);
+    cr_assert_str_eq(r->element[1]->str, "insufficient_funds");
+    freeReplyObject(r);
+    /* Nothing written by the refusals. */
+    cr_assert_eq(get_int(rc, "GET d:bal"), 10);
+    cr_assert_eq(get_int(rc, "EXISTS d:idem:a d:idem:b d:pending d:outbox d:spent"), 0);
+    r = debit(rc, "c", "rose:4", 4);
+    cr_assert_eq(r->element[0]->integer, 1);
+    cr_assert_eq(r->element[1]->integer, 6);
+    freeReplyObject(r);
+    cr_assert_eq(get_int(rc, "ZCARD d:outbox"), 1);
+    cr_assert_eq(get_int(rc, "GET d:spent"), 4);
+    /* The retry returns the stored outcome and changes nothing; a reuse is refused. */
+    r = debit(rc, "c", "rose:4", 4);
+    cr_assert_eq(r->element[0]->integer, 2);
+    cr_assert_eq(r->element[1]->integer, 6);
+    cr_assert_str_eq(r->element[2]->str, "payload-c");
+    freeReplyObject(r);
+    r = debit(rc, "c", "rose:5", 5);
+    cr_assert_eq(r->element[0]->integer, -1);
+    freeReplyObject(r);
+    cr_assert_eq(get_int(rc, "GET d:bal"), 6);
+    cr_assert_eq(get_int(rc, "ZCARD d:outbox"), 1);
+    r = redisCommand(rc, "HGET d:pending cara\x1froom\x1frose");
+    cr_assert_str_eq(r->str, "1 4 1 1000 1000", "count coins diamonds first last");
+    freeReplyObject(r);
+    redisFree(rc);
+}
