@@ -505,8 +505,9 @@ static void setup_aof(void)
     fx_start_aof(&f, 1, extra);
 }
 
-Test(gifts, redis_killed_and_restarted_mid_stream, .init = setup_aof, .fini = teardown,
-     .timeout = 120)
+TestSuite(gifts_redis_failure, .init = setup_aof, .fini = teardown, .timeout = 120);
+
+Test(gifts_redis_failure, redis_killed_and_restarted_mid_stream)
 {
     fx_open_room(&f, "g8", "cara");
     const long start = 10000;
