@@ -8,20 +8,14 @@
 
 #include <openssl/sha.h>
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#pragma GCC diagnostic ignored "-Wsign-conversion"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
-#pragma GCC diagnostic pop
 
-#define LEDGER_X_DECL(name, stem) extern const char ledger_script_##stem[];
+#define LEDGER_X_DECL(name, stem) extern const unsigned char ledger_script_##stem[];
 LEDGER_SCRIPTS(LEDGER_X_DECL)
 #undef LEDGER_X_DECL
 
 static const char *const script_src[LEDGER_SCRIPT__COUNT] = {
-#define LEDGER_X_SRC(name, stem) ledger_script_##stem,
+#define LEDGER_X_SRC(name, stem) (const char *)ledger_script_##stem,
     LEDGER_SCRIPTS(LEDGER_X_SRC)
 #undef LEDGER_X_SRC
 };
@@ -62,7 +56,8 @@ struct ledger {
     bool is_unix;
 
     redisAsyncContext *cmd; /* NULL while down */
-    bool cmd_up;            /* connected and scripts loaded */
+    bool cmd_up;            /* connected, scripts loaded, and not going away */
+    bool announced_up;      /* LEDGER_UP was reported for the current connection */
     int64_t connect_ms;     /* when the current command connection attempt began */
     long scripts_pending;   /* SCRIPT LOAD replies awaited after connect */
     redisAsyncContext *sub;
@@ -237,6 +232,95 @@ static void req_answer(struct ledger_req *r, int status, const redisReply *reply
     cb(r->ud, status, reply);
 }
 
+/* ---- hiredis on libuv ----
+ * Our own glue rather than hiredis/adapters/libuv.h: that adapter ignores a poll error
+ * (a peer reset shows up as one), so a dead Redis went unnoticed until the deadline. Here an
+ * error is handed to hiredis as readable, and its read finds the error and disconnects. */
+
+struct uv_glue {
+    redisAsyncContext *ac;
+    uv_poll_t poll;
+    int events;
+};
+
+static void glue_poll(uv_poll_t *h, int status, int events)
+{
+    struct uv_glue *g = h->data;
+    if (!g->ac) {
+        return;
+    }
+    if (status < 0 || (events & UV_READABLE)) {
+        redisAsyncHandleRead(g->ac);
+        return; /* the context may be gone now */
+    }
+    if (events & UV_WRITABLE) {
+        redisAsyncHandleWrite(g->ac);
+    }
+}
+
+static void glue_update(struct uv_glue *g, int add, int del)
+{
+    g->events = (g->events | add) & ~del;
+    if (g->events) {
+        uv_poll_start(&g->poll, g->events, glue_poll);
+    } else {
+        uv_poll_stop(&g->poll);
+    }
+}
+
+static void glue_add_read(void *d)
+{
+    glue_update(d, UV_READABLE, 0);
+}
+
+static void glue_del_read(void *d)
+{
+    glue_update(d, 0, UV_READABLE);
+}
+
+static void glue_add_write(void *d)
+{
+    glue_update(d, UV_WRITABLE, 0);
+}
+
+static void glue_del_write(void *d)
+{
+    glue_update(d, 0, UV_WRITABLE);
+}
+
+static void glue_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void glue_cleanup(void *d)
+{
+    struct uv_glue *g = d;
+    g->ac = NULL;
+    uv_close((uv_handle_t *)&g->poll, glue_closed);
+}
+
+static int glue_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    struct uv_glue *g = calloc(1, sizeof(*g));
+    if (!g) {
+        return -ENOMEM;
+    }
+    if (uv_poll_init(loop, &g->poll, ac->c.fd) != 0) {
+        free(g);
+        return -EIO;
+    }
+    g->ac = ac;
+    g->poll.data = g;
+    ac->ev.data = g;
+    ac->ev.addRead = glue_add_read;
+    ac->ev.delRead = glue_del_read;
+    ac->ev.addWrite = glue_add_write;
+    ac->ev.delWrite = glue_del_write;
+    ac->ev.cleanup = glue_cleanup;
+    return 0;
+}
+
 static void observe_latency(struct ledger *l, uint64_t start_ns)
 {
     double s = (double)(mono_ns() - start_ns) / 1e9;
@@ -284,6 +368,11 @@ static void cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
     struct ledger *l = r->l;
     redisReply *rep = reply;
     list_remove(&l->inflight, r);
+    if (!rep) {
+        /* The connection is going away (hiredis answers what was pending, then calls
+         * cmd_disconnected): nothing may be sent on it from here on, callbacks included. */
+        l->cmd_up = false;
+    }
     if (rep && rep->type == REDIS_REPLY_ERROR && r->script >= 0 && !r->resent &&
         strncmp(rep->str, "NOSCRIPT", 8) == 0 && l->cmd) {
         /* The script cache was flushed (restart, SCRIPT FLUSH): EVAL sends the body and
@@ -304,7 +393,7 @@ static void cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
         req_answer(r, -ECONNRESET, NULL);
     }
     req_free(r);
-    if (!l->closing) {
+    if (!l->closing && rep) {
         pump(l);
     }
 }
@@ -330,6 +419,7 @@ static void script_loaded(redisAsyncContext *ac, void *reply, void *privdata)
     }
     if (--l->scripts_pending == 0) {
         l->cmd_up = true;
+        l->announced_up = true;
         l->backoff_ms = BACKOFF_MIN_MS;
         set_state(l, LEDGER_UP);
         pump(l);
@@ -379,7 +469,8 @@ static void cmd_disconnected(const redisAsyncContext *ac, int status)
 {
     (void)status;
     struct ledger *l = ac->data;
-    bool was_up = l->cmd_up;
+    bool was_up = l->announced_up;
+    l->announced_up = false;
     l->cmd = NULL;
     l->cmd_up = false;
     /* hiredis already answered every in-flight request with a NULL reply. */
@@ -404,7 +495,7 @@ static redisAsyncContext *connect_ctx(struct ledger *l)
         return NULL;
     }
     ac->data = l;
-    if (redisLibuvAttach(ac, l->loop) != REDIS_OK) {
+    if (glue_attach(ac, l->loop) < 0) {
         redisAsyncFree(ac);
         return NULL;
     }
@@ -566,7 +657,15 @@ static void tick_fired(uv_timer_t *t)
     }
     if (stuck && l->cmd) {
         redisAsyncContext *ac = l->cmd;
-        redisAsyncFree(ac); /* calls cmd_disconnected and every pending callback */
+        l->cmd_up = false;
+        /* Answers every pending callback; calls cmd_disconnected only for a context that had
+         * connected, so a connection still being set up is cleaned up here. */
+        redisAsyncFree(ac);
+        if (l->cmd == ac) {
+            l->cmd = NULL;
+            fail_waiting(l, -ECONNRESET);
+            schedule_reconnect(l);
+        }
     }
 }
 

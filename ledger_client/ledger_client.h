@@ -20,7 +20,8 @@
     X(PUBLISH, publish)                                                                            \
     X(RECHARGE, recharge)                                                                          \
     X(BUDGET, budget)                                                                              \
-    X(SWEEP, sweep)
+    X(SWEEP, sweep)                                                                                \
+    X(COMBO, combo)
 
 enum ledger_script {
 #define LEDGER_X_ENUM(name, stem) LEDGER_SCRIPT_##name,

@@ -16,7 +16,11 @@ enum {
     PL_COINS,
     PL_DIAMONDS,
     PL_COUNT,
-    PL_TAIL,
+    PL_GIFT,
+    PL_STREAKABLE,
+    PL_FROMGIFT, /* "from":{…},"gift":{…} (for combo_end) */
+    PL_TAIL1,    /* the event after seq, up to "combo": */
+    PL_TAIL2,    /* the event after the combo value */
     PL__COUNT,
 };
 
@@ -118,28 +122,37 @@ static void publish_start(struct pending *p)
     }
     snprintf(p->sub, sizeof(p->sub), "%s", f[PL_SUB]);
     const char *room = f[PL_ROOM];
-    char kseq[160], kdedup[320], ktot[160], klb[160], knames[160], khist[160], ch[128];
-    char head[160], ttl[24];
-    rooms_key(kseq, sizeof(kseq), room, "seq");
+    static const char *const suffix[] = {"seq", NULL, "totals", "lb", "lbnames",
+                                         "hist", "combos", "combodue", "state"};
+    char keys[9][320];
+    for (int i = 0; i < 9; i++) {
+        if (suffix[i]) {
+            rooms_key(keys[i], sizeof(keys[i]), room, suffix[i]);
+        }
+    }
     char dsuffix[160];
     snprintf(dsuffix, sizeof(dsuffix), "d:%s:%s", f[PL_SUB], f[PL_ID]);
-    rooms_key(kdedup, sizeof(kdedup), room, dsuffix);
-    rooms_key(ktot, sizeof(ktot), room, "totals");
-    rooms_key(klb, sizeof(klb), room, "lb");
-    rooms_key(knames, sizeof(knames), room, "lbnames");
-    rooms_key(khist, sizeof(khist), room, "hist");
+    rooms_key(keys[1], sizeof(keys[1]), room, dsuffix);
+    char ch[128], head[160], ttl[24], window[24];
     rooms_channel(ch, sizeof(ch), room);
     snprintf(head, sizeof(head), "{\"type\":\"gift\",\"room\":\"%s\",\"seq\":", room);
     snprintf(ttl, sizeof(ttl), "%ld", app->cfg.ledger_idempotency_ttl_s);
-    const char *argv[] = {"6",      kseq,          kdedup,       ktot,     klb,
-                          knames,   khist,         head,         f[PL_TAIL], ch,
-                          ttl,      f[PL_SUB],     f[PL_NAME],   f[PL_COINS], f[PL_DIAMONDS],
-                          f[PL_COUNT], HISTORY_CAP};
+    snprintf(window, sizeof(window), "%ld", app->cfg.gifts_combo_window_ms);
+    struct proto_buf name;
+    proto_buf_init(&name, 0);
+    proto_buf_json_cstr(&name, f[PL_NAME]);
+    const char *argv[] = {"9",         keys[0],      keys[1],        keys[2],    keys[3],
+                          keys[4],     keys[5],      keys[6],        keys[7],    keys[8],
+                          head,        f[PL_TAIL1],  f[PL_TAIL2],    ch,         ttl,
+                          f[PL_SUB],   name.oom ? "\"\"" : proto_buf_text(&name),
+                          f[PL_COINS], f[PL_DIAMONDS], f[PL_COUNT],  HISTORY_CAP, f[PL_GIFT],
+                          f[PL_STREAKABLE], f[PL_FROMGIFT], window, room};
     struct session *s = p->stage == STAGE_PUBLISH ? p->s : NULL;
     p->done = publish_done;
     char id[65];
     snprintf(id, sizeof(id), "%s", p->id);
-    int rc = pending_script(p, LEDGER_SCRIPT_PUBLISH, 17, argv, NULL);
+    int rc = pending_script(p, LEDGER_SCRIPT_PUBLISH, 26, argv, NULL);
+    proto_buf_cleanup(&name);
     free(copy);
     if (rc < 0 && s) {
         /* pending_script freed p; the event waits in the outbox for the sweeper. */
@@ -270,6 +283,10 @@ void gift_handle(struct session *s, const struct proto_msg *m)
         reject(s, PROTO_ERR_SELF_GIFT, NULL, m->id);
         return;
     }
+    if (!limits_user_gift(app, s->claims.sub, now)) {
+        reject(s, PROTO_ERR_RATE_LIMITED, "over limits.gifts_per_sec", m->id);
+        return;
+    }
     struct pending *p = pending_new(app, s, NULL, debit_done);
     if (!p) {
         reject(s, PROTO_ERR_INTERNAL, "out of memory", m->id);
@@ -283,32 +300,36 @@ void gift_handle(struct session *s, const struct proto_msg *m)
     snprintf(p->sub, sizeof(p->sub), "%s", s->claims.sub);
     snprintf(p->room, sizeof(p->room), "%s", room->name);
 
-    /* The event text after seq, encoded once here; every node sends it as is. */
-    struct proto_buf tail;
-    proto_buf_init(&tail, 0);
-    proto_buf_puts(&tail, ",\"id\":");
-    proto_buf_json_cstr(&tail, m->id);
-    proto_buf_puts(&tail, ",\"from\":{\"id\":");
-    proto_buf_json_cstr(&tail, s->claims.sub);
-    proto_buf_puts(&tail, ",\"name\":");
-    proto_buf_json_cstr(&tail, s->claims.name);
-    proto_buf_puts(&tail, "},\"gift\":{\"id\":");
-    proto_buf_json_cstr(&tail, g->id);
-    proto_buf_puts(&tail, ",\"name\":");
-    proto_buf_json_cstr(&tail, g->name);
-    proto_buf_printf(&tail, ",\"coins\":%ld,\"diamonds\":%ld,\"tier\":\"%s\",\"animation\":",
+    /* The event text after seq, encoded once here; every node sends it as is. The publish
+     * script adds seq and the combo value. */
+    struct proto_buf fg;
+    proto_buf_init(&fg, 0);
+    proto_buf_puts(&fg, "\"from\":{\"id\":");
+    proto_buf_json_cstr(&fg, s->claims.sub);
+    proto_buf_puts(&fg, ",\"name\":");
+    proto_buf_json_cstr(&fg, s->claims.name);
+    proto_buf_puts(&fg, "},\"gift\":{\"id\":");
+    proto_buf_json_cstr(&fg, g->id);
+    proto_buf_puts(&fg, ",\"name\":");
+    proto_buf_json_cstr(&fg, g->name);
+    proto_buf_printf(&fg, ",\"coins\":%ld,\"diamonds\":%ld,\"tier\":\"%s\",\"animation\":",
                      g->coins, g->diamonds, gifts_tier_name(g->tier));
-    proto_buf_json_cstr(&tail, g->animation);
-    proto_buf_printf(&tail, "},\"count\":%ld,\"combo\":null,\"ts_ms\":%lld}", m->count,
-                     (long long)now);
+    proto_buf_json_cstr(&fg, g->animation);
+    proto_buf_puts(&fg, "}");
 
     struct proto_buf pl;
     proto_buf_init(&pl, 0);
-    proto_buf_printf(&pl, "%s\x1f%s\x1f%s\x1f%s\x1f%ld\x1f%ld\x1f%ld\x1f", room->name,
+    proto_buf_printf(&pl, "%s\x1f%s\x1f%s\x1f%s\x1f%ld\x1f%ld\x1f%ld\x1f%s\x1f%d\x1f", room->name,
                      s->claims.sub, m->id, s->claims.name, p->cost, g->diamonds * m->count,
-                     m->count);
-    proto_buf_append(&pl, proto_buf_text(&tail), tail.len);
-    proto_buf_cleanup(&tail);
+                     m->count, g->id, g->streakable ? 1 : 0);
+    proto_buf_append(&pl, proto_buf_text(&fg), fg.len);
+    proto_buf_puts(&pl, "\x1f,\"id\":");
+    proto_buf_json_cstr(&pl, m->id);
+    proto_buf_puts(&pl, ",");
+    proto_buf_append(&pl, proto_buf_text(&fg), fg.len);
+    proto_buf_printf(&pl, ",\"count\":%ld,\"combo\":\x1f,\"ts_ms\":%lld}", m->count,
+                     (long long)now);
+    proto_buf_cleanup(&fg);
     if (pl.oom) {
         proto_buf_cleanup(&pl);
         free(p);

@@ -381,6 +381,8 @@ static int room_close(struct http_req *h, const char *room)
         return 0;
     }
     snprintf(p->room, sizeof(p->room), "%s", room);
+    /* Open combos end first (their combo_end precedes room_closed on the same connection). */
+    rooms_combo_sweep(h->app, room, "all");
     char k1[160], ch[128], now[24], ev[128];
     rooms_key(k1, sizeof(k1), room, "meta");
     rooms_channel(ch, sizeof(ch), room);
@@ -421,8 +423,8 @@ static void room_info_done(struct pending *p, int status, const redisReply *r)
             for (size_t i = 0; top->type == REDIS_REPLY_ARRAY && i + 2 < top->elements; i += 3) {
                 proto_buf_puts(&b, i ? ",{\"id\":" : "{\"id\":");
                 proto_buf_json_cstr(&b, top->element[i]->str);
-                proto_buf_puts(&b, ",\"name\":");
-                proto_buf_json_cstr(&b, top->element[i + 2]->str);
+                proto_buf_puts(&b, ",\"name\":"); /* stored as JSON text by publish */
+                proto_buf_puts(&b, top->element[i + 2]->str);
                 proto_buf_printf(&b, ",\"coins\":%lld}", strtoll(top->element[i + 1]->str, NULL, 10));
             }
             proto_buf_puts(&b, "]}");

@@ -68,17 +68,20 @@ static void finish_shutdown(struct app *app)
     uv_timer_stop(&app->shutdown_timer);
     uv_timer_stop(&app->presence_timer);
     uv_timer_stop(&app->sweep_timer);
+    uv_timer_stop(&app->combo_timer);
     rooms_presence_tick(app, false);
     if (app->ctx) {
         lws_context_destroy(app->ctx);
         app->ctx = NULL;
     }
     rooms_free_all(app);
+    limits_gc(app, 0, true);
     ledger_free(app->ledger);
     app->ledger = NULL;
     uv_close((uv_handle_t *)&app->presence_timer, NULL);
     uv_close((uv_handle_t *)&app->sweep_timer, NULL);
     uv_close((uv_handle_t *)&app->shutdown_timer, NULL);
+    uv_close((uv_handle_t *)&app->combo_timer, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sighup, NULL);
@@ -123,9 +126,16 @@ static void on_signal(uv_signal_t *h, int signum)
     begin_shutdown(app, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+static void combo_fired(uv_timer_t *t)
+{
+    rooms_combo_tick(t->data);
+}
+
 static void presence_fired(uv_timer_t *t)
 {
-    rooms_presence_tick(t->data, true);
+    struct app *app = t->data;
+    rooms_presence_tick(app, true);
+    limits_gc(app, ledger_now_ms(), false);
 }
 
 /* ---- --dev ---- */
@@ -447,7 +457,10 @@ int main(int argc, char **argv)
     uv_timer_init(&loop, &app->presence_timer);
     uv_timer_init(&loop, &app->sweep_timer);
     uv_timer_init(&loop, &app->shutdown_timer);
+    uv_timer_init(&loop, &app->combo_timer);
     app->presence_timer.data = app->sweep_timer.data = app->shutdown_timer.data = app;
+    app->combo_timer.data = app;
+    uv_timer_start(&app->combo_timer, combo_fired, 25, 25);
     uv_timer_start(&app->presence_timer, presence_fired,
                    (uint64_t)app->cfg.rooms_presence_interval_ms,
                    (uint64_t)app->cfg.rooms_presence_interval_ms);

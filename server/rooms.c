@@ -161,18 +161,36 @@ static void presence_ignore(void *ud, int status, const redisReply *r)
     (void)r;
 }
 
+void rooms_presence_args(struct app *app, struct presence_args *a, const char *room, long count,
+                         bool publish)
+{
+    static const char *const suffix[6] = {"meta", "seq", "presence", "state", "lb", "lbnames"};
+    for (int i = 0; i < 6; i++) {
+        rooms_key(a->keys[i], sizeof(a->keys[i]), room, suffix[i]);
+    }
+    snprintf(a->count, sizeof(a->count), "%ld", count);
+    snprintf(a->now, sizeof(a->now), "%lld", (long long)ledger_now_ms());
+    snprintf(a->ttl, sizeof(a->ttl), "%ld", app->cfg.rooms_presence_interval_ms * 3 + 2000);
+    if (publish) {
+        snprintf(a->interval, sizeof(a->interval), "%ld", app->cfg.rooms_presence_interval_ms);
+    } else {
+        snprintf(a->interval, sizeof(a->interval), "-");
+    }
+    rooms_channel(a->channel, sizeof(a->channel), room);
+    snprintf(a->top, sizeof(a->top), "%ld", app->cfg.rooms_leaderboard_size);
+    const char *argv[15] = {"6",        a->keys[0], a->keys[1],  a->keys[2], a->keys[3],
+                            a->keys[4], a->keys[5], app->node_id, a->count,  a->now,
+                            a->ttl,     a->interval, a->channel, room,       a->top};
+    memcpy(a->argv, argv, sizeof(argv));
+    a->argc = 15;
+}
+
 static void presence_write(struct app *app, struct room *room)
 {
-    char kmeta[160], kseq[160], kpres[160], count[24], now[24], ttl[24];
-    rooms_key(kmeta, sizeof(kmeta), room->name, "meta");
-    rooms_key(kseq, sizeof(kseq), room->name, "seq");
-    rooms_key(kpres, sizeof(kpres), room->name, "presence");
-    snprintf(count, sizeof(count), "%ld", room->nviewers);
-    snprintf(now, sizeof(now), "%lld", (long long)ledger_now_ms());
-    snprintf(ttl, sizeof(ttl), "%ld", app->cfg.rooms_presence_interval_ms * 3 + 2000);
-    const char *argv[] = {"3", kmeta, kseq, kpres, app->node_id, count, now, ttl};
-    if (ledger_script(app->ledger, LEDGER_SCRIPT_ROOM_PRESENCE, 8, argv, NULL, presence_ignore,
-                      NULL, NULL) == 0) {
+    struct presence_args a;
+    rooms_presence_args(app, &a, room->name, room->nviewers, room->nviewers > 0);
+    if (ledger_script(app->ledger, LEDGER_SCRIPT_ROOM_PRESENCE, a.argc, a.argv, NULL,
+                      presence_ignore, NULL, NULL) == 0) {
         room->reported = room->nviewers;
     }
 }
@@ -385,8 +403,80 @@ void rooms_on_message(struct app *app, const char *channel, size_t chlen, const 
         m->closes_room = true;
     } else {
         m->seq = parse_seq(msg, len);
+        /* A streak is open: its combo_end is due one window after this send. */
+        static const char open_combo[] = "\"combo\":{\"count\":";
+        if (memmem(msg, len, open_combo, sizeof(open_combo) - 1)) {
+            int64_t due = ledger_now_ms() + app->cfg.gifts_combo_window_ms + 20;
+            if (!room->combo_due_ms || due < room->combo_due_ms) {
+                room->combo_due_ms = due;
+            }
+        }
     }
     rooms_broadcast(room, m);
+}
+
+struct combo_ctx {
+    struct app *app;
+    char room[65];
+};
+
+static void combo_done(void *ud, int status, const redisReply *r)
+{
+    struct combo_ctx *c = ud;
+    struct room *room = rooms_get(c->app, c->room, false);
+    if (room) {
+        room->combo_sweeping = false;
+        if (status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+            long long next = r->element[1]->integer;
+            long long redis_now = r->element[2]->integer;
+            /* Redis's clock decides; translate its deadline to ours. */
+            room->combo_due_ms =
+                next < 0 ? 0 : ledger_now_ms() + (next - redis_now) + 5;
+        } else {
+            room->combo_due_ms = ledger_now_ms() + 200; /* try again */
+        }
+    }
+    free(c);
+}
+
+void rooms_combo_sweep(struct app *app, const char *name, const char *mode)
+{
+    struct combo_ctx *c = malloc(sizeof(*c));
+    if (!c) {
+        return;
+    }
+    c->app = app;
+    snprintf(c->room, sizeof(c->room), "%s", name);
+    char kseq[160], kc[160], kd[160], kh[160], ch[128];
+    rooms_key(kseq, sizeof(kseq), name, "seq");
+    rooms_key(kc, sizeof(kc), name, "combos");
+    rooms_key(kd, sizeof(kd), name, "combodue");
+    rooms_key(kh, sizeof(kh), name, "hist");
+    rooms_channel(ch, sizeof(ch), name);
+    const char *argv[] = {"4", kseq, kc, kd, kh, mode, ch, name, "200"};
+    if (ledger_script(app->ledger, LEDGER_SCRIPT_COMBO, 9, argv, NULL, combo_done, c, NULL) < 0) {
+        free(c);
+        return;
+    }
+    struct room *room = rooms_get(app, name, false);
+    if (room) {
+        room->combo_sweeping = true;
+    }
+}
+
+void rooms_combo_tick(struct app *app)
+{
+    if (!app->ledger || !ledger_ready(app->ledger)) {
+        return;
+    }
+    int64_t now = ledger_now_ms();
+    for (size_t i = 0; i < app->rooms_cap; i++) {
+        for (struct room *r = app->rooms[i]; r; r = r->hnext) {
+            if (r->combo_due_ms && r->combo_due_ms <= now && !r->combo_sweeping) {
+                rooms_combo_sweep(app, r->name, "due");
+            }
+        }
+    }
 }
 
 void rooms_resubscribe(struct app *app)

@@ -70,6 +70,8 @@ struct room {
     char creator_id[65];
     char creator_name[65];
     bool subscribed;
+    int64_t combo_due_ms; /* a combo of this room may end at this time, 0 none known */
+    bool combo_sweeping;  /* a combo sweep of this room awaits Redis */
     struct fanout_msg **ring; /* ring_cap slots, indexed by absolute position % ring_cap */
     size_t ring_cap;
     uint64_t head; /* absolute position of the next event */
@@ -96,6 +98,20 @@ void rooms_on_message(struct app *app, const char *channel, size_t chlen, const 
 void rooms_resubscribe(struct app *app);
 /** Writes this node's viewer counts to Redis for rooms whose count changed or needs refresh. */
 void rooms_presence_tick(struct app *app, bool refresh_all);
+/** Ends due combos of rooms this node serves (timer). */
+void rooms_combo_tick(struct app *app);
+/** Runs the combo script for a room: mode "due" or "all" (room closing). */
+void rooms_combo_sweep(struct app *app, const char *room, const char *mode);
+/** Fills the presence script's arguments for room (count: this node's, or "-"); publish
+ * says whether the script may publish viewers/leaderboard events. */
+struct presence_args {
+    char keys[6][160];
+    char count[24], now[24], ttl[24], interval[24], channel[128], top[16];
+    const char *argv[15];
+    int argc;
+};
+void rooms_presence_args(struct app *app, struct presence_args *a, const char *room, long count,
+                         bool publish);
 /** Frees every room (shutdown). */
 void rooms_free_all(struct app *app);
 /** Builds a room's Redis key: "giftd:{r:<room>}:<suffix>". */
@@ -114,6 +130,21 @@ void rooms_open_args_init(struct room_open_args *a, const char *room, const char
 void rooms_open_args_cleanup(struct room_open_args *a);
 /** Channel name of a room. */
 void rooms_channel(char *out, size_t len, const char *room);
+
+/* ---- limits (limits.c) ---- */
+
+struct bucket {
+    double tokens;
+    int64_t last_ms;
+};
+struct user_bucket;
+
+/** Takes one token from b refilled at rate per second (burst: one second's worth). */
+bool bucket_take(struct bucket *b, double rate, int64_t now_ms);
+/** limits.gifts_per_sec for sub on this process: true when the send may go on. */
+bool limits_user_gift(struct app *app, const char *sub, int64_t now_ms);
+/** Forgets idle users' buckets (all: every bucket, at shutdown). */
+void limits_gc(struct app *app, int64_t now_ms, bool all);
 
 /* ---- sessions (ws.c) ---- */
 
@@ -145,6 +176,10 @@ struct session {
     long pending_ledger; /* this session's requests awaiting Redis */
     struct pending *pendings; /* the same, to detach them when the session closes */
     bool going_away;
+    struct bucket frames;    /* limits.frames_per_sec */
+    int64_t limited_sec;     /* the second (Unix) of the last refused frame */
+    int limited_strikes;     /* consecutive seconds with refused frames */
+    long limited_in_sec;     /* frames refused in limited_sec */
     char joining[65];     /* room of the join awaiting Redis, "" none */
     char query_room[65];  /* ?room= of a connection that must authenticate first */
 };
@@ -275,9 +310,12 @@ struct app {
     size_t rooms_cap;
     long nrooms;
     struct proto_buf scratch; /* batch frames and one-off encodings, reused */
+    struct user_bucket **user_buckets; /* limits.gifts_per_sec per user */
+    size_t user_buckets_cap;
     uv_timer_t presence_timer;
     uv_timer_t sweep_timer;
     uv_timer_t shutdown_timer;
+    uv_timer_t combo_timer;
     uv_signal_t sigterm, sigint, sighup;
     uv_poll_t listen_poll;
     int listen_fd;

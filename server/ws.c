@@ -317,15 +317,9 @@ static void session_join(struct session *s, const char *name)
     snprintf(p->room, sizeof(p->room), "%s", name);
     snprintf(s->joining, sizeof(s->joining), "%s", name);
     room->joining++;
-    char kmeta[160], kseq[160], kpres[160], count[24], now[24], ttl[24];
-    rooms_key(kmeta, sizeof(kmeta), name, "meta");
-    rooms_key(kseq, sizeof(kseq), name, "seq");
-    rooms_key(kpres, sizeof(kpres), name, "presence");
-    snprintf(count, sizeof(count), "%ld", room->nviewers + 1);
-    snprintf(now, sizeof(now), "%lld", (long long)ledger_now_ms());
-    snprintf(ttl, sizeof(ttl), "%ld", app->cfg.rooms_presence_interval_ms * 3 + 2000);
-    const char *argv[] = {"3", kmeta, kseq, kpres, app->node_id, count, now, ttl};
-    if (pending_script(p, LEDGER_SCRIPT_ROOM_PRESENCE, 8, argv, NULL) < 0) {
+    struct presence_args a;
+    rooms_presence_args(app, &a, name, room->nviewers + 1, false);
+    if (pending_script(p, LEDGER_SCRIPT_ROOM_PRESENCE, a.argc, a.argv, NULL) < 0) {
         room->joining--;
         s->joining[0] = '\0';
         if (room->nviewers == 0 && room->joining == 0) {
@@ -337,6 +331,35 @@ static void session_join(struct session *s, const char *name)
 
 /* ---- input ---- */
 
+/* limits.frames_per_sec: refuses a frame over the limit; after three seconds in a row with
+ * refused frames the connection is closed (1008). Returns false when the frame is refused. */
+static bool frame_allowed(struct session *s, const char *id)
+{
+    struct app *app = s->app;
+    int64_t now = ledger_now_ms();
+    if (bucket_take(&s->frames, (double)app->cfg.limits_frames_per_sec, now)) {
+        if (s->limited_sec && now / 1000 > s->limited_sec + 1) {
+            s->limited_strikes = 0; /* a whole second without refusals */
+        }
+        return true;
+    }
+    int64_t sec = now / 1000;
+    if (sec != s->limited_sec) {
+        s->limited_strikes = sec == s->limited_sec + 1 ? s->limited_strikes + 1 : 1;
+        s->limited_sec = sec;
+        s->limited_in_sec = 0;
+    }
+    s->limited_in_sec++;
+    if (s->limited_strikes >= 3) {
+        s->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+        lws_callback_on_writable(s->wsi);
+    } else if (s->limited_in_sec <= app->cfg.limits_frames_per_sec) {
+        /* Answer refusals up to the limit itself; beyond it, drop them quietly. */
+        session_error(s, PROTO_ERR_RATE_LIMITED, "over limits.frames_per_sec", id);
+    }
+    return false;
+}
+
 static void handle_frame(struct session *s, const char *buf, size_t len)
 {
     struct app *app = s->app;
@@ -344,6 +367,10 @@ static void handle_frame(struct session *s, const char *buf, size_t len)
     struct proto_msg m;
     const char *detail = NULL;
     enum proto_err e = proto_parse(buf, len, app->cfg.gifts_max_count, &m, &detail);
+    /* Parsed first so that a refused gift's error carries its id. */
+    if (!frame_allowed(s, m.type == PROTO_MSG_GIFT && m.id[0] ? m.id : NULL)) {
+        return;
+    }
     if (e != PROTO_OK) {
         session_error(s, e, detail, m.type == PROTO_MSG_GIFT && m.id[0] ? m.id : NULL);
         return;

@@ -2,7 +2,7 @@
 -- KEYS: 1 meta, 2 totals, 3 leaderboard, 4 leaderboard names, 5 presence, 6 seq
 -- ARGV: 1 now_ms, 2 top N
 -- Returns {-1} for an unknown room, else {live, creator_id, creator_name, title, gifts, coins,
--- diamonds, viewers, seq, session, {id, coins, name, ...}}.
+-- diamonds, viewers, seq, session, {id, coins, name as JSON text, ...}}.
 local m = redis.call('HMGET', KEYS[1], 'live', 'creator_id', 'creator_name', 'title', 'session')
 if not m[1] then
   return {-1}
@@ -22,7 +22,7 @@ local flat = {}
 for i = 1, #top, 2 do
   flat[#flat + 1] = top[i]
   flat[#flat + 1] = top[i + 1]
-  flat[#flat + 1] = redis.call('HGET', KEYS[4], top[i]) or top[i]
+  flat[#flat + 1] = redis.call('HGET', KEYS[4], top[i]) or cjson.encode(top[i])
 end
 return {m[1] == '1' and 1 or 0, m[2] or '', m[3] or '', m[4] or '', tonumber(t[1] or '0'),
   tonumber(t[2] or '0'), tonumber(t[3] or '0'), sum, tonumber(redis.call('GET', KEYS[6]) or '0'),

@@ -1,8 +1,10 @@
--- room_presence: record this node's viewer count of a room and read the room's state.
+-- room_presence: record this node's viewer count of a room, read the room's state, and publish
+-- the room's viewers and leaderboard events when they changed (at most once per interval).
 -- Each node owns one field of the presence hash, "count:expires_ms"; a node that dies stops
 -- refreshing its field and its viewers stop counting once it expires.
--- KEYS: 1 meta, 2 seq, 3 presence
--- ARGV: 1 node id, 2 this node's count ('-' to only read), 3 now_ms, 4 ttl_ms
+-- KEYS: 1 meta, 2 seq, 3 presence, 4 room state (hash), 5 leaderboard, 6 leaderboard names
+-- ARGV: 1 node id, 2 this node's count ('-' to only read), 3 now_ms, 4 ttl_ms,
+--       5 interval ms ('-': publish nothing), 6 channel, 7 room, 8 leaderboard size
 -- Returns {live, creator_id, creator_name, seq, viewers (all nodes)}.
 local now = tonumber(ARGV[3])
 local meta = redis.call('HMGET', KEYS[1], 'live', 'creator_id', 'creator_name')
@@ -23,6 +25,25 @@ for i = 1, #all, 2 do
     redis.call('HDEL', KEYS[3], all[i])
   else
     sum = sum + tonumber(c)
+  end
+end
+if live and ARGV[5] ~= '-' then
+  local interval = tonumber(ARGV[5])
+  local st = redis.call('HMGET', KEYS[4], 'vcount', 'vts', 'lbdirty', 'lbts')
+  if tonumber(st[1] or '-1') ~= sum and now - tonumber(st[2] or '0') >= interval then
+    redis.call('HSET', KEYS[4], 'vcount', sum, 'vts', now)
+    redis.call('PUBLISH', ARGV[6], '{"type":"viewers","room":"' .. ARGV[7] .. '","count":' .. sum .. '}')
+  end
+  if st[3] == '1' and now - tonumber(st[4] or '0') >= interval then
+    redis.call('HSET', KEYS[4], 'lbdirty', '0', 'lbts', now)
+    local top = redis.call('ZREVRANGE', KEYS[5], 0, tonumber(ARGV[8]) - 1, 'WITHSCORES')
+    local parts = {}
+    for i = 1, #top, 2 do
+      local name = redis.call('HGET', KEYS[6], top[i]) or cjson.encode(top[i])
+      parts[#parts + 1] = '{"id":"' .. top[i] .. '","name":' .. name .. ',"coins":' .. top[i + 1] .. '}'
+    end
+    redis.call('PUBLISH', ARGV[6], '{"type":"leaderboard","room":"' .. ARGV[7] .. '","top":[' ..
+      table.concat(parts, ',') .. ']}')
   end
 end
 return {live and 1 or 0, meta[2] or '', meta[3] or '', tonumber(redis.call('GET', KEYS[2]) or '0'), sum}
