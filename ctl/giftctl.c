@@ -1,11 +1,15 @@
-/* giftctl: the command-line client of giftd's HTTP API (SPEC sections 5 and 9). */
+/* giftctl: the command-line client of giftd's HTTP API (SPEC sections 5 and 9); `settlements`
+ * reads the settlement sink (Redis stream or PostgreSQL) directly. */
 #include "auth/auth.h"
 #include "ctl/ctl.h"
+#include "ledger_client/ledger_client.h"
 #include "protocol/protocol.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -44,6 +48,11 @@ enum opt_id {
     OPT_PACKAGE,
     OPT_COINS,
     OPT_DAILY_COINS,
+    OPT_REDIS,
+    OPT_STREAM,
+    OPT_POSTGRES,
+    OPT_COUNT,
+    OPT_FOLLOW,
     OPT__COUNT
 };
 
@@ -68,6 +77,11 @@ static const struct option long_options[] = {
     {"package", required_argument, NULL, OPT_PACKAGE},
     {"coins", required_argument, NULL, OPT_COINS},
     {"daily-coins", required_argument, NULL, OPT_DAILY_COINS},
+    {"redis", required_argument, NULL, OPT_REDIS},
+    {"stream", required_argument, NULL, OPT_STREAM},
+    {"postgres", required_argument, NULL, OPT_POSTGRES},
+    {"count", required_argument, NULL, OPT_COUNT},
+    {"follow", no_argument, NULL, OPT_FOLLOW},
     {NULL, 0, NULL, 0},
 };
 
@@ -95,7 +109,15 @@ static void usage(FILE *f)
           "  recharge --user USER --payment-id ID (--package ID | --coins N)\n"
           "  balance USER\n"
           "  budget USER --daily-coins N|none\n"
-          "  settlements                         (not yet implemented)\n"
+          "  settlements [--redis URL] [--stream NAME] [--postgres CONNINFO]\n"
+          "        [--count N] [--follow]      print settlement rows as JSON lines, oldest\n"
+          "                                    first: the last N (default all); --follow\n"
+          "                                    keeps printing new ones. Reads the Redis\n"
+          "                                    stream (--redis, env GIFTD_REDIS_URL, default\n"
+          "                                    redis://127.0.0.1:6379/0; --stream, env\n"
+          "                                    GIFTD_FLUSH_STREAM, default giftd:settlements)\n"
+          "                                    or, with --postgres (env\n"
+          "                                    GIFTD_FLUSH_POSTGRES), table gift_settlements\n"
           "\n"
           "Options:\n"
           "  --url URL        giftd base URL (env GIFTD_URL, default " DEFAULT_URL ")\n"
@@ -494,6 +516,290 @@ static int cmd_budget(const struct cli *c)
     return rc;
 }
 
+/* ---- settlements: tail the sink ---- */
+
+#define SETTLE_PAGE          1000
+#define SETTLE_BLOCK_MS      "5000"
+#define SETTLE_POLL_MS       1000
+#define SETTLE_LOOKBACK_MS   3600000LL
+#define DEFAULT_REDIS_URL    "redis://127.0.0.1:6379/0"
+#define DEFAULT_FLUSH_STREAM "giftd:settlements"
+
+static const char *const settle_fields[] = {
+    "batch", "creator", "room", "gift", "count", "coins", "diamonds", "first_ts_ms", "last_ts_ms"};
+enum { SETTLE_NFIELDS = 9, SETTLE_NSTRINGS = 4 };
+
+/* Prints one row as a JSON line; values[i] are the texts of settle_fields[i]; id may be NULL. */
+static void print_settlement(const char *id, const char *const values[SETTLE_NFIELDS])
+{
+    json_t *o = json_object();
+    if (!o) {
+        return;
+    }
+    if (id) {
+        json_object_set_new(o, "id", json_string(id));
+    }
+    for (int i = 0; i < SETTLE_NFIELDS; i++) {
+        long long v = 0;
+        if (i < SETTLE_NSTRINGS || !parse_ll(values[i], LLONG_MIN, LLONG_MAX, &v)) {
+            json_object_set_new(o, settle_fields[i], json_string(values[i] ? values[i] : ""));
+        } else {
+            json_object_set_new(o, settle_fields[i], json_integer(v));
+        }
+    }
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (text) {
+        printf("%s\n", text);
+        fflush(stdout);
+    }
+    free(text);
+    json_decref(o);
+}
+
+/* Prints the entries of an XRANGE-style reply; remembers the last id in last (len bytes). */
+static void print_entries(const redisReply *r, bool reverse, char *last, size_t len)
+{
+    for (size_t k = 0; k < r->elements; k++) {
+        const redisReply *e = r->element[reverse ? r->elements - 1 - k : k];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+        const char *values[SETTLE_NFIELDS] = {0};
+        const redisReply *f = e->element[1];
+        for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
+            for (int j = 0; j < SETTLE_NFIELDS; j++) {
+                if (strcmp(f->element[i]->str, settle_fields[j]) == 0) {
+                    values[j] = f->element[i + 1]->str;
+                }
+            }
+        }
+        print_settlement(e->element[0]->str, values);
+        snprintf(last, len, "%s", e->element[0]->str);
+    }
+}
+
+static int redis_failed(redisContext *rc, redisReply *r, const char *what)
+{
+    if (!r) {
+        fprintf(stderr, "giftctl: redis %s: %s\n", what, rc->errstr);
+    } else {
+        fprintf(stderr, "giftctl: redis %s: %s\n", what,
+                r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        freeReplyObject(r);
+    }
+    return EXIT_HTTP_ERROR;
+}
+
+static int settlements_redis(const char *url, const char *stream, long long count, bool follow)
+{
+    char host[256], password[256];
+    int port = 0, db = 0;
+    bool is_unix = false;
+    if (ledger_url_parse(url, host, sizeof(host), &port, &db, password, sizeof(password),
+                         &is_unix) < 0) {
+        return usage_error("--redis must look like redis://host:port/db or unix:///path, not %s",
+                           url);
+    }
+    struct timeval tv = {.tv_sec = 10, .tv_usec = 0};
+    redisContext *rc =
+        is_unix ? redisConnectUnixWithTimeout(host, tv) : redisConnectWithTimeout(host, port, tv);
+    if (!rc || rc->err) {
+        fprintf(stderr, "giftctl: cannot connect to %s: %s\n", url, rc ? rc->errstr : "no memory");
+        redisFree(rc);
+        return EXIT_HTTP_ERROR;
+    }
+    redisReply *r;
+    int status = 0;
+    if (password[0]) {
+        r = redisCommand(rc, "AUTH %s", password);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            status = redis_failed(rc, r, "AUTH");
+            goto out;
+        }
+        freeReplyObject(r);
+    }
+    if (db) {
+        r = redisCommand(rc, "SELECT %d", db);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            status = redis_failed(rc, r, "SELECT");
+            goto out;
+        }
+        freeReplyObject(r);
+    }
+    char last[64] = "0-0";
+    if (count >= 0) {
+        /* The last count entries, printed oldest first; count 0 only sets where to follow. */
+        r = redisCommand(rc, "XREVRANGE %s + - COUNT %lld", stream, count > 0 ? count : 1);
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+            status = redis_failed(rc, r, "XREVRANGE");
+            goto out;
+        }
+        if (count > 0) {
+            print_entries(r, true, last, sizeof(last));
+        } else if (r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY) {
+            snprintf(last, sizeof(last), "%s", r->element[0]->element[0]->str);
+        }
+        freeReplyObject(r);
+    } else {
+        /* Everything, a page at a time; "(" makes the start exclusive. */
+        for (;;) {
+            char start[80];
+            snprintf(start, sizeof(start), strcmp(last, "0-0") == 0 ? "-" : "(%s", last);
+            r = redisCommand(rc, "XRANGE %s %s + COUNT %d", stream, start, SETTLE_PAGE);
+            if (!r || r->type != REDIS_REPLY_ARRAY) {
+                status = redis_failed(rc, r, "XRANGE");
+                goto out;
+            }
+            size_t n = r->elements;
+            print_entries(r, false, last, sizeof(last));
+            freeReplyObject(r);
+            if (n < SETTLE_PAGE) {
+                break;
+            }
+        }
+    }
+    while (follow) {
+        r = redisCommand(rc, "XREAD COUNT %d BLOCK %s STREAMS %s %s", SETTLE_PAGE, SETTLE_BLOCK_MS,
+                         stream, last);
+        if (!r || (r->type != REDIS_REPLY_ARRAY && r->type != REDIS_REPLY_NIL)) {
+            status = redis_failed(rc, r, "XREAD");
+            goto out;
+        }
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+            r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
+            print_entries(r->element[0]->element[1], false, last, sizeof(last));
+        }
+        freeReplyObject(r);
+    }
+out:
+    redisFree(rc);
+    return status;
+}
+
+static int pg_failed(PGconn *conn, PGresult *res, const char *what)
+{
+    fprintf(stderr, "giftctl: postgres %s: %s", what, PQerrorMessage(conn));
+    PQclear(res);
+    PQfinish(conn);
+    return EXIT_HTTP_ERROR;
+}
+
+/* Rows of gift_settlements: the last count (or all), then with follow every new one. A row
+ * is new when its key was not printed yet; --follow looks at rows whose last gift is at most
+ * an hour older than the newest it printed (a row held back by a longer outage is missed). */
+static int settlements_postgres(const char *conninfo, long long count, bool follow)
+{
+    PGconn *conn = PQconnectdb(conninfo);
+    if (!conn || PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "giftctl: cannot connect to PostgreSQL: %s",
+                conn ? PQerrorMessage(conn) : "out of memory\n");
+        PQfinish(conn);
+        return EXIT_HTTP_ERROR;
+    }
+    static const char cols[] = "batch, creator, room, gift, count::text, coins::text, "
+                               "diamonds::text, first_ts_ms::text, last_ts_ms::text";
+    static const char order[] = "last_ts_ms, batch, creator, room, gift";
+    json_t *seen = json_object();
+    if (!seen) {
+        PQfinish(conn);
+        return EXIT_HTTP_ERROR;
+    }
+    long long newest = 0;
+    for (bool first = true;; first = false) {
+        char sql[600];
+        if (first && count >= 0) {
+            snprintf(sql, sizeof(sql),
+                     "SELECT * FROM (SELECT %s FROM gift_settlements ORDER BY last_ts_ms DESC, "
+                     "batch DESC, creator DESC, room DESC, gift DESC LIMIT %lld) t ORDER BY %s",
+                     cols, count, order);
+        } else if (first) {
+            snprintf(sql, sizeof(sql), "SELECT %s FROM gift_settlements ORDER BY %s", cols, order);
+        } else {
+            snprintf(sql, sizeof(sql),
+                     "SELECT %s FROM gift_settlements WHERE last_ts_ms >= %lld ORDER BY %s", cols,
+                     newest - SETTLE_LOOKBACK_MS, order);
+        }
+        PGresult *res = PQexec(conn, sql);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            json_decref(seen);
+            return pg_failed(conn, res, "SELECT");
+        }
+        for (int i = 0; i < PQntuples(res); i++) {
+            const char *values[SETTLE_NFIELDS];
+            for (int j = 0; j < SETTLE_NFIELDS; j++) {
+                values[j] = PQgetvalue(res, i, j);
+            }
+            char key[300];
+            snprintf(key, sizeof(key), "%s\x1f%s\x1f%s\x1f%s", values[0], values[1], values[2],
+                     values[3]);
+            if (json_object_get(seen, key)) {
+                continue;
+            }
+            long long last_ts = strtoll(values[8], NULL, 10);
+            if (last_ts > newest) {
+                newest = last_ts;
+            }
+            if (follow) {
+                json_object_set_new(seen, key, json_integer(last_ts));
+            }
+            if (!first || count != 0) {
+                print_settlement(NULL, values);
+            }
+        }
+        PQclear(res);
+        if (!follow) {
+            break;
+        }
+        /* Forget keys that fell out of the window. */
+        const char *k;
+        json_t *v;
+        void *tmp;
+        json_object_foreach_safe(seen, tmp, k, v)
+        {
+            if (json_integer_value(v) < newest - SETTLE_LOOKBACK_MS) {
+                json_object_del(seen, k);
+            }
+        }
+        struct timespec ts = {.tv_sec = SETTLE_POLL_MS / 1000,
+                              .tv_nsec = (SETTLE_POLL_MS % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    json_decref(seen);
+    PQfinish(conn);
+    return 0;
+}
+
+static int cmd_settlements(const struct cli *c)
+{
+    int rc = check_options(
+        c, BIT(OPT_REDIS) | BIT(OPT_STREAM) | BIT(OPT_POSTGRES) | BIT(OPT_COUNT) | BIT(OPT_FOLLOW),
+        "settlements");
+    if (rc || (rc = check_npos(c, 1, "settlements"))) {
+        return rc;
+    }
+    long long count = -1;
+    if (c->opt[OPT_COUNT] && !parse_ll(c->opt[OPT_COUNT], 0, 1000000000, &count)) {
+        return usage_error("--count must be a non-negative integer, not %s", c->opt[OPT_COUNT]);
+    }
+    bool follow = (c->seen & BIT(OPT_FOLLOW)) != 0;
+    const char *pg = c->opt[OPT_POSTGRES];
+    if (!pg && !c->opt[OPT_REDIS] && !c->opt[OPT_STREAM]) {
+        pg = env_nonempty("GIFTD_FLUSH_POSTGRES");
+    }
+    if (pg) {
+        if (c->opt[OPT_REDIS] || c->opt[OPT_STREAM]) {
+            return usage_error("--postgres does not go with --redis or --stream");
+        }
+        return settlements_postgres(pg, count, follow);
+    }
+    const char *url = c->opt[OPT_REDIS] ? c->opt[OPT_REDIS] : env_nonempty("GIFTD_REDIS_URL");
+    const char *stream =
+        c->opt[OPT_STREAM] ? c->opt[OPT_STREAM] : env_nonempty("GIFTD_FLUSH_STREAM");
+    return settlements_redis(url ? url : DEFAULT_REDIS_URL, stream ? stream : DEFAULT_FLUSH_STREAM,
+                             count, follow);
+}
+
 int main(int argc, char **argv)
 {
     struct cli c;
@@ -573,8 +879,7 @@ int main(int argc, char **argv)
         return cmd_budget(&c);
     }
     if (strcmp(command, "settlements") == 0) {
-        fprintf(stderr, "giftctl: settlements: not yet implemented\n");
-        return EXIT_USAGE;
+        return cmd_settlements(&c);
     }
     if (strcmp(command, "help") == 0) {
         usage(stdout);

@@ -21,7 +21,11 @@
     X(RECHARGE, recharge)                                                                          \
     X(BUDGET, budget)                                                                              \
     X(SWEEP, sweep)                                                                                \
-    X(COMBO, combo)
+    X(COMBO, combo)                                                                                \
+    X(SETTLE_BEGIN, settle_begin)                                                                  \
+    X(SETTLE_STREAM, settle_stream)                                                                \
+    X(SETTLE_CREDIT, settle_credit)                                                                \
+    X(SETTLE_END, settle_end)
 
 enum ledger_script {
 #define LEDGER_X_ENUM(name, stem) LEDGER_SCRIPT_##name,

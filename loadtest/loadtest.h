@@ -171,6 +171,7 @@ struct load_opts {
     double sample;
     char json_path[512];
     bool quiet;
+    bool full_scan; /* no pattern counting on non-sampled viewers */
     char source_addrs[512];
     uint64_t seed;
 };
@@ -207,19 +208,25 @@ struct load {
     uint64_t t_last_join_ns; /* last joined */
     uint64_t t_send_ns;      /* start of the send phase */
     uint64_t t_send_end_ns;  /* end of the send phase */
+    uint64_t t_drain_start_ns;
     uint64_t t_drain_end_ns;
     uint64_t t_last_delivery_ns;
-    uint64_t now_ns; /* uv_hrtime of the read being processed */
+    uint64_t now_ns; /* uv_hrtime of the read being processed, 0 until needed */
+    char *readbuf;   /* shared by every read: frames are consumed before the next read */
+    size_t readbuf_len;
 
-    uint32_t opened;  /* connections started */
-    uint32_t joined;  /* currently joined */
+    uint32_t opened; /* connections started */
+    uint32_t joined; /* currently joined */
     uint32_t ever_joined;
     uint32_t settled; /* joined or failed */
     uint64_t connect_failures;
     struct load_codes connect_errors;
     struct load_codes closed_early;
 
-    uint64_t gifts_total; /* to send: rate × duration */
+    uint64_t gifts_total; /* gift slots of the send phase: rate × duration */
+    uint64_t gift_slots;  /* slots passed so far (sent, or unsent: no sender was joined) */
+    uint64_t gifts_unsent;
+    uint64_t room_closed_events;
     uint64_t gifts_sent, gifts_acked, gifts_duplicate, gifts_rejected_n;
     uint32_t next_sender;
     struct load_codes gifts_rejected;
@@ -230,8 +237,8 @@ struct load {
     uint64_t latency_samples_dropped; /* gift events on sampled viewers without our id */
     struct load_hist hist;
 
-    uv_timer_t t_connect, t_send, t_tick, t_control;
-    uv_signal_t sigint;
+    uv_timer_t t_send, t_tick, t_control;
+    uv_signal_t sigint, sigterm; /* first: stop sending and drain; second: stop */
     bool interrupted;
     bool stderr_tty;
     char *service_token;
@@ -251,6 +258,15 @@ int load_conn_send_text(struct load_conn *c, const char *text, size_t len);
  * connect timeout (reason non-NULL: counted as a connect failure with that reason).
  */
 void load_conn_close(struct load_conn *c, const char *reason);
+
+/** uv_hrtime() of the read being processed (taken once per read, on first use). */
+static inline uint64_t load_now_ns(struct load *L)
+{
+    if (L->now_ns == 0) {
+        L->now_ns = uv_hrtime();
+    }
+    return L->now_ns;
+}
 
 /** Called by the connection code for each server event of c (defined in giftload.c). */
 void load_on_event(struct load_conn *c, const struct load_ev *ev);

@@ -168,6 +168,87 @@ fail:
     free(p);
 }
 
+/* A retry of a committed send: publish its stored event (a no-op when it was already
+ * broadcast) to learn its seq, and answer with the first outcome. Takes over p. */
+static void replay_committed(struct pending *p, long balance, const char *payload, size_t len)
+{
+    p->app->m.gifts_duplicate++;
+    p->balance = balance;
+    p->duplicate = true;
+    free(p->payload);
+    p->payload = malloc(len + 1);
+    if (!p->payload) {
+        if (p->s) {
+            session_error(p->s, PROTO_ERR_INTERNAL, "out of memory", p->id);
+        }
+        free(p);
+        return;
+    }
+    memcpy(p->payload, payload, len);
+    p->payload[len] = '\0';
+    p->payload_len = len;
+    p->stage = STAGE_PUBLISH;
+    publish_start(p);
+}
+
+static void reject(struct session *s, enum proto_err e, const char *msg, const char *id);
+
+/* The answer to the idempotency lookup of a send refused on this node (p->stage holds the
+ * refusal): a send committed before is answered with its first outcome, anything else with
+ * the refusal. */
+static void replay_done(struct pending *p, int status, const redisReply *r)
+{
+    enum proto_err e = (enum proto_err)p->stage;
+    if (status == 0 && r->type == REDIS_REPLY_STRING) {
+        char digest[100];
+        snprintf(digest, sizeof(digest), "%s:%ld", p->gift.id, p->count);
+        const char *bar = memchr(r->str, '|', r->len);
+        const char *bar2 = bar ? memchr(bar + 1, '|', r->len - (size_t)(bar + 1 - r->str)) : NULL;
+        if (!bar || !bar2) {
+            e = PROTO_ERR_INTERNAL;
+        } else if ((size_t)(bar - r->str) != strlen(digest) ||
+                   memcmp(r->str, digest, strlen(digest)) != 0) {
+            e = PROTO_ERR_BAD_REQUEST;
+        } else {
+            long bal = strtol(bar + 1, NULL, 10);
+            replay_committed(p, bal, bar2 + 1, r->len - (size_t)(bar2 + 1 - r->str));
+            return;
+        }
+    }
+    if (p->s) {
+        reject(p->s, e,
+               e == PROTO_ERR_BAD_REQUEST ? "id was already used for another gift or count"
+                                          : NULL,
+               p->id);
+    }
+    free(p);
+}
+
+/* Refuses a send for a reason that may not have held when it was first sent (room closed,
+ * left, catalog changed): if (sub, id) was committed before, the retry gets its first
+ * outcome instead (SPEC 4.1). Costs a Redis read, on refusals only. */
+static void refuse_or_replay(struct session *s, const struct proto_msg *m, enum proto_err e)
+{
+    struct app *app = s->app;
+    struct pending *p = pending_new(app, s, NULL, replay_done);
+    if (!p) {
+        reject(s, e, NULL, m->id);
+        return;
+    }
+    p->stage = (int)e;
+    snprintf(p->gift.id, sizeof(p->gift.id), "%s", m->gift);
+    p->count = m->count;
+    snprintf(p->id, sizeof(p->id), "%s", m->id);
+    snprintf(p->sub, sizeof(p->sub), "%s", s->claims.sub);
+    char idkind[80], kidem[300];
+    snprintf(idkind, sizeof(idkind), "idem:%s", m->id);
+    user_key(app, kidem, sizeof(kidem), idkind, s->claims.sub);
+    const char *argv[] = {"GET", kidem};
+    if (pending_command(p, 2, argv, NULL) < 0) {
+        reject(s, e, NULL, m->id);
+    }
+}
+
 static void debit_done(struct pending *p, int status, const redisReply *r)
 {
     struct app *app = p->app;
@@ -200,21 +281,7 @@ static void debit_done(struct pending *p, int status, const redisReply *r)
         return;
     }
     if (kind == 2 && r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING) {
-        /* A retry of a committed send: publish its stored event (a no-op when it was
-         * already broadcast) to learn its seq, and answer with the first outcome. */
-        app->m.gifts_duplicate++;
-        p->balance = (long)r->element[1]->integer;
-        p->duplicate = true;
-        free(p->payload);
-        p->payload = malloc(r->element[2]->len + 1);
-        if (!p->payload) {
-            goto done;
-        }
-        memcpy(p->payload, r->element[2]->str, r->element[2]->len);
-        p->payload[r->element[2]->len] = '\0';
-        p->payload_len = r->element[2]->len;
-        p->stage = STAGE_PUBLISH;
-        publish_start(p);
+        replay_committed(p, (long)r->element[1]->integer, r->element[2]->str, r->element[2]->len);
         return;
     }
     if (kind == 0 && r->elements == 3) {
@@ -260,27 +327,21 @@ void gift_handle(struct session *s, const struct proto_msg *m)
         reject(s, PROTO_ERR_FORBIDDEN, "only viewers may send gifts", m->id);
         return;
     }
-    struct room *room = s->room;
-    if (!room) {
-        reject(s, PROTO_ERR_NOT_JOINED, NULL, m->id);
-        return;
-    }
-    if (!room->live) {
-        reject(s, PROTO_ERR_ROOM_NOT_LIVE, NULL, m->id);
-        return;
-    }
-    const struct gift *g = gifts_find(app->catalog, m->gift);
-    if (!g) {
-        reject(s, PROTO_ERR_UNKNOWN_GIFT, NULL, m->id);
-        return;
-    }
     int64_t now = ledger_now_ms();
-    if (!gifts_available(g, now)) {
-        reject(s, PROTO_ERR_GIFT_UNAVAILABLE, NULL, m->id);
+    if (s->claims.exp * 1000 <= now) {
+        reject(s, PROTO_ERR_UNAUTHORIZED, "token expired: send hello with a fresh token", m->id);
         return;
     }
-    if (strcmp(s->claims.sub, room->creator_id) == 0) {
-        reject(s, PROTO_ERR_SELF_GIFT, NULL, m->id);
+    struct room *room = s->room;
+    const struct gift *g = gifts_find(app->catalog, m->gift);
+    enum proto_err e = !room                                           ? PROTO_ERR_NOT_JOINED
+                       : !room->live                                   ? PROTO_ERR_ROOM_NOT_LIVE
+                       : !g                                            ? PROTO_ERR_UNKNOWN_GIFT
+                       : !gifts_available(g, now)                      ? PROTO_ERR_GIFT_UNAVAILABLE
+                       : strcmp(s->claims.sub, room->creator_id) == 0 ? PROTO_ERR_SELF_GIFT
+                                                                       : PROTO_OK;
+    if (e != PROTO_OK) {
+        refuse_or_replay(s, m, e);
         return;
     }
     if (!limits_user_gift(app, s->claims.sub, now)) {

@@ -350,6 +350,9 @@ static int room_open(struct http_req *h, const char *room)
 
 static void room_close_done(struct pending *p, int status, const redisReply *r)
 {
+    if (status == 0 && r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
+        flush_request(p->app); /* the room's pending totals are settled now (SPEC 5) */
+    }
     if (!ledger_failed(p, status, r)) {
         struct http_req *h = p->h;
         if (r->type != REDIS_REPLY_INTEGER) {
@@ -726,6 +729,12 @@ int http_dispatch(struct http_req *h)
         if (strcmp(rest, "/budget") == 0 && (get || h->method == HTTP_PUT)) {
             return budget(h, id);
         }
+        if (strcmp(rest, "/balance") == 0 || strcmp(rest, "/budget") == 0) {
+            error_status(h, 405, PROTO_ERR_BAD_REQUEST, "method not allowed");
+            return 0;
+        }
+        http_error(h, PROTO_ERR_NOT_FOUND, "no such resource");
+        return 0;
     }
     if (strcmp(path, "/ws") == 0) {
         error_status(h, 426, PROTO_ERR_BAD_REQUEST, "WebSocket upgrade required");

@@ -28,6 +28,11 @@ static void on_acceptable(uv_poll_t *h, int status, int events)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        /* A fixed send buffer: the kernel would otherwise grow it up to tcp_wmem's maximum
+         * (4 MiB) for a viewer that stopped reading. 256 KiB holds the largest batch frame;
+         * behind that the ring and fanout.max_queue take over. */
+        int sndbuf = 256 * 1024;
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
         if (!lws_adopt_socket_vhost(app->vhost, fd)) {
             /* lws closes the descriptor when adoption fails. */
             log_warn("lws_adopt_socket_vhost failed");

@@ -76,6 +76,7 @@ static void finish_shutdown(struct app *app)
     }
     rooms_free_all(app);
     limits_gc(app, 0, true);
+    flush_stop(app);
     ledger_free(app->ledger);
     app->ledger = NULL;
     uv_close((uv_handle_t *)&app->presence_timer, NULL);
@@ -93,6 +94,10 @@ static void shutdown_tick(uv_timer_t *t)
     int64_t waited = ledger_now_ms() - app->started_ms;
     /* started_ms is reused as the moment shutdown began. */
     if (!app->sessions || waited > 3000) {
+        /* Settle what is pending while Redis is still connected (bounded in time). */
+        if (!flush_final(app)) {
+            return;
+        }
         if (app->sessions) {
             log_warn("shutdown: %ld connections did not close in time", app->m.connections);
         }
@@ -216,7 +221,7 @@ void app_ledger_state(void *ud, enum ledger_state st)
     switch (st) {
     case LEDGER_UP:
         log_info("redis: connected, scripts loaded");
-        if (app->dev && !app->dev_done) {
+        if (app->dev && !app->dev_done && app->worker == 0) {
             app->dev_done = true;
             dev_setup(app);
         }
@@ -255,8 +260,10 @@ static int start_lws(struct app *app)
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     void *foreign[1] = {app->loop};
+    /* No LWS_SERVER_OPTION_VALIDATE_UTF8: lws would close the connection (1007), while a frame
+     * that is not valid UTF-8 JSON is answered bad_json and the connection stays open. */
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-                   LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+                   LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.foreign_loops = foreign;
     info.protocols = protocols;
     info.user = app;
@@ -287,7 +294,7 @@ static int start_lws(struct app *app)
     info.mounts = mounts;
     info.vhost_name = "giftd";
     info.user = app;
-    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.options = 0;
     info.ka_time = 0;
     if (app->cfg.tls_cert) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -429,6 +436,19 @@ int main(int argc, char **argv)
         log_info("private redis-server %d on %s", (int)rc.pid, rc.sock);
     }
 
+    app->nworkers = app->cfg.workers > 0 ? app->cfg.workers : sysconf(_SC_NPROCESSORS_ONLN);
+    if (app->nworkers > 1) {
+        int sup = workers_supervise(app->nworkers, &app->worker);
+        if (sup >= 0) {
+            redis_child_stop(&rc);
+            gifts_catalog_free(app->catalog);
+            config_cleanup(&app->cfg);
+            return sup;
+        }
+        rc.pid = 0; /* the supervisor owns the private redis-server, not its workers */
+        rc.dir[0] = '\0';
+    }
+
     uv_loop_t loop;
     uv_loop_init(&loop);
     app->loop = &loop;
@@ -449,6 +469,10 @@ int main(int argc, char **argv)
     int rcode = 1;
     if (ledger_new(&loop, &lo, &app->ledger) < 0) {
         log_err("redis.url: cannot use %s", app->cfg.redis_url);
+        goto out;
+    }
+    if (flush_start(app) < 0) {
+        log_err("flush: cannot start the flusher (out of memory or threads)");
         goto out;
     }
     if (start_lws(app) < 0 || listener_start(app) < 0) {
@@ -472,8 +496,10 @@ int main(int argc, char **argv)
     uv_signal_start(&app->sigterm, on_signal, SIGTERM);
     uv_signal_start(&app->sigint, on_signal, SIGINT);
     uv_signal_start(&app->sighup, on_signal, SIGHUP);
-    log_info("giftd %s serving on %s (node %s, redis %s)", GIFTD_VERSION, app->cfg.listen,
-             app->node_id, rc.pid ? "private" : "external");
+    log_info("giftd %s serving on %s (node %s, worker %d of %ld, redis %s)", GIFTD_VERSION,
+             app->cfg.listen, app->node_id, app->worker, app->nworkers,
+             app->cfg.redis_url && strncmp(app->cfg.redis_url, "unix://", 7) == 0 ? "unix"
+                                                                                   : "tcp");
 
     uv_run(&loop, UV_RUN_DEFAULT);
     rcode = 0;
@@ -483,6 +509,7 @@ out:
         lws_context_destroy(app->ctx);
         app->ctx = NULL;
     }
+    flush_stop(app);
     if (app->ledger) {
         ledger_free(app->ledger);
         app->ledger = NULL;

@@ -1,5 +1,6 @@
 /* metrics: /metrics in the Prometheus text format, giftd_ prefixed. */
 #include <string.h>
+#include <unistd.h>
 
 #include "server/server.h"
 
@@ -27,6 +28,12 @@ static void by_code(struct proto_buf *b, const char *name, const char *help,
 void metrics_render(struct app *app, struct proto_buf *b)
 {
     const struct metrics *m = &app->m;
+    /* Each worker process answers for itself: scrape every worker (or sum by node). */
+    proto_buf_printf(b,
+                     "# HELP giftd_worker_info this process: worker index, node id and pid\n"
+                     "# TYPE giftd_worker_info gauge\n"
+                     "giftd_worker_info{worker=\"%d\",node=\"%s\",pid=\"%d\"} 1\n",
+                     app->worker, app->node_id, (int)getpid());
     gauge(b, "giftd_connections", "open WebSocket connections", m->connections);
     counter(b, "giftd_connections_total", "WebSocket connections accepted",
             m->connections_total);
@@ -73,4 +80,5 @@ void metrics_render(struct app *app, struct proto_buf *b)
                      "giftd_ledger_latency_seconds_count %llu\n",
                      (unsigned long long)ls.latency_count, ls.latency_sum_s,
                      (unsigned long long)ls.latency_count);
+    flush_metrics_render(app, b);
 }

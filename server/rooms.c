@@ -132,8 +132,10 @@ struct room *rooms_get(struct app *app, const char *name, bool create)
     if (!r) {
         return NULL;
     }
+    /* Room for bursts: a viewer more than fanout.max_queue behind is dropped only when its
+     * socket is choked; the ring holds twice that before events must be overwritten. */
     size_t cap = 16;
-    while (cap <= (size_t)app->cfg.fanout_max_queue) {
+    while (cap <= 2 * (size_t)app->cfg.fanout_max_queue) {
         cap *= 2;
     }
     r->ring = calloc(cap, sizeof(*r->ring));
@@ -304,7 +306,18 @@ void rooms_broadcast(struct room *room, struct fanout_msg *msg)
     if (msg->closes_room) {
         room->live = false;
     }
+    uint64_t max = (uint64_t)room->app->cfg.fanout_max_queue;
     for (struct session *s = room->viewers; s; s = s->rnext) {
+        /* Behind by more than fanout.max_queue while its socket takes nothing more (a burst
+         * of events within one loop turn is not slowness). A slow consumer never holds the
+         * room back: it is closed (4008) as soon as it can take the close frame, and dropped
+         * if it cannot within a few seconds. */
+        if (room->head - s->cursor > max && s->close_code != 4008 &&
+            lws_send_pipe_choked(s->wsi)) {
+            room->app->m.slow_consumers++;
+            s->close_code = 4008;
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, 5);
+        }
         lws_callback_on_writable(s->wsi);
     }
 }
@@ -314,8 +327,11 @@ int fanout_write(struct session *s)
     struct room *room = s->room;
     struct app *app = s->app;
     uint64_t behind = room->head - s->cursor;
-    if (behind > (uint64_t)app->cfg.fanout_max_queue) {
-        app->m.slow_consumers++;
+    if (behind >= room->ring_cap) {
+        /* Its next events were overwritten: it cannot be served in order any more. */
+        if (s->close_code != 4008) {
+            app->m.slow_consumers++;
+        }
         return session_close_now(s, 4008, "slow consumer");
     }
     size_t mask = room->ring_cap - 1;

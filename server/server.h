@@ -293,6 +293,49 @@ void gift_publish_payload(struct app *app, char *payload, size_t len, bool from_
 /** Starts the outbox sweeper timer. */
 void gift_sweeper_start(struct app *app);
 
+/* ---- settlement flusher (flush.c, flush_pg.c) ---- */
+
+/* One settlement row of SPEC 7: the totals of one (creator, room, gift) in one batch. */
+struct settle_row {
+    char creator[65];
+    char room[65];
+    char gift[65];
+    long long count;
+    long long coins;
+    long long diamonds;
+    long long first_ts_ms;
+    long long last_ts_ms;
+};
+
+/** Starts the flusher (its timer, and the PostgreSQL thread for that sink). 0 or -errno. */
+int flush_start(struct app *app);
+/** Settles every partition this node may flush now (a room closed), not waiting for the
+ * timer; a pass already running is followed by another. */
+void flush_request(struct app *app);
+/** Shutdown: starts a last pass (first call) and returns true once it is done or its time
+ * (a few seconds) is up; the node's partition leases are released by it. */
+bool flush_final(struct app *app);
+/** Stops the flusher: call before ledger_free, which answers its requests; its memory is
+ * freed when the loop runs again. NULL flusher: no-op. */
+void flush_stop(struct app *app);
+/** Appends the giftd_flush_* metrics. */
+void flush_metrics_render(struct app *app, struct proto_buf *b);
+
+/* The PostgreSQL sink: a thread owns the libpq connection, so the loop never blocks. */
+struct pg_sink;
+/** status 0 (written, or already there) or negative errno (-EIO, -ECONNREFUSED, -ECANCELED). */
+typedef void pg_sink_cb(void *ud, int status);
+/** Starts the thread; conninfo (borrowed, copied) is used on the first write. out: **new**. */
+int pg_sink_new(uv_loop_t *loop, const char *conninfo, struct pg_sink **out);
+/** Queues one batch: its rows are inserted in one transaction (several batches queued
+ * together share one), ON CONFLICT DO NOTHING. batch and rows are borrowed until cb, which
+ * runs on the loop. Returns 0 or -ENOMEM. */
+int pg_sink_write(struct pg_sink *s, const char *batch, const struct settle_row *rows,
+                  size_t nrows, pg_sink_cb *cb, void *ud);
+/** Stops the thread (cancelling a running statement), answers every queued write (its result,
+ * or -ECANCELED) before returning; memory is freed when the loop runs again. NULL: no-op. */
+void pg_sink_free(struct pg_sink *s);
+
 /* ---- the process ---- */
 
 struct app {
@@ -321,8 +364,11 @@ struct app {
     int listen_fd;
     bool shutting_down;
     bool dev_done;
+    int worker;  /* index of this worker process, 0 with one process */
+    long nworkers;
     unsigned sweep_next; /* next partition the sweeper visits */
     int64_t started_ms;
+    struct flusher *flusher; /* flush.c */
 };
 
 /** Frees the catalog in force and installs cat (steals). */
@@ -340,6 +386,11 @@ struct redis_child {
  * appendonly with everysec. Returns 0 or negative errno. */
 int redis_child_start(struct redis_child *rc);
 void redis_child_stop(struct redis_child *rc);
+
+/** Forks n worker processes and supervises them (restarts the dead, passes SIGTERM, SIGINT
+ * and SIGHUP on). Returns -1 in a worker (out_index set: 0..n-1) and the exit code in the
+ * supervisor once every worker stopped. */
+int workers_supervise(long n, int *out_index);
 
 /* Listening socket owned by giftd (listener.c): SO_REUSEPORT, accepted sockets adopted by lws. */
 int listener_start(struct app *app);

@@ -223,11 +223,17 @@ static void session_authed(struct session *s, const char *room)
     }
 }
 
-static bool session_verify(struct session *s, const char *token, size_t len)
+static bool token_valid(struct session *s, const char *token, size_t len,
+                        struct auth_claims *out)
 {
     const char *secret = s->app->cfg.auth_secret;
+    return auth_jwt_verify(token, len, secret, strlen(secret), ledger_now_ms() / 1000, out) == 0;
+}
+
+static bool session_verify(struct session *s, const char *token, size_t len)
+{
     struct auth_claims c;
-    if (auth_jwt_verify(token, len, secret, strlen(secret), ledger_now_ms() / 1000, &c) < 0) {
+    if (!token_valid(s, token, len, &c)) {
         return false;
     }
     s->claims = c;
@@ -271,7 +277,10 @@ static void join_done(struct pending *p, int status, const redisReply *r)
         snprintf(room->creator_id, sizeof(room->creator_id), "%s", r->element[1]->str);
         snprintf(room->creator_name, sizeof(room->creator_name), "%s", r->element[2]->str);
         long long seq = r->element[3]->integer;
-        rooms_attach(room, s, (uint64_t)seq);
+        if (s->room != room) {
+            rooms_detach(s);
+            rooms_attach(room, s, (uint64_t)seq);
+        }
         long long viewers = r->element[4]->integer;
         if (viewers < room->nviewers) {
             viewers = room->nviewers;
@@ -301,9 +310,7 @@ static void session_join(struct session *s, const char *name)
                       NULL);
         return;
     }
-    if (s->room) {
-        rooms_detach(s);
-    }
+    /* The current room is kept until the new one answers: a failed join changes nothing. */
     struct room *room = rooms_get(app, name, true);
     if (!room) {
         session_error(s, PROTO_ERR_INTERNAL, "out of memory", NULL);
@@ -381,7 +388,18 @@ static void handle_frame(struct session *s, const char *buf, size_t len)
         return;
     case PROTO_MSG_HELLO:
         if (s->authed && !s->guest) {
-            session_error(s, PROTO_ERR_BAD_REQUEST, "already authenticated", NULL);
+            /* A fresh token for the same identity extends the session (tokens expire). */
+            struct auth_claims c;
+            if (!token_valid(s, m.token, strlen(m.token), &c)) {
+                session_error(s, PROTO_ERR_UNAUTHORIZED, "invalid or expired token", NULL);
+            } else if (strcmp(c.sub, s->claims.sub) != 0 || c.role != s->claims.role ||
+                       strcmp(c.room, s->claims.room) != 0) {
+                session_error(s, PROTO_ERR_BAD_REQUEST,
+                              "already authenticated as another identity", NULL);
+            } else {
+                s->claims = c;
+                session_authed(s, NULL);
+            }
             return;
         }
         if (!session_verify(s, m.token, strlen(m.token))) {
@@ -430,14 +448,21 @@ static int session_receive(struct session *s, const char *in, size_t len)
     size_t max = (size_t)app->cfg.limits_max_frame_bytes;
     size_t remaining = lws_remaining_packet_payload(s->wsi);
     if (s->rx_len + len + remaining > max) {
-        app->m.errors[PROTO_ERR_TOO_LARGE]++;
-        /* Best effort: the error frame may not get out before the close. */
-        static const char reason[] = "frame too large";
-        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
-                         sizeof(reason) - 1);
-        return -1;
+        /* The error frame goes out first, then the close (1009); the rest of the frame is
+         * ignored. */
+        session_error(s, PROTO_ERR_TOO_LARGE, "frame over limits.max_frame_bytes", NULL);
+        s->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+        s->rx_len = 0;
+        return 0;
     }
     bool final = lws_is_final_fragment(s->wsi) && remaining == 0;
+    if (lws_frame_is_binary(s->wsi)) {
+        if (final) {
+            app->m.frames_in++;
+            session_error(s, PROTO_ERR_BAD_JSON, "binary frames are not supported", NULL);
+        }
+        return 0;
+    }
     if (final && s->rx_len == 0) {
         handle_frame(s, in, len);
         return 0;
@@ -510,12 +535,14 @@ static int session_writeable(struct session *s)
         if (n < 0) {
             return -1;
         }
-        if (s->out_head || (s->room && s->cursor < s->room->head)) {
-            lws_callback_on_writable(s->wsi);
-        } else if (s->close_code) {
+        if (s->out_head || s->close_code || (s->room && s->cursor < s->room->head)) {
             lws_callback_on_writable(s->wsi);
         }
         return 0;
+    }
+    /* A pending close goes out once the personal messages (its error) are sent. */
+    if (s->close_code) {
+        return session_close_now(s, s->close_code, s->close_code == 4008 ? "slow consumer" : NULL);
     }
     if (s->room && s->cursor < s->room->head) {
         int rc = fanout_write(s);
@@ -526,9 +553,6 @@ static int session_writeable(struct session *s)
             lws_callback_on_writable(s->wsi);
         }
         return 0;
-    }
-    if (s->close_code) {
-        return session_close_now(s, s->close_code, NULL);
     }
     return 0;
 }

@@ -332,7 +332,6 @@ Test(giftctl, usage_errors_exit_2, .timeout = 30)
         {GIFTCTL_BIN, "balance", "bad/user", NULL},
         {GIFTCTL_BIN, "budget", "u1", "--daily-coins", "lots", NULL},
         {GIFTCTL_BIN, "room", "open", "r1", NULL},
-        {GIFTCTL_BIN, "settlements", NULL},
         {GIFTCTL_BIN, "balance", "u1", "--coins", NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

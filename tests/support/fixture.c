@@ -10,7 +10,14 @@
 
 void fx_start_node(struct fx *f, int i, const char *const *extra)
 {
-    int rc = tk_giftd_start(&f->node[i], f->redis_url, extra);
+    /* One process per node unless a test asks for workers: tests count per process. */
+    const char *args[32] = {"--workers=1"};
+    int n = 1;
+    for (int k = 0; extra && extra[k] && n < 31; k++) {
+        args[n++] = extra[k];
+    }
+    args[n] = NULL;
+    int rc = tk_giftd_start(&f->node[i], f->redis_url, args);
     cr_assert_eq(rc, 0, "giftd node %d did not start (%d)", i, rc);
     cr_assert_eq(tk_giftd_wait_ready(&f->node[i], 10000), 0, "giftd node %d not ready", i);
 }

@@ -24,7 +24,7 @@ void fx_start(struct fx *f, int nodes, const char *const *extra);
 void fx_start_aof(struct fx *f, int nodes, const char *const *extra);
 /** Stops every giftd (asserting nothing) and the redis-server. */
 void fx_stop(struct fx *f);
-/** Starts (again) node i with the fixture's redis and extra flags. */
+/** Starts (again) node i with the fixture's redis, --workers=1, then the extra flags. */
 void fx_start_node(struct fx *f, int i, const char *const *extra);
 
 /** PUT /v1/rooms/room with a service token; asserts 200. */

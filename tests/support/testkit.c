@@ -1451,3 +1451,298 @@ int tk_run(const char *const *argv, const char *const *env, int timeout_ms, char
     }
     return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -ECHILD;
 }
+
+int tk_ws_set_rcvbuf(struct tk_ws *ws, int bytes)
+{
+    return setsockopt(ws->fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes)) == 0 ? 0 : -errno;
+}
+
+/* ---- PostgreSQL ---- */
+
+#include <glob.h>
+#include <grp.h>
+#include <pwd.h>
+
+#define PG_START_MS 30000
+
+/* The bin directory of the newest PostgreSQL installed the Debian way. */
+static int pg_bindir(char *out, size_t len)
+{
+    glob_t g;
+    if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) != 0 || g.gl_pathc == 0) {
+        globfree(&g);
+        return -ENOENT;
+    }
+    /* Versions sort as numbers: "15" after "9.6". */
+    const char *best = NULL;
+    double best_v = -1;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        double v = atof(g.gl_pathv[i] + strlen("/usr/lib/postgresql/"));
+        if (v > best_v) {
+            best_v = v;
+            best = g.gl_pathv[i];
+        }
+    }
+    snprintf(out, len, "%.*s", (int)(strrchr(best, '/') - best), best);
+    globfree(&g);
+    return 0;
+}
+
+/* Forks and execs argv as the postgres OS user when we are root, with stdout and stderr on
+ * log_fd. The child gets SIGKILL when the test process dies (set after the user change, which
+ * clears it). */
+static int pg_spawn(char *const *argv, int log_fd, pid_t *out_pid)
+{
+    uid_t uid = 0;
+    gid_t gid = 0;
+    bool drop = geteuid() == 0;
+    if (drop) {
+        struct passwd *pw = getpwnam("postgres");
+        if (!pw) {
+            return -ENOENT;
+        }
+        uid = pw->pw_uid;
+        gid = pw->pw_gid;
+    }
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0) {
+        return -errno;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int rc = -errno;
+        close(devnull);
+        return rc;
+    }
+    if (pid == 0) {
+        if (drop && (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)) {
+            _exit(126);
+        }
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(127);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_DFL;
+        sigaction(SIGPIPE, &sa, NULL);
+        if (dup2(devnull, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0) {
+            _exit(127);
+        }
+        if (close_range(3, ~0u, 0) < 0) {
+            for (int fd = 3; fd < 1024; fd++) {
+                close(fd);
+            }
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(devnull);
+    *out_pid = pid;
+    return 0;
+}
+
+static int pg_open_log(const struct tk_pg *pg)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/pg.log", pg->dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    return fd < 0 ? -errno : fd;
+}
+
+void tk_pg_dump_log(const struct tk_pg *pg, size_t max_bytes)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/pg.log", pg->dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return;
+    }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    long from = size > (long)max_bytes ? size - (long)max_bytes : 0;
+    fseek(f, from, SEEK_SET);
+    fprintf(stderr, "---- postgres log %s ----\n", path);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        fwrite(chunk, 1, n, stderr);
+    }
+    fprintf(stderr, "---- end of postgres log ----\n");
+    fclose(f);
+}
+
+void tk_pg_conninfo(const struct tk_pg *pg, char *out, size_t len)
+{
+    snprintf(out, len, "host=%s port=%d user=postgres dbname=postgres", pg->dir, pg->port);
+}
+
+/* Starts the postmaster on pg->dir/data and waits until it accepts connections. */
+static int pg_run(struct tk_pg *pg)
+{
+    char bindir[200], prog[256], data[300], port_s[16];
+    int rc = pg_bindir(bindir, sizeof(bindir));
+    if (rc < 0) {
+        return rc;
+    }
+    snprintf(prog, sizeof(prog), "%s/postgres", bindir);
+    snprintf(data, sizeof(data), "%s/data", pg->dir);
+    snprintf(port_s, sizeof(port_s), "%d", pg->port);
+    char *argv[] = {prog,
+                    "-D",
+                    data,
+                    "-p",
+                    port_s,
+                    "-k",
+                    pg->dir,
+                    "-c",
+                    "listen_addresses=",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "full_page_writes=off",
+                    NULL};
+    int log_fd = pg_open_log(pg);
+    if (log_fd < 0) {
+        return log_fd;
+    }
+    pid_t pid = 0;
+    rc = pg_spawn(argv, log_fd, &pid);
+    close(log_fd);
+    if (rc < 0) {
+        return rc;
+    }
+    char conninfo[400];
+    tk_pg_conninfo(pg, conninfo, sizeof(conninfo));
+    int64_t deadline = now_ms() + PG_START_MS;
+    for (;;) {
+        int status = 0;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            fprintf(stderr, "testkit: postgres exited during start (status 0x%x)\n", status);
+            tk_pg_dump_log(pg, LOG_TAIL_BYTES);
+            return -ECHILD;
+        }
+        if (PQping(conninfo) == PQPING_OK) {
+            pg->pid = pid;
+            return 0;
+        }
+        if (now_ms() >= deadline) {
+            bool killed;
+            terminate_child(pid, SIGKILL, STOP_WAIT_MS, &killed);
+            fprintf(stderr, "testkit: postgres did not accept connections in %d ms\n", PG_START_MS);
+            tk_pg_dump_log(pg, LOG_TAIL_BYTES);
+            return -ETIMEDOUT;
+        }
+        sleep_ms(20);
+    }
+}
+
+int tk_pg_start(struct tk_pg *pg)
+{
+    memset(pg, 0, sizeof(*pg));
+    char bindir[200];
+    int rc = pg_bindir(bindir, sizeof(bindir));
+    if (rc < 0) {
+        fprintf(stderr, "testkit: no PostgreSQL server found (install postgresql)\n");
+        return rc;
+    }
+    snprintf(pg->dir, sizeof(pg->dir), "/tmp/tk-pg-XXXXXX");
+    if (!mkdtemp(pg->dir)) {
+        rc = -errno;
+        pg->dir[0] = '\0';
+        return rc;
+    }
+    if (geteuid() == 0) {
+        struct passwd *pw = getpwnam("postgres");
+        if (!pw || chown(pg->dir, pw->pw_uid, pw->pw_gid) < 0) {
+            rc = pw ? -errno : -ENOENT;
+            goto fail;
+        }
+    }
+    /* Any number names the socket; a free TCP port keeps it unlike anyone else's. */
+    pg->port = tk_free_port();
+    if (pg->port < 0) {
+        rc = pg->port;
+        goto fail;
+    }
+    char prog[256], data[300];
+    snprintf(prog, sizeof(prog), "%s/initdb", bindir);
+    snprintf(data, sizeof(data), "%s/data", pg->dir);
+    char *argv[] = {prog,    "-D", data,   "-U",         "postgres", "-A",
+                    "trust", "-E", "UTF8", "--locale=C", "-N",       NULL};
+    int log_fd = pg_open_log(pg);
+    if (log_fd < 0) {
+        rc = log_fd;
+        goto fail;
+    }
+    pid_t pid = 0;
+    rc = pg_spawn(argv, log_fd, &pid);
+    close(log_fd);
+    if (rc < 0) {
+        goto fail;
+    }
+    int status = 0;
+    rc = wait_child(pid, PG_START_MS, &status);
+    if (rc < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (rc == -ETIMEDOUT) {
+            kill(pid, SIGKILL);
+            wait_child(pid, STOP_WAIT_MS, NULL);
+        }
+        fprintf(stderr, "testkit: initdb failed (status 0x%x)\n", status);
+        tk_pg_dump_log(pg, LOG_TAIL_BYTES);
+        rc = rc < 0 ? rc : -ECHILD;
+        goto fail;
+    }
+    rc = pg_run(pg);
+    if (rc < 0) {
+        goto fail;
+    }
+    return 0;
+fail:
+    rm_rf(pg->dir);
+    pg->dir[0] = '\0';
+    return rc;
+}
+
+void tk_pg_kill(struct tk_pg *pg, int sig)
+{
+    if (pg->pid > 0) {
+        bool killed;
+        terminate_child(pg->pid, sig, STOP_WAIT_MS, &killed);
+        pg->pid = 0;
+    }
+}
+
+int tk_pg_restart(struct tk_pg *pg)
+{
+    if (pg->pid > 0 || !pg->dir[0]) {
+        return -EINVAL;
+    }
+    return pg_run(pg);
+}
+
+void tk_pg_stop(struct tk_pg *pg)
+{
+    tk_pg_kill(pg, SIGINT);
+    rm_rf(pg->dir);
+    pg->dir[0] = '\0';
+}
+
+PGconn *tk_pg_connect(const struct tk_pg *pg)
+{
+    char conninfo[400];
+    tk_pg_conninfo(pg, conninfo, sizeof(conninfo));
+    PGconn *c = PQconnectdb(conninfo);
+    cr_assert_not_null(c, "PQconnectdb: out of memory");
+    if (PQstatus(c) != CONNECTION_OK) {
+        char err[256];
+        snprintf(err, sizeof(err), "%s", PQerrorMessage(c));
+        PQfinish(c);
+        cr_assert_fail("PQconnectdb %s: %s", conninfo, err);
+    }
+    return c;
+}

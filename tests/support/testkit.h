@@ -4,6 +4,7 @@
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -160,6 +161,9 @@ int tk_ws_close_code(const struct tk_ws *ws);
 /** Sends a close frame with code (no code when code <= 0). Returns 0 or a negative errno. */
 int tk_ws_close(struct tk_ws *ws, int code);
 
+/** Sets the socket's receive buffer (SO_RCVBUF, which also stops the kernel growing it): a
+ * small one makes a client that does not read fall behind quickly. Returns 0 or -errno. */
+int tk_ws_set_rcvbuf(struct tk_ws *ws, int bytes);
 /** Closes the socket and frees ws. NULL is a no-op. */
 void tk_ws_free(struct tk_ws *ws);
 
@@ -179,5 +183,45 @@ void tk_unique(char *out, size_t len, const char *stem);
  */
 int tk_run(const char *const *argv, const char *const *env, int timeout_ms, char **out_stdout,
            char **out_stderr);
+
+/* ---- PostgreSQL (the postgres settlement sink) ---- */
+
+/* A throwaway PostgreSQL cluster: initdb into a new directory, one postmaster child listening
+ * only on a Unix socket in that directory (so no TCP port is taken). As root, initdb and the
+ * server run as the `postgres` OS user (PostgreSQL refuses root); otherwise as the caller. */
+struct tk_pg {
+    pid_t pid;     /* the postmaster, 0 when not running */
+    int port;      /* names the socket <dir>/.s.PGSQL.<port> */
+    char dir[256]; /* mkdtemp directory: data/ holds the cluster, pg.log the server log */
+};
+
+/**
+ * initdb (trust authentication, superuser `postgres`) into a new mkdtemp directory, then
+ * starts the server (fsync off) and waits until it accepts connections (30 s). pg is
+ * caller-supplied and overwritten. Returns 0 or a negative errno (-ENOENT: no initdb found
+ * under /usr/lib/postgresql/(version)/bin); on failure the server log tail is printed and
+ * nothing is left behind.
+ */
+int tk_pg_start(struct tk_pg *pg);
+
+/** Sends sig to the postmaster (SIGINT: fast shutdown; SIGKILL: crash) and reaps it, SIGKILL
+ * after 10 s; pg->pid becomes 0. The data directory stays. */
+void tk_pg_kill(struct tk_pg *pg, int sig);
+
+/** Starts a killed cluster again on the same data and socket; waits until it accepts
+ * connections (30 s). Returns 0 or a negative errno. */
+int tk_pg_restart(struct tk_pg *pg);
+
+/** Fast shutdown, then removes pg->dir. Safe on a stopped or never-started cluster. */
+void tk_pg_stop(struct tk_pg *pg);
+
+/** Writes the libpq conninfo "host=<dir> port=<port> user=postgres dbname=postgres". */
+void tk_pg_conninfo(const struct tk_pg *pg, char *out, size_t len);
+
+/** A **new** connection (PQfinish); asserts (Criterion) that it connected. */
+PGconn *tk_pg_connect(const struct tk_pg *pg);
+
+/** Prints the last max_bytes of the server log to stderr. */
+void tk_pg_dump_log(const struct tk_pg *pg, size_t max_bytes);
 
 #endif

@@ -1,0 +1,54 @@
+-- settle_begin: step 1 of settling a partition. Under the partition's flush lease, move the
+-- pending earnings to `settling` under a new batch id, or hand back the batch a crash left.
+-- KEYS: 1 pending (hash), 2 settling (hash), 3 settling batch id, 4 batch counter,
+--       5 flush lease
+-- ARGV: 1 node id, 2 lease ms ('0': the node is leaving, give the lease up), 3 partition
+--       number, 4 now_ms
+-- Returns {0} when another node holds the lease; {1} when there is nothing to settle;
+-- {2, batch, seq, field1, value1, ...}: the batch to settle (new, or the one left by a crash,
+-- with its old id). Batch ids are "p<partition>-<seq>-<ms>"; seq rises by one per batch of
+-- the partition, and a batch only begins once the one before it has ended.
+-- A partition with nothing to settle is not written to (no lease taken or renewed).
+local holder = redis.call('GET', KEYS[5])
+if holder and holder ~= ARGV[1] then
+  return {0}
+end
+local settling = redis.call('EXISTS', KEYS[2]) == 1
+local work = settling or redis.call('EXISTS', KEYS[1]) == 1
+if ARGV[2] == '0' then
+  if holder then
+    redis.call('DEL', KEYS[5])
+  end
+elseif work then
+  redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[2])
+end
+local batch = redis.call('GET', KEYS[3])
+local function new_batch()
+  local seq = redis.call('INCR', KEYS[4])
+  local id = 'p' .. ARGV[3] .. '-' .. seq .. '-' .. ARGV[4]
+  redis.call('SET', KEYS[3], id)
+  return id
+end
+local function reply(id)
+  local out = {2, id, tonumber(string.match(id, '^p%d+%-(%d+)%-'))}
+  local rows = redis.call('HGETALL', KEYS[2])
+  for i = 1, #rows do
+    out[#out + 1] = rows[i]
+  end
+  return out
+end
+if settling then
+  if not batch then
+    -- Never written apart from settling; settle what is there under a fresh id.
+    batch = new_batch()
+  end
+  return reply(batch)
+end
+if batch then
+  redis.call('DEL', KEYS[3])
+end
+if not work then
+  return {1}
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return reply(new_batch())

@@ -1,0 +1,702 @@
+/* flush: the batch flusher (SPEC 7) — settles each partition's pending earnings into
+ * settlement rows on the sink, exactly once in effect, and credits the creators' diamonds.
+ *
+ * Per partition n (all keys of steps 1 and 4 carry the hash tag {p<n>}):
+ *   1. settle_begin, under the partition's flush lease: pending -> settling with a new batch id,
+ *      or the settling batch a crash left, with its old id.
+ *   2. the sink, idempotent per batch: redis-stream (one script on the stream's slot that skips
+ *      a batch already written) or PostgreSQL (ON CONFLICT DO NOTHING on the batch's key).
+ *   3. settle_credit per creator of the batch, on the creator's partition, once per batch.
+ *   4. settle_end: settling is deleted if it still holds this batch.
+ * A crash anywhere re-runs from 1 and changes nothing twice. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/server.h"
+
+#define FLUSH_WINDOW         32   /* partitions being settled at once */
+#define FLUSH_BACKOFF_MIN_MS 250  /* after a sink failure, first wait */
+#define FLUSH_BACKOFF_MAX_MS 5000 /* longest wait between sink retries */
+#define FLUSH_FINAL_MS       5000 /* bound of the last pass at shutdown */
+#define FLUSH_LAT_BUCKETS    13
+
+static const double lat_bounds_s[FLUSH_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                       0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
+
+enum sink_kind { SINK_STREAM, SINK_POSTGRES };
+
+enum final_state { FINAL_NONE, FINAL_WAIT, FINAL_RUNNING, FINAL_DONE };
+
+struct flusher {
+    struct app *app;
+    uv_timer_t timer;
+    enum sink_kind sink;
+    struct pg_sink *pg;
+    char marks_key[300]; /* redis-stream: per-partition seq of the last batch written */
+    unsigned nparts;
+    int64_t *oldest; /* per partition: first_ts_ms of its unsettled batch's oldest row, 0 none */
+    char lease_ms[24];
+    /* The current pass over the partitions. */
+    bool pass_running;
+    bool again; /* another pass was asked for while one ran */
+    unsigned cursor;
+    long active; /* partition jobs in flight */
+    enum final_state final;
+    int64_t final_deadline_ms;
+    bool stopping;
+    /* Sink failures: no pass before resume_ms. */
+    long backoff_ms;
+    int64_t resume_ms;
+    /* Metrics. */
+    uint64_t batches;
+    uint64_t rows;
+    uint64_t errors;
+    uint64_t redeliveries;
+    uint64_t coins;
+    uint64_t diamonds;
+    uint64_t lat_le[FLUSH_LAT_BUCKETS];
+    uint64_t lat_count;
+    double lat_sum_s;
+};
+
+enum job_stage { JOB_BEGIN, JOB_SINK, JOB_CREDIT, JOB_END };
+
+/* The settlement of one partition, from settle_begin to settle_end. */
+struct job {
+    struct flusher *fl;
+    unsigned part;
+    enum job_stage stage;
+    char batch[64];
+    long long seq;
+    struct settle_row *rows;
+    size_t nrows;
+    long credits_waiting;
+    bool credit_failed;
+    struct timespec t0;
+};
+
+static double since_s(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void pump(struct flusher *fl);
+
+static void part_key(char *out, size_t len, unsigned n, const char *suffix)
+{
+    char pre[64];
+    partition_prefix(pre, sizeof(pre), n);
+    snprintf(out, len, "%s%s", pre, suffix);
+}
+
+/* ---- pass scheduling ---- */
+
+static void start_pass(struct flusher *fl)
+{
+    if (fl->stopping) {
+        return;
+    }
+    if (fl->pass_running) {
+        fl->again = true;
+        return;
+    }
+    fl->again = false;
+    fl->pass_running = true;
+    fl->cursor = 0;
+    pump(fl);
+}
+
+static void pass_done(struct flusher *fl)
+{
+    if (fl->final == FINAL_WAIT) {
+        /* The pass that was running when shutdown began is over: now the last one. */
+        fl->final = FINAL_RUNNING;
+        snprintf(fl->lease_ms, sizeof(fl->lease_ms), "0"); /* give the leases up */
+        start_pass(fl);
+    } else if (fl->final == FINAL_RUNNING) {
+        fl->final = FINAL_DONE;
+    } else if (fl->again && ledger_now_ms() >= fl->resume_ms) {
+        start_pass(fl);
+    }
+}
+
+static void job_free(struct job *j)
+{
+    free(j->rows);
+    free(j);
+}
+
+/* A job is over (settled, nothing to do, or failed: the next pass retries it). */
+static void job_done(struct job *j)
+{
+    struct flusher *fl = j->fl;
+    job_free(j);
+    fl->active--;
+    if (!fl->stopping) {
+        pump(fl);
+    }
+}
+
+static void job_failed(struct job *j)
+{
+    if (!j->fl->stopping) {
+        j->fl->errors++;
+    }
+    job_done(j);
+}
+
+static void sink_failed(struct flusher *fl, const char *why)
+{
+    int64_t now = ledger_now_ms();
+    if (now >= fl->resume_ms) {
+        if (!fl->backoff_ms) {
+            log_warn("flush: %s sink: %s; batches wait in Redis and are retried with backoff",
+                     fl->sink == SINK_POSTGRES ? "postgres" : "redis-stream", why);
+        }
+        fl->backoff_ms = fl->backoff_ms ? fl->backoff_ms * 2 : FLUSH_BACKOFF_MIN_MS;
+        if (fl->backoff_ms > FLUSH_BACKOFF_MAX_MS) {
+            fl->backoff_ms = FLUSH_BACKOFF_MAX_MS;
+        }
+        fl->resume_ms = now + fl->backoff_ms;
+    }
+}
+
+static void sink_ok(struct flusher *fl)
+{
+    if (fl->backoff_ms) {
+        log_info("flush: the %s sink accepts batches again",
+                 fl->sink == SINK_POSTGRES ? "postgres" : "redis-stream");
+        fl->backoff_ms = 0;
+        fl->resume_ms = 0;
+    }
+}
+
+/* ---- step 4: settle_end ---- */
+
+static void on_end(void *ud, int status, const redisReply *r)
+{
+    struct job *j = ud;
+    struct flusher *fl = j->fl;
+    if (fl->stopping || status < 0 || r->type != REDIS_REPLY_INTEGER) {
+        job_failed(j);
+        return;
+    }
+    /* 0: another node ended this batch meanwhile (our lease had lapsed): settled all the same. */
+    fl->oldest[j->part] = 0;
+    if (r->integer == 1) {
+        fl->batches++;
+        fl->rows += j->nrows;
+        for (size_t i = 0; i < j->nrows; i++) {
+            fl->coins += (uint64_t)j->rows[i].coins;
+            fl->diamonds += (uint64_t)j->rows[i].diamonds;
+        }
+        double s = since_s(&j->t0);
+        for (int i = 0; i < FLUSH_LAT_BUCKETS; i++) {
+            if (s <= lat_bounds_s[i]) {
+                fl->lat_le[i]++;
+            }
+        }
+        fl->lat_count++;
+        fl->lat_sum_s += s;
+    }
+    job_done(j);
+}
+
+static void end_batch(struct job *j)
+{
+    struct flusher *fl = j->fl;
+    j->stage = JOB_END;
+    char ks[96], kb[96];
+    part_key(ks, sizeof(ks), j->part, "settling");
+    part_key(kb, sizeof(kb), j->part, "settling_batch");
+    const char *argv[] = {"2", ks, kb, j->batch};
+    if (ledger_script(fl->app->ledger, LEDGER_SCRIPT_SETTLE_END, 4, argv, NULL, on_end, j, NULL) <
+        0) {
+        job_failed(j);
+    }
+}
+
+/* ---- step 3: credit the creators ---- */
+
+/* One credit answered (ok or not); the last one moves the job on. */
+static void credit_answered(struct job *j, bool ok)
+{
+    if (!ok) {
+        j->credit_failed = true;
+    }
+    if (--j->credits_waiting > 0) {
+        return;
+    }
+    if (j->credit_failed || j->fl->stopping) {
+        job_failed(j);
+    } else {
+        end_batch(j);
+    }
+}
+
+static void on_credit(void *ud, int status, const redisReply *r)
+{
+    credit_answered(ud, status == 0 && r->type == REDIS_REPLY_INTEGER);
+}
+
+static int by_creator(const void *a, const void *b)
+{
+    return strcmp(((const struct settle_row *)a)->creator, ((const struct settle_row *)b)->creator);
+}
+
+static void credit_creators(struct job *j)
+{
+    struct flusher *fl = j->fl;
+    struct app *app = fl->app;
+    j->stage = JOB_CREDIT;
+    qsort(j->rows, j->nrows, sizeof(*j->rows), by_creator);
+    char part[16], seq[24];
+    snprintf(part, sizeof(part), "%u", j->part);
+    snprintf(seq, sizeof(seq), "%lld", j->seq);
+    /* One credit per creator; the count is held at one until every request is out, so a
+     * reply cannot end the job while others are still being sent. */
+    j->credits_waiting = 1;
+    for (size_t i = 0; i < j->nrows;) {
+        const char *creator = j->rows[i].creator;
+        long long dia = 0;
+        size_t k = i;
+        for (; k < j->nrows && strcmp(j->rows[k].creator, creator) == 0; k++) {
+            dia += j->rows[k].diamonds;
+        }
+        char kdia[128], kmark[140], sdia[24];
+        user_key(app, kdia, sizeof(kdia), "dia", creator);
+        user_key(app, kmark, sizeof(kmark), "credited", creator);
+        snprintf(sdia, sizeof(sdia), "%lld", dia);
+        const char *argv[] = {"2", kdia, kmark, part, seq, sdia};
+        if (ledger_script(app->ledger, LEDGER_SCRIPT_SETTLE_CREDIT, 6, argv, NULL, on_credit, j,
+                          NULL) < 0) {
+            j->credit_failed = true;
+            break;
+        }
+        j->credits_waiting++;
+        i = k;
+    }
+    credit_answered(j, true);
+}
+
+/* ---- step 2: the sink ---- */
+
+static void on_pg(void *ud, int status)
+{
+    struct job *j = ud;
+    struct flusher *fl = j->fl;
+    if (fl->stopping) {
+        job_failed(j);
+        return;
+    }
+    if (status < 0) {
+        sink_failed(fl, status == -ECONNREFUSED ? "cannot connect to PostgreSQL"
+                                                : "the transaction failed");
+        job_failed(j);
+        return;
+    }
+    sink_ok(fl);
+    credit_creators(j);
+}
+
+static void on_stream(void *ud, int status, const redisReply *r)
+{
+    struct job *j = ud;
+    struct flusher *fl = j->fl;
+    if (fl->stopping) {
+        job_failed(j);
+        return;
+    }
+    if (status < 0 || r->type != REDIS_REPLY_INTEGER) {
+        if (status == 0 && r->type == REDIS_REPLY_ERROR) {
+            log_warn("flush: writing batch %s to %s: %s", j->batch, fl->app->cfg.flush_stream,
+                     r->str);
+            sink_failed(fl, "the stream script failed");
+        }
+        job_failed(j);
+        return;
+    }
+    if (r->integer <= 0) {
+        /* Already written: a batch retried after a crash (0), or one that a node whose lease
+         * had lapsed re-delivered after a later batch of the partition (-1). */
+        fl->redeliveries++;
+    }
+    sink_ok(fl);
+    credit_creators(j);
+}
+
+static void write_stream(struct job *j)
+{
+    struct flusher *fl = j->fl;
+    size_t argc = 6 + 8 * j->nrows;
+    const char **argv = calloc(argc, sizeof(*argv));
+    char(*nums)[5][24] = calloc(j->nrows ? j->nrows : 1, sizeof(*nums));
+    if (!argv || !nums) {
+        free(argv);
+        free(nums);
+        job_failed(j);
+        return;
+    }
+    char part[16], seq[24];
+    snprintf(part, sizeof(part), "%u", j->part);
+    snprintf(seq, sizeof(seq), "%lld", j->seq);
+    argv[0] = "2";
+    argv[1] = fl->app->cfg.flush_stream;
+    argv[2] = fl->marks_key;
+    argv[3] = j->batch;
+    argv[4] = part;
+    argv[5] = seq;
+    for (size_t i = 0; i < j->nrows; i++) {
+        const struct settle_row *r = &j->rows[i];
+        const char **a = argv + 6 + 8 * i;
+        long long v[5] = {r->count, r->coins, r->diamonds, r->first_ts_ms, r->last_ts_ms};
+        a[0] = r->creator;
+        a[1] = r->room;
+        a[2] = r->gift;
+        for (int k = 0; k < 5; k++) {
+            snprintf(nums[i][k], sizeof(nums[i][k]), "%lld", v[k]);
+            a[3 + k] = nums[i][k];
+        }
+    }
+    int rc = ledger_script(fl->app->ledger, LEDGER_SCRIPT_SETTLE_STREAM, (int)argc, argv, NULL,
+                           on_stream, j, NULL);
+    free(argv);
+    free(nums);
+    if (rc < 0) {
+        job_failed(j);
+    }
+}
+
+static void write_sink(struct job *j)
+{
+    j->stage = JOB_SINK;
+    if (j->fl->sink == SINK_POSTGRES) {
+        if (pg_sink_write(j->fl->pg, j->batch, j->rows, j->nrows, on_pg, j) < 0) {
+            job_failed(j);
+        }
+        return;
+    }
+    write_stream(j);
+}
+
+/* ---- step 1: settle_begin ---- */
+
+/* Copies a reply string of at most cap-1 bytes that is a valid identifier. */
+static bool copy_id(char *out, size_t cap, const char *s, size_t len)
+{
+    if (len == 0 || len >= cap || !proto_valid_id(s, len)) {
+        return false;
+    }
+    memcpy(out, s, len);
+    out[len] = '\0';
+    return true;
+}
+
+/* Parses field "creator\x1froom\x1fgift" and value "count coins diamonds first last". */
+static bool parse_row(const redisReply *f, const redisReply *v, struct settle_row *out)
+{
+    if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
+        return false;
+    }
+    const char *s = f->str, *end = f->str + f->len;
+    const char *a = memchr(s, 0x1f, (size_t)(end - s));
+    const char *b = a ? memchr(a + 1, 0x1f, (size_t)(end - a - 1)) : NULL;
+    if (!b || !copy_id(out->creator, sizeof(out->creator), s, (size_t)(a - s)) ||
+        !copy_id(out->room, sizeof(out->room), a + 1, (size_t)(b - a - 1)) ||
+        !copy_id(out->gift, sizeof(out->gift), b + 1, (size_t)(end - b - 1))) {
+        return false;
+    }
+    char val[128];
+    if (v->len >= sizeof(val)) {
+        return false;
+    }
+    memcpy(val, v->str, v->len);
+    val[v->len] = '\0';
+    int used = 0;
+    return sscanf(val, "%lld %lld %lld %lld %lld%n", &out->count, &out->coins, &out->diamonds,
+                  &out->first_ts_ms, &out->last_ts_ms, &used) == 5 &&
+           (size_t)used == v->len && out->count >= 0 && out->coins >= 0 && out->diamonds >= 0;
+}
+
+static void on_begin(void *ud, int status, const redisReply *r)
+{
+    struct job *j = ud;
+    struct flusher *fl = j->fl;
+    if (fl->stopping || status < 0 || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
+        if (!fl->stopping && status == 0 && r->type == REDIS_REPLY_ERROR) {
+            log_warn("flush: settle_begin of partition %u: %s", j->part, r->str);
+        }
+        job_failed(j);
+        return;
+    }
+    long long kind = r->element[0]->integer;
+    if (kind != 2) {
+        /* 0: another node holds the partition; 1: nothing pending. */
+        fl->oldest[j->part] = 0;
+        job_done(j);
+        return;
+    }
+    if (r->elements < 3 || r->element[1]->type != REDIS_REPLY_STRING ||
+        r->element[1]->len >= sizeof(j->batch) || r->element[2]->type != REDIS_REPLY_INTEGER ||
+        (r->elements - 3) % 2 != 0) {
+        log_err("flush: partition %u: malformed settle_begin reply", j->part);
+        job_failed(j);
+        return;
+    }
+    memcpy(j->batch, r->element[1]->str, r->element[1]->len);
+    j->batch[r->element[1]->len] = '\0';
+    j->seq = r->element[2]->integer;
+    size_t n = (r->elements - 3) / 2;
+    j->rows = calloc(n ? n : 1, sizeof(*j->rows));
+    if (!j->rows) {
+        job_failed(j);
+        return;
+    }
+    int64_t oldest = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!parse_row(r->element[3 + 2 * i], r->element[4 + 2 * i], &j->rows[j->nrows])) {
+            /* Written only by the debit script: a row that does not parse is a bug. Leave the
+             * batch in Redis (nothing is lost) and say so. */
+            log_err("flush: partition %u batch %s: a pending row does not parse; batch held",
+                    j->part, j->batch);
+            job_failed(j);
+            return;
+        }
+        int64_t first = j->rows[j->nrows].first_ts_ms;
+        if (!oldest || first < oldest) {
+            oldest = first;
+        }
+        j->nrows++;
+    }
+    fl->oldest[j->part] = oldest;
+    if (j->nrows == 0) {
+        end_batch(j);
+        return;
+    }
+    write_sink(j);
+}
+
+/* Starts the settlement of partition n. Returns 0 or a negative errno (nothing started). */
+static int begin_partition(struct flusher *fl, unsigned n)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        return -ENOMEM;
+    }
+    j->fl = fl;
+    j->part = n;
+    j->stage = JOB_BEGIN;
+    clock_gettime(CLOCK_MONOTONIC, &j->t0);
+    char kp[96], ks[96], kb[96], kq[96], kl[96], sn[16], now[24];
+    part_key(kp, sizeof(kp), n, "pending");
+    part_key(ks, sizeof(ks), n, "settling");
+    part_key(kb, sizeof(kb), n, "settling_batch");
+    part_key(kq, sizeof(kq), n, "batchseq");
+    part_key(kl, sizeof(kl), n, "flushlease");
+    snprintf(sn, sizeof(sn), "%u", n);
+    snprintf(now, sizeof(now), "%lld", (long long)ledger_now_ms());
+    const char *argv[] = {"5", kp, ks, kb, kq, kl, fl->app->node_id, fl->lease_ms, sn, now};
+    int rc = ledger_script(fl->app->ledger, LEDGER_SCRIPT_SETTLE_BEGIN, 10, argv, NULL, on_begin, j,
+                           NULL);
+    if (rc < 0) {
+        free(j);
+        return rc;
+    }
+    fl->active++;
+    return 0;
+}
+
+/* Starts partition jobs while the window has room; ends the pass when all are done. */
+static void pump(struct flusher *fl)
+{
+    if (fl->final != FINAL_RUNNING && ledger_now_ms() < fl->resume_ms) {
+        fl->cursor = fl->nparts; /* the sink just failed: the rest waits for the backoff */
+    }
+    while (fl->pass_running && !fl->stopping && fl->cursor < fl->nparts &&
+           fl->active < FLUSH_WINDOW) {
+        if (begin_partition(fl, fl->cursor++) < 0) {
+            /* Redis is down (or out of memory): the rest of this pass would fail the same. */
+            fl->cursor = fl->nparts;
+        }
+    }
+    if (fl->pass_running && fl->cursor >= fl->nparts && fl->active == 0) {
+        fl->pass_running = false;
+        pass_done(fl);
+    }
+}
+
+static void timer_fired(uv_timer_t *t)
+{
+    struct flusher *fl = t->data;
+    if (ledger_now_ms() < fl->resume_ms) {
+        return; /* the sink failed a moment ago: wait out the backoff */
+    }
+    if (ledger_ready(fl->app->ledger)) {
+        start_pass(fl);
+    }
+}
+
+/* ---- public ---- */
+
+int flush_start(struct app *app)
+{
+    struct flusher *fl = calloc(1, sizeof(*fl));
+    if (!fl) {
+        return -ENOMEM;
+    }
+    fl->app = app;
+    fl->nparts = (unsigned)app->cfg.ledger_partitions;
+    fl->oldest = calloc(fl->nparts, sizeof(*fl->oldest));
+    if (!fl->oldest) {
+        free(fl);
+        return -ENOMEM;
+    }
+    /* The lease outlives a few passes, so a live node keeps its partitions; a dead node's
+     * partitions are taken over once it lapses. */
+    snprintf(fl->lease_ms, sizeof(fl->lease_ms), "%ld", 3 * app->cfg.flush_interval_ms + 500);
+    const char *stream = app->cfg.flush_stream;
+    const char *open = strchr(stream, '{');
+    const char *close = open ? strchr(open + 1, '}') : NULL;
+    if (open && close && close > open + 1) {
+        /* The stream name has a hash tag: the marks share it. */
+        snprintf(fl->marks_key, sizeof(fl->marks_key), "%s:settled", stream);
+    } else {
+        /* {stream} hashes like the bare stream name: the same cluster slot. */
+        snprintf(fl->marks_key, sizeof(fl->marks_key), "{%s}:settled", stream);
+    }
+    if (strcmp(app->cfg.flush_sink, "postgres") == 0) {
+        fl->sink = SINK_POSTGRES;
+        int rc = pg_sink_new(app->loop, app->cfg.flush_postgres, &fl->pg);
+        if (rc < 0) {
+            free(fl->oldest);
+            free(fl);
+            return rc;
+        }
+    }
+    uv_timer_init(app->loop, &fl->timer);
+    fl->timer.data = fl;
+    uv_timer_start(&fl->timer, timer_fired, (uint64_t)app->cfg.flush_interval_ms,
+                   (uint64_t)app->cfg.flush_interval_ms);
+    app->flusher = fl;
+    return 0;
+}
+
+void flush_request(struct app *app)
+{
+    struct flusher *fl = app->flusher;
+    if (fl && fl->final == FINAL_NONE && ledger_now_ms() >= fl->resume_ms) {
+        start_pass(fl);
+    }
+}
+
+bool flush_final(struct app *app)
+{
+    struct flusher *fl = app->flusher;
+    if (!fl || fl->stopping) {
+        return true;
+    }
+    if (fl->final == FINAL_NONE) {
+        uv_timer_stop(&fl->timer);
+        fl->final_deadline_ms = ledger_now_ms() + FLUSH_FINAL_MS;
+        fl->final = FINAL_WAIT;
+        if (!fl->pass_running) {
+            pass_done(fl); /* FINAL_WAIT -> the last pass */
+        }
+    }
+    if (fl->final == FINAL_DONE) {
+        return true;
+    }
+    if (ledger_now_ms() > fl->final_deadline_ms) {
+        log_warn("flush: the last pass did not finish in %d ms; what is left is settled by "
+                 "another node or the next start",
+                 FLUSH_FINAL_MS);
+        return true;
+    }
+    return false;
+}
+
+static void free_after_close(uv_handle_t *h)
+{
+    struct flusher *fl = h->data;
+    free(fl->oldest);
+    free(fl);
+}
+
+void flush_stop(struct app *app)
+{
+    struct flusher *fl = app->flusher;
+    if (!fl) {
+        return;
+    }
+    fl->stopping = true;
+    uv_timer_stop(&fl->timer);
+    pg_sink_free(fl->pg); /* answers its writes: those jobs end here */
+    fl->pg = NULL;
+    app->flusher = NULL;
+    uv_close((uv_handle_t *)&fl->timer, free_after_close);
+}
+
+void flush_metrics_render(struct app *app, struct proto_buf *b)
+{
+    struct flusher *fl = app->flusher;
+    if (!fl) {
+        return;
+    }
+    proto_buf_printf(b,
+                     "# HELP giftd_flush_batches_total settlement batches this node settled\n"
+                     "# TYPE giftd_flush_batches_total counter\n"
+                     "giftd_flush_batches_total %llu\n"
+                     "# HELP giftd_flush_rows_total settlement rows this node wrote\n"
+                     "# TYPE giftd_flush_rows_total counter\n"
+                     "giftd_flush_rows_total %llu\n"
+                     "# HELP giftd_flush_coins_total coins in the rows this node settled\n"
+                     "# TYPE giftd_flush_coins_total counter\n"
+                     "giftd_flush_coins_total %llu\n"
+                     "# HELP giftd_flush_diamonds_total diamonds credited by this node\n"
+                     "# TYPE giftd_flush_diamonds_total counter\n"
+                     "giftd_flush_diamonds_total %llu\n"
+                     "# HELP giftd_flush_errors_total failed settlement attempts (retried)\n"
+                     "# TYPE giftd_flush_errors_total counter\n"
+                     "giftd_flush_errors_total %llu\n"
+                     "# HELP giftd_flush_redeliveries_total batches the sink already had\n"
+                     "# TYPE giftd_flush_redeliveries_total counter\n"
+                     "giftd_flush_redeliveries_total %llu\n",
+                     (unsigned long long)fl->batches, (unsigned long long)fl->rows,
+                     (unsigned long long)fl->coins, (unsigned long long)fl->diamonds,
+                     (unsigned long long)fl->errors, (unsigned long long)fl->redeliveries);
+    proto_buf_puts(b, "# HELP giftd_flush_latency_seconds time to settle one batch\n"
+                      "# TYPE giftd_flush_latency_seconds histogram\n");
+    for (int i = 0; i < FLUSH_LAT_BUCKETS; i++) {
+        proto_buf_printf(b, "giftd_flush_latency_seconds_bucket{le=\"%g\"} %llu\n", lat_bounds_s[i],
+                         (unsigned long long)fl->lat_le[i]);
+    }
+    proto_buf_printf(b,
+                     "giftd_flush_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
+                     "giftd_flush_latency_seconds_sum %.6f\n"
+                     "giftd_flush_latency_seconds_count %llu\n",
+                     (unsigned long long)fl->lat_count, fl->lat_sum_s,
+                     (unsigned long long)fl->lat_count);
+    int64_t oldest = 0;
+    for (unsigned i = 0; i < fl->nparts; i++) {
+        if (fl->oldest[i] && (!oldest || fl->oldest[i] < oldest)) {
+            oldest = fl->oldest[i];
+        }
+    }
+    int64_t now = ledger_now_ms();
+    double lag = oldest && now > oldest ? (double)(now - oldest) / 1000.0 : 0.0;
+    proto_buf_printf(b,
+                     "# HELP giftd_flush_lag_seconds age of the oldest unsettled row this node "
+                     "knows of\n"
+                     "# TYPE giftd_flush_lag_seconds gauge\n"
+                     "giftd_flush_lag_seconds %.3f\n"
+                     "# HELP giftd_flush_backoff_seconds wait before the sink is tried again\n"
+                     "# TYPE giftd_flush_backoff_seconds gauge\n"
+                     "giftd_flush_backoff_seconds %.3f\n",
+                     lag, fl->resume_ms > now ? (double)(fl->resume_ms - now) / 1000.0 : 0.0);
+}
