@@ -212,7 +212,10 @@ static void *thread_main(void *arg)
             j->status = rc;
             list_append(&s->done, j);
         }
-        uv_async_send(&s->async);
+        if (!s->stop) {
+            /* Once stopping, the handle may be closing: pg_sink_free collects the results. */
+            uv_async_send(&s->async);
+        }
     }
     pthread_mutex_unlock(&s->mu);
     drop_connection(s);
@@ -324,9 +327,11 @@ void pg_sink_free(struct pg_sink *s)
         clock_gettime(CLOCK_REALTIME, &deadline);
         deadline.tv_sec += STOP_WAIT_S;
         if (pthread_timedjoin_np(s->thread, NULL, &deadline) != 0) {
-            /* Stuck in a connection attempt (bounded by connect_timeout): leave it to the
-             * process exit rather than hold up the shutdown; its writes are never answered. */
+            /* Stuck in a connection attempt (bounded by connect_timeout): leave it, and s, to
+             * the process exit rather than hold up the shutdown; its writes are never
+             * answered. It no longer touches the handle (stop is set). */
             pthread_detach(s->thread);
+            uv_close((uv_handle_t *)&s->async, NULL);
             return;
         }
     }

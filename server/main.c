@@ -115,7 +115,7 @@ static void begin_shutdown(struct app *app, const char *why)
     listener_stop(app);
     for (struct session *s = app->sessions; s; s = s->anext) {
         s->going_away = true;
-        lws_callback_on_writable(s->wsi);
+        session_wake(s);
     }
     app->started_ms = ledger_now_ms();
     uv_timer_start(&app->shutdown_timer, shutdown_tick, 0, 20);

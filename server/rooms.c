@@ -271,7 +271,7 @@ void rooms_attach(struct room *room, struct session *s, uint64_t after_seq)
     }
     s->cursor = c;
     if (s->cursor < room->head) {
-        lws_callback_on_writable(s->wsi);
+        session_wake(s);
     }
 }
 
@@ -318,7 +318,7 @@ void rooms_broadcast(struct room *room, struct fanout_msg *msg)
             s->close_code = 4008;
             lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, 5);
         }
-        lws_callback_on_writable(s->wsi);
+        session_wake(s);
     }
 }
 
@@ -506,6 +506,13 @@ void rooms_resubscribe(struct app *app)
 
 void rooms_presence_tick(struct app *app, bool refresh_all)
 {
+    /* Safety net for session_wake's once-per-WRITEABLE rule: a session with output waiting
+     * asks again, in case lws consumed a writable turn for its own buffered data. */
+    for (struct session *s = app->sessions; s; s = s->anext) {
+        if (s->out_head || s->close_code || (s->room && s->cursor < s->room->head)) {
+            lws_callback_on_writable(s->wsi);
+        }
+    }
     if (!app->ledger || !ledger_ready(app->ledger)) {
         return;
     }

@@ -176,6 +176,7 @@ struct session {
     long pending_ledger; /* this session's requests awaiting Redis */
     struct pending *pendings; /* the same, to detach them when the session closes */
     bool going_away;
+    bool want_write;         /* lws_callback_on_writable asked, WRITEABLE not yet run */
     struct bucket frames;    /* limits.frames_per_sec */
     int64_t limited_sec;     /* the second (Unix) of the last refused frame */
     int limited_strikes;     /* consecutive seconds with refused frames */
@@ -184,6 +185,8 @@ struct session {
     char query_room[65];  /* ?room= of a connection that must authenticate first */
 };
 
+/** Asks for WRITEABLE once (no-op while a request is pending). */
+void session_wake(struct session *s);
 /** Queues a personal text frame (copied) to s and asks for writable. */
 void session_send(struct session *s, const char *text, size_t len);
 /** Queues a proto_buf's text. */

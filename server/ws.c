@@ -125,6 +125,16 @@ void pending_detach_all(struct pending **list)
 
 /* ---- output ---- */
 
+void session_wake(struct session *s)
+{
+    /* One request per WRITEABLE: with libuv each lws_callback_on_writable re-arms the poll
+     * (an epoll_ctl), which per event per viewer was the fan-out's main cost. */
+    if (!s->want_write) {
+        s->want_write = true;
+        lws_callback_on_writable(s->wsi);
+    }
+}
+
 void session_send(struct session *s, const char *text, size_t len)
 {
     if (s->close_code || s->going_away) {
@@ -144,7 +154,7 @@ void session_send(struct session *s, const char *text, size_t len)
     }
     s->out_tail = m;
     s->out_len++;
-    lws_callback_on_writable(s->wsi);
+    session_wake(s);
 }
 
 void session_send_buf(struct session *s, struct proto_buf *b)
@@ -359,7 +369,7 @@ static bool frame_allowed(struct session *s, const char *id)
     s->limited_in_sec++;
     if (s->limited_strikes >= 3) {
         s->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-        lws_callback_on_writable(s->wsi);
+        session_wake(s);
     } else if (s->limited_in_sec <= app->cfg.limits_frames_per_sec) {
         /* Answer refusals up to the limit itself; beyond it, drop them quietly. */
         session_error(s, PROTO_ERR_RATE_LIMITED, "over limits.frames_per_sec", id);
@@ -518,6 +528,7 @@ int session_close_now(struct session *s, int code, const char *reason)
 static int session_writeable(struct session *s)
 {
     struct app *app = s->app;
+    s->want_write = false;
     if (s->going_away) {
         return session_close_now(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
     }
@@ -536,7 +547,7 @@ static int session_writeable(struct session *s)
             return -1;
         }
         if (s->out_head || s->close_code || (s->room && s->cursor < s->room->head)) {
-            lws_callback_on_writable(s->wsi);
+            session_wake(s);
         }
         return 0;
     }
@@ -550,7 +561,7 @@ static int session_writeable(struct session *s)
             return -1;
         }
         if ((s->room && s->cursor < s->room->head) || s->out_head || s->close_code) {
-            lws_callback_on_writable(s->wsi);
+            session_wake(s);
         }
         return 0;
     }

@@ -254,12 +254,15 @@ Test(ledger, pubsub_delivers_messages)
     }
     cr_assert(p.messages > 0);
     cr_assert_str_eq(p.last_msg, "hello");
+    /* Let the publishes still in flight land before unsubscribing. */
+    RUN_UNTIL(false, 300);
     cr_assert_eq(ledger_unsubscribe(l, "t:chan"), 0);
+    RUN_UNTIL(false, 300);
     int before = p.messages;
     int replies = p.replies;
     ledger_command(l, 3, argv, NULL, on_reply, &p, NULL);
     RUN_UNTIL(p.replies > replies, 2000);
-    RUN_UNTIL(false, 200);
+    RUN_UNTIL(false, 300);
     cr_assert_eq(p.messages, before, "a message arrived after UNSUBSCRIBE");
     ledger_free(l);
 }
