@@ -83,6 +83,8 @@ static void finish_shutdown(struct app *app)
     uv_close((uv_handle_t *)&app->sweep_timer, NULL);
     uv_close((uv_handle_t *)&app->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&app->combo_timer, NULL);
+    uv_check_stop(&app->fanout_check);
+    uv_close((uv_handle_t *)&app->fanout_check, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sighup, NULL);
@@ -129,6 +131,11 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     begin_shutdown(app, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void fanout_fired(uv_check_t *c)
+{
+    rooms_fanout_pass(c->data);
 }
 
 static void combo_fired(uv_timer_t *t)
@@ -485,6 +492,9 @@ int main(int argc, char **argv)
     app->presence_timer.data = app->sweep_timer.data = app->shutdown_timer.data = app;
     app->combo_timer.data = app;
     uv_timer_start(&app->combo_timer, combo_fired, 25, 25);
+    uv_check_init(&loop, &app->fanout_check);
+    app->fanout_check.data = app;
+    uv_check_start(&app->fanout_check, fanout_fired);
     uv_timer_start(&app->presence_timer, presence_fired,
                    (uint64_t)app->cfg.rooms_presence_interval_ms,
                    (uint64_t)app->cfg.rooms_presence_interval_ms);

@@ -219,6 +219,15 @@ void rooms_release(struct app *app, struct room *room)
         rooms_channel(ch, sizeof(ch), room->name);
         ledger_unsubscribe(app->ledger, ch);
     }
+    if (room->dirty) {
+        struct room **dp = &app->dirty_rooms;
+        while (*dp && *dp != room) {
+            dp = &(*dp)->dnext;
+        }
+        if (*dp) {
+            *dp = room->dnext;
+        }
+    }
     struct room **pp = &app->rooms[hash_name(room->name) & (app->rooms_cap - 1)];
     while (*pp && *pp != room) {
         pp = &(*pp)->hnext;
@@ -247,6 +256,7 @@ void rooms_free_all(struct app *app)
     app->rooms = NULL;
     app->rooms_cap = 0;
     app->nrooms = 0;
+    app->dirty_rooms = NULL;
 }
 
 void rooms_attach(struct room *room, struct session *s, uint64_t after_seq)
@@ -306,19 +316,67 @@ void rooms_broadcast(struct room *room, struct fanout_msg *msg)
     if (msg->closes_room) {
         room->live = false;
     }
-    uint64_t max = (uint64_t)room->app->cfg.fanout_max_queue;
-    for (struct session *s = room->viewers; s; s = s->rnext) {
-        /* Behind by more than fanout.max_queue while its socket takes nothing more (a burst
-         * of events within one loop turn is not slowness). A slow consumer never holds the
-         * room back: it is closed (4008) as soon as it can take the close frame, and dropped
-         * if it cannot within a few seconds. */
-        if (room->head - s->cursor > max && s->close_code != 4008 &&
-            lws_send_pipe_choked(s->wsi)) {
-            room->app->m.slow_consumers++;
-            s->close_code = 4008;
-            lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, 5);
+    /* Sent at the end of this loop turn (rooms_fanout_pass), together with whatever else
+     * arrives in the same turn. */
+    if (!room->dirty) {
+        room->dirty = true;
+        room->dnext = room->app->dirty_rooms;
+        room->app->dirty_rooms = room;
+    }
+}
+
+static void slow_consumer(struct session *s)
+{
+    /* A slow consumer never holds the room back: it is closed (4008) as soon as it can take
+     * the close frame, and dropped if it cannot within a few seconds. */
+    s->app->m.slow_consumers++;
+    s->close_code = 4008;
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, 5);
+    session_wake(s);
+}
+
+void rooms_fanout_pass(struct app *app)
+{
+    struct room *room = app->dirty_rooms;
+    app->dirty_rooms = NULL;
+    while (room) {
+        struct room *next = room->dnext;
+        room->dirty = false;
+        room->dnext = NULL;
+        uint64_t max = (uint64_t)app->cfg.fanout_max_queue;
+        uint64_t now = uv_now(app->loop);
+        struct session *s = room->viewers;
+        while (s) {
+            struct session *snext = s->rnext;
+            if (s->cursor >= room->head) {
+                /* Nothing new. */
+            } else if (s->want_write) {
+                /* A WRITEABLE is due and will send it. lws may spend a writable turn on its
+                 * own frames (a pong) without calling us: ask again if it is late. */
+                if (now - s->want_since > 10) {
+                    s->want_since = now;
+                    lws_callback_on_writable(s->wsi);
+                }
+            } else if (s->close_code || s->going_away || s->out_head) {
+                session_wake(s); /* personal frames and closes go out from WRITEABLE */
+            } else if (lws_partial_buffered(s->wsi)) {
+                /* Its socket took only part of the last frame. Behind by more than
+                 * fanout.max_queue while it cannot take more: slow. */
+                if (room->head - s->cursor > max && s->close_code != 4008) {
+                    slow_consumer(s);
+                } else {
+                    session_wake(s);
+                }
+            } else if (fanout_write(s) < 0) {
+                /* Written directly, at once: no WRITEABLE round trip (which re-arms epoll
+                 * twice per frame). Failed: drop the connection. */
+                lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            } else if (lws_partial_buffered(s->wsi) || s->cursor < room->head) {
+                session_wake(s);
+            }
+            s = snext;
         }
-        session_wake(s);
+        room = next;
     }
 }
 

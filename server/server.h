@@ -70,6 +70,8 @@ struct room {
     char creator_id[65];
     char creator_name[65];
     bool subscribed;
+    bool dirty;           /* has events not yet passed to its viewers this loop turn */
+    struct room *dnext;   /* the app's list of dirty rooms */
     int64_t combo_due_ms; /* a combo of this room may end at this time, 0 none known */
     bool combo_sweeping;  /* a combo sweep of this room awaits Redis */
     struct fanout_msg **ring; /* ring_cap slots, indexed by absolute position % ring_cap */
@@ -83,6 +85,9 @@ struct room *rooms_get(struct app *app, const char *name, bool create);
 void rooms_release(struct app *app, struct room *room);
 /** Appends an event to the room's ring and wakes its viewers. steals msg. */
 void rooms_broadcast(struct room *room, struct fanout_msg *msg);
+/** End of a loop turn (uv_check): sends the new events of every dirty room to its viewers,
+ * directly where their sockets take them, through WRITEABLE where they do not. */
+void rooms_fanout_pass(struct app *app);
 /** WRITEABLE step for room events: one frame with everything pending (a batch when several).
  * Returns -1 when the session must close (slow consumer or write failure). */
 int fanout_write(struct session *s);
@@ -177,6 +182,7 @@ struct session {
     struct pending *pendings; /* the same, to detach them when the session closes */
     bool going_away;
     bool want_write;         /* lws_callback_on_writable asked, WRITEABLE not yet run */
+    uint64_t want_since;     /* uv_now() of that request */
     struct bucket frames;    /* limits.frames_per_sec */
     int64_t limited_sec;     /* the second (Unix) of the last refused frame */
     int limited_strikes;     /* consecutive seconds with refused frames */
@@ -356,6 +362,8 @@ struct app {
     size_t rooms_cap;
     long nrooms;
     struct proto_buf scratch; /* batch frames and one-off encodings, reused */
+    struct room *dirty_rooms;          /* rooms with events for this loop turn's pass */
+    uv_check_t fanout_check;           /* runs rooms_fanout_pass after each I/O poll */
     struct user_bucket **user_buckets; /* limits.gifts_per_sec per user */
     size_t user_buckets_cap;
     uv_timer_t presence_timer;

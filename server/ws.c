@@ -131,6 +131,7 @@ void session_wake(struct session *s)
      * (an epoll_ctl), which per event per viewer was the fan-out's main cost. */
     if (!s->want_write) {
         s->want_write = true;
+        s->want_since = uv_now(s->app->loop);
         lws_callback_on_writable(s->wsi);
     }
 }
