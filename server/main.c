@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,6 +149,9 @@ static void presence_fired(uv_timer_t *t)
     struct app *app = t->data;
     rooms_presence_tick(app, true);
     limits_gc(app, ledger_now_ms(), false);
+    /* Hand memory freed since (handshake buffers of connection waves) back to the system:
+     * an idle viewer then costs about its own structures, not the peak of a wave. */
+    malloc_trim(0);
 }
 
 /* ---- --dev ---- */
@@ -249,7 +253,9 @@ static void on_redis_message(void *ud, const char *ch, size_t chlen, const char 
 }
 
 static const struct lws_protocols protocols[] = {
-    {"giftd.v1", ws_callback, sizeof(union conn), 0, 0, NULL, 0},
+    /* rx_buffer_size: without it lws gives every connection a receive buffer of
+     * pt_serv_buf_size; client frames are small, larger ones arrive in pieces. */
+    {"giftd.v1", ws_callback, sizeof(union conn), 256, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
