@@ -46,6 +46,27 @@ void metrics_render(struct app *app, struct proto_buf *b)
             m->batch_frames);
     counter(b, "giftd_slow_consumers_total", "viewers closed 4008 for falling behind",
             m->slow_consumers);
+    /* Events per frame: how much packing the fan-out does. */
+    static const char *const le[6] = {"1", "4", "16", "64", "256", "+Inf"};
+    proto_buf_puts(b, "# HELP giftd_fanout_batch_events events packed per frame sent to a viewer\n"
+                      "# TYPE giftd_fanout_batch_events histogram\n");
+    uint64_t cum = 0;
+    for (int i = 0; i < 6; i++) {
+        cum += m->batch_le[i];
+        proto_buf_printf(b, "giftd_fanout_batch_events_bucket{le=\"%s\"} %llu\n", le[i],
+                         (unsigned long long)cum);
+    }
+    proto_buf_printf(b, "giftd_fanout_batch_events_sum %llu\ngiftd_fanout_batch_events_count %llu\n",
+                     (unsigned long long)m->events_out, (unsigned long long)cum);
+    /* Ring depth: how far the furthest-behind viewer is (events not yet sent to it). */
+    uint64_t lag = 0;
+    for (struct session *s = app->sessions; s; s = s->anext) {
+        if (s->room && s->room->head - s->cursor > lag) {
+            lag = s->room->head - s->cursor;
+        }
+    }
+    gauge(b, "giftd_fanout_max_lag_events", "events the furthest-behind viewer has pending",
+          (long long)lag);
     counter(b, "giftd_http_requests_total", "HTTP requests", m->http_requests);
     by_code(b, "giftd_errors_total", "error answers sent, by code", m->errors);
     counter(b, "giftd_gifts_accepted_total", "gift sends debited", m->gifts_accepted);

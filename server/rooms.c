@@ -421,6 +421,7 @@ int fanout_write(struct session *s)
     }
     app->m.frames_out++;
     app->m.events_out += n;
+    app->m.batch_le[n <= 1 ? 0 : n <= 4 ? 1 : n <= 16 ? 2 : n <= 64 ? 3 : n <= 256 ? 4 : 5]++;
     s->cursor += n;
     if (w < 0) {
         return -1;

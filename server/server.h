@@ -30,6 +30,7 @@ struct metrics {
     uint64_t bytes_out;
     uint64_t events_out;     /* room events delivered (one frame may carry several) */
     uint64_t batch_frames;   /* frames that packed more than one event */
+    uint64_t batch_le[6];    /* frames by events packed: <=1, <=4, <=16, <=64, <=256, more */
     uint64_t slow_consumers; /* closed 4008 */
     uint64_t errors[PROTO_ERR__COUNT];
     uint64_t gifts_accepted;
