@@ -8,7 +8,21 @@
  *      a batch already written) or PostgreSQL (ON CONFLICT DO NOTHING on the batch's key).
  *   3. settle_credit per creator of the batch, on the creator's partition, once per batch.
  *   4. settle_end: settling is deleted if it still holds this batch.
- * A crash anywhere re-runs from 1 and changes nothing twice. */
+ * A crash anywhere re-runs from 1 and changes nothing twice.
+ *
+ * Keys of partition n: giftd:{p<n>}:pending (the debit script's), :settling, :settling_batch,
+ * :batchseq (the batch counter), :flushlease. The flush lease is its own key, not the outbox
+ * sweeper's :lease: it lives 3 x flush.interval_ms + 500 ms (the sweeper's follows
+ * ledger.outbox_grace_ms), is taken only for a partition with something to settle (an idle
+ * partition is only read), and a node that shuts down gives its leases up. Leases are an
+ * economy, not the safety: two nodes settling one batch at once still change nothing twice.
+ * Idempotence: batch ids are "p<n>-<seq>-<ms>", seq rising by one per batch of the partition,
+ * and a batch begins only once the one before it ended, so "already applied" is "seq at or
+ * below the last seq applied for partition n": the stream script keeps that per partition in
+ * a hash on the stream's slot ("{<flush.stream>}:settled", or "<flush.stream>:settled" when
+ * the stream name has a hash tag), the credit script per creator in
+ * giftd:{p<m>}:credited:<creator> beside giftd:{p<m>}:dia:<creator>. Both are bounded (one
+ * field per partition) and never expire. PostgreSQL dedups on its primary key instead. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +31,7 @@
 
 #include "server/server.h"
 
-#define FLUSH_WINDOW         32   /* partitions being settled at once */
+#define FLUSH_WINDOW         256  /* partitions being settled at once */
 #define FLUSH_BACKOFF_MIN_MS 250  /* after a sink failure, first wait */
 #define FLUSH_BACKOFF_MAX_MS 5000 /* longest wait between sink retries */
 #define FLUSH_FINAL_MS       5000 /* bound of the last pass at shutdown */

@@ -534,8 +534,9 @@ Test(flush, kill_9_of_a_node_at_random_moments_loses_and_doubles_nothing)
     long long settled = check_conservation(&R, &L);
     fprintf(stderr,
             "flush: %d kills; %ld sent, %ld acked, %ld lost with the node; settled %lld "
-            "coins in %zu rows\n",
-            cycles, L.sent, L.acked, L.lost, settled, R.n);
+            "coins in %zu rows; node 0 took over %g batches already written\n",
+            cycles, L.sent, L.acked, L.lost, settled, R.n,
+            metric(0, "giftd_flush_redeliveries_total"));
     free(R.v);
     load_cleanup(&L);
 }
@@ -822,4 +823,138 @@ Test(flush, giftctl_settlements_prints_the_last_rows_and_follows)
     json_decref(b);
     free(out);
     free(err);
+}
+
+/* SIGSTOP (or SIGCONT) the postmaster and its children (the backends): a hung PostgreSQL. */
+static void pg_freeze(int sig)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pg.pid, (int)pg.pid);
+    FILE *fp = fopen(path, "r");
+    cr_assert_not_null(fp);
+    int child;
+    while (fscanf(fp, "%d", &child) == 1) {
+        kill(child, sig);
+    }
+    fclose(fp);
+    kill(pg.pid, sig);
+}
+
+Test(flush, shutdown_with_a_hung_postgres_is_bounded_and_loses_nothing)
+{
+    cr_assert_eq(tk_pg_start(&pg), 0, "PostgreSQL did not start");
+    char conninfo[400], pgflag[450];
+    tk_pg_conninfo(&pg, conninfo, sizeof(conninfo));
+    snprintf(pgflag, sizeof(pgflag), "--flush.postgres=%s", conninfo);
+    const char *const flags[] = {"--flush.interval_ms=30000", "--flush.sink=postgres", pgflag,
+                                 NULL};
+    fx_start(&f, 1, flags);
+    fx_open_room(&f, "hg1", "cara");
+    fx_open_room(&f, "hg2", "cara");
+    fx_recharge(&f, "ann", 1000);
+    struct tk_ws *ann = fx_viewer(&f, 0, "ann", "hg1");
+    fx_send_gift(ann, "h-1", "doughnut", 1);
+    json_t *a = fx_answer(ann, "h-1", 5000);
+    cr_assert_str_eq(fx_str(a, "type"), "ack");
+    json_decref(a);
+    tk_ws_free(ann);
+    /* The close settles hg1 (so giftd holds a connection), then PostgreSQL hangs. */
+    fx_close_room(&f, "hg1");
+    PGconn *c = tk_pg_connect(&pg);
+    for (int64_t end = mono_ms() + 3000;; nap_ms(20)) {
+        PGresult *res = PQexec(c, "SELECT count(*) FROM gift_settlements");
+        bool one =
+            PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "1") == 0;
+        PQclear(res);
+        if (one) {
+            break;
+        }
+        cr_assert(mono_ms() < end, "hg1 did not settle");
+    }
+    PQfinish(c);
+    ann = fx_viewer(&f, 0, "ann", "hg2");
+    fx_send_gift(ann, "h-2", "rose", 1);
+    a = fx_answer(ann, "h-2", 5000);
+    cr_assert_str_eq(fx_str(a, "type"), "ack");
+    json_decref(a);
+    tk_ws_free(ann);
+    pg_freeze(SIGSTOP);
+    int64_t t0 = mono_ms();
+    int status = -1;
+    cr_assert_eq(tk_giftd_signal(&f.node[0], SIGTERM), 0);
+    int rc = tk_giftd_wait_exit(&f.node[0], 15000, &status);
+    int64_t took = mono_ms() - t0;
+    pg_freeze(SIGCONT);
+    cr_assert_eq(rc, 0, "giftd did not exit with PostgreSQL hung");
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status 0x%x", status);
+    fprintf(stderr, "flush: shutdown with PostgreSQL hung took %lld ms\n", (long long)took);
+    cr_assert(took < 12000);
+    /* The batch waits in Redis; the next node settles it (its lease was given up). */
+    const char *const again[] = {"--flush.interval_ms=200", "--flush.sink=postgres", pgflag, NULL};
+    fx_start_node(&f, 0, again);
+    drain(20000);
+    struct rows R = {0};
+    read_postgres(&R);
+    cr_assert_eq(R.n, 2);
+    long long coins = R.v[0].coins + R.v[1].coins;
+    cr_assert_eq(coins, 31);
+    free(R.v);
+}
+
+Test(flush, a_batch_left_by_a_dead_node_at_any_step_is_finished_once)
+{
+    /* The state a node killed during settlement leaves, for each step it may have finished:
+     * 0 none (batch begun), 1 rows written, 2 rows written and creator credited. */
+    const char *const flags[] = {"--flush.interval_ms=200", NULL};
+    fx_start(&f, 0, NULL);
+    redisContext *c = tk_redis_connect(&f.redis);
+    for (int step = 0; step <= 2; step++) {
+        unsigned n = 100 + (unsigned)step;
+        char creator[32], batch[64], field[128];
+        snprintf(creator, sizeof(creator), "dead%d", step);
+        snprintf(batch, sizeof(batch), "p%u-7-1700000000000", n);
+        snprintf(field, sizeof(field), "%s\x1fr%d\x1flion", creator, step);
+        unsigned m = ledger_partition(creator, PARTITIONS);
+        freeReplyObject(redisCommand(c, "HSET giftd:{p%u}:settling %s %s", n, field,
+                                     "2 59998 29998 1000 2000"));
+        freeReplyObject(redisCommand(c, "SET giftd:{p%u}:settling_batch %s", n, batch));
+        freeReplyObject(redisCommand(c, "SET giftd:{p%u}:batchseq 7", n));
+        freeReplyObject(redisCommand(c, "SET giftd:{p%u}:flushlease dead-node PX 300", n));
+        if (step >= 1) {
+            char room[8];
+            snprintf(room, sizeof(room), "r%d", step);
+            freeReplyObject(
+                redisCommand(c,
+                             "XADD %s * batch %s creator %s room %s gift lion count 2 coins 59998 "
+                             "diamonds 29998 first_ts_ms 1000 last_ts_ms 2000",
+                             STREAM, batch, creator, room));
+            freeReplyObject(redisCommand(c, "HSET {%s}:settled %u 7", STREAM, n));
+        }
+        if (step >= 2) {
+            freeReplyObject(redisCommand(c, "SET giftd:{p%u}:dia:%s 29998", m, creator));
+            freeReplyObject(redisCommand(c, "HSET giftd:{p%u}:credited:%s %u 7", m, creator, n));
+        }
+    }
+    f.nodes = 1;
+    fx_start_node(&f, 0, flags);
+    drain(10000);
+    struct rows R = {0};
+    read_stream(&R);
+    cr_assert_eq(R.n, 3, "one row per batch: %zu", R.n);
+    for (int step = 0; step <= 2; step++) {
+        char creator[32];
+        snprintf(creator, sizeof(creator), "dead%d", step);
+        redisReply *r = redisCommand(c, "GET giftd:{p%u}:dia:%s",
+                                     ledger_partition(creator, PARTITIONS), creator);
+        cr_assert_eq(reply_ll(r), 29998, "step %d: diamonds %lld", step, reply_ll(r));
+        freeReplyObject(r);
+        size_t rows = 0;
+        for (size_t i = 0; i < R.n; i++) {
+            rows += strcmp(R.v[i].creator, creator) == 0;
+        }
+        cr_assert_eq(rows, 1, "step %d: %zu rows", step, rows);
+    }
+    free(R.v);
+    redisFree(c);
+    cr_assert_eq(metric(0, "giftd_flush_redeliveries_total"), 2);
 }
