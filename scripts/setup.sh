@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
 libhiredis-dev libjansson-dev libssl-dev libcriterion-dev redis-server libpq-dev
-postgresql curl"
+postgresql curl chromium"
 # Node.js (the baseline peer of the benchmarks) may come from Debian or from NodeSource, whose
 # nodejs package carries npm itself: install only what the commands say is missing.
 command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
@@ -25,4 +25,10 @@ if [ -n "$missing" ]; then
     apt-get update -qq
     # Debian starts services on install where it can; giftd's tests start their own servers.
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# The browser tests' npm packages (playwright-core drives Debian's chromium; it downloads none).
+browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+if [ -f "$browser_dir/package.json" ] && [ ! -d "$browser_dir/node_modules" ]; then
+    echo "setup: npm install in tests/browser"
+    (cd "$browser_dir" && npm install --no-audit --no-fund)
 fi

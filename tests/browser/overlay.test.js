@@ -1,0 +1,349 @@
+// overlay.test.js: the streamer overlay (/overlay/) and the demo viewer page (/demo/) in Debian's
+// chromium, against a real giftd and redis-server. Run: node --test overlay.test.js
+// (GIFTD_BIN=path/to/giftd; default build/giftd). Screenshots go to artifacts/browser/.
+'use strict';
+
+const {test, before, after} = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const h = require('./harness');
+
+const COMBO_WINDOW_MS = 700;
+const T = 20000; // the longest any single condition may take (times BROWSER_TEST_SLOWDOWN)
+
+let redis;
+let giftd;
+let browser;
+let uniq = 0;
+
+// A fresh room for each test, so tests never see each other's events.
+async function freshRoom(tag) {
+    const room = `${tag}_${process.pid}_${++uniq}`;
+    await h.openRoom(giftd, room);
+    return room;
+}
+
+async function openOverlay(room, query = '') {
+    const page = await h.newPage(browser);
+    const tok = h.token(`${room}_creator`, 'overlay', {room});
+    await page.goto(`${giftd.base()}/overlay/?room=${room}&token=${tok}&mute=1${query}`);
+    await page.addStyleTag({content: h.BACKDROP});
+    await waitState(page, 'live');
+    return page;
+}
+
+function waitState(page, state) {
+    return page.waitForFunction((s) => window.giftOverlay && window.giftOverlay.state() === s, state,
+        {timeout: T * h.SLOW});
+}
+
+// The alerts the overlay has shown so far (gift, from, name, tier, count, streak, closed).
+function alerts(page) {
+    return page.evaluate(() => window.giftOverlay.history.slice());
+}
+
+function assertNoPageErrors(page) {
+    assert.deepEqual(page.pageErrors, [], 'the page logged errors');
+}
+
+before(async () => {
+    redis = await new h.Redis().start();
+    giftd = await new h.Giftd(redis.url(), [
+        `--gifts.combo_window_ms=${COMBO_WINDOW_MS}`,
+        '--rooms.presence_interval_ms=200',
+    ]).start();
+    browser = await h.launchBrowser();
+});
+
+after(async () => {
+    if (browser) {
+        await browser.close();
+    }
+    let code = 0;
+    if (giftd) {
+        code = await giftd.stop();
+        giftd.cleanup();
+    }
+    if (redis) {
+        await redis.stop();
+    }
+    assert.equal(code, 0, 'giftd exits 0 on SIGTERM (under ASan: no leak reports either)');
+});
+
+test('a gift sent over WebSocket appears in the overlay with the sender and gift names', {timeout: 90000}, async () => {
+    const room = await freshRoom('alert');
+    await h.recharge(giftd, 'maya', 50000);
+    const page = await openOverlay(room);
+    const maya = await h.Viewer.connect(giftd, 'maya', 'Maya Lind', room);
+    try {
+        const ack = await maya.gift('galaxy');
+        assert.equal(ack.balance, 49000);
+        const alert = page.locator('.alert[data-gift="galaxy"]');
+        await alert.waitFor({state: 'visible', timeout: T * h.SLOW});
+        await assert.doesNotReject(page.waitForSelector('.alert[data-gift="galaxy"][data-phase="show"]',
+            {timeout: T * h.SLOW}));
+        assert.equal(await alert.locator('.alert-from').textContent(), 'Maya Lind');
+        assert.equal(await alert.locator('.alert-gift').textContent(), 'Galaxy');
+        assert.equal(await alert.getAttribute('data-tier'), 'large');
+        assert.ok(await alert.locator('svg.gift-svg').count(), 'the gift has its artwork');
+        // For the README picture: the leaderboard with Maya on it, while the alert still shows.
+        await page.waitForSelector('#leaderboard li[data-id="maya"]', {timeout: 3000 * h.SLOW}).catch(() => {});
+        const file = await h.screenshot(page, 'overlay-alert');
+        fs.mkdirSync(path.join(h.REPO, 'docs'), {recursive: true});
+        fs.copyFileSync(file, path.join(h.REPO, 'docs', 'overlay.png'));
+        assertNoPageErrors(page);
+    } finally {
+        maya.close();
+        await page.context().close();
+    }
+});
+
+test('three quick Roses show one alert counting x3 that closes on combo_end', {timeout: 90000}, async () => {
+    const room = await freshRoom('combo');
+    await h.recharge(giftd, 'leo', 1000);
+    const page = await openOverlay(room);
+    const leo = await h.Viewer.connect(giftd, 'leo', 'Leo', room);
+    try {
+        // Sent back to back, well inside the combo window.
+        await Promise.all([leo.gift('rose'), leo.gift('rose'), leo.gift('rose')]);
+        const gifts = [];
+        for (let i = 0; i < 3; i++) {
+            gifts.push(await leo.next((e) => e.type === 'gift' && e.gift.id === 'rose', T));
+        }
+        assert.deepEqual(gifts.map((g) => g.combo && g.combo.count), [1, 2, 3],
+            'the server numbers the streak (combo.count 1, 2, 3)');
+        // Both states are waited for from now on, so a slow screenshot cannot make us miss them.
+        const counted = page.waitForSelector('.alert[data-gift="rose"][data-count="3"]',
+            {state: 'attached', timeout: T * h.SLOW});
+        const closed = page.waitForSelector('.alert[data-gift="rose"][data-closed="true"][data-count="3"]',
+            {state: 'attached', timeout: T * h.SLOW});
+        closed.catch(() => {}); // awaited below; no unhandled rejection meanwhile
+        await counted;
+        await h.screenshot(page, 'overlay-combo-open');
+        const end = await leo.next((e) => e.type === 'combo_end' && e.gift.id === 'rose', T);
+        assert.equal(end.total_count, 3);
+        await closed;
+        const shown = (await alerts(page)).filter((a) => a.gift === 'rose');
+        assert.equal(shown.length, 1, `one alert for the streak, not ${shown.length}`);
+        assert.equal(shown[0].count, 3);
+        assert.equal(shown[0].streak, true);
+        assert.equal(shown[0].closed, true);
+        assert.equal(shown[0].closedBy, 'combo_end', 'the streak closed on combo_end, not on a timeout');
+        assertNoPageErrors(page);
+    } finally {
+        leo.close();
+        await page.context().close();
+    }
+});
+
+test('the leaderboard updates', {timeout: 90000}, async () => {
+    const room = await freshRoom('board');
+    await h.recharge(giftd, 'ana', 20000);
+    await h.recharge(giftd, 'sam', 20000);
+    const page = await openOverlay(room, '&speed=4');
+    const ana = await h.Viewer.connect(giftd, 'ana', 'Ana', room);
+    const sam = await h.Viewer.connect(giftd, 'sam', 'Sam', room);
+    try {
+        const rows = () => page.$$eval('#leaderboard li', (lis) =>
+            lis.map((li) => `${li.dataset.id}:${li.dataset.coins}`).join(' '));
+        await ana.gift('doughnut', 2); // 60
+        await sam.gift('galaxy'); // 1000
+        await h.waitFor('"sam:1000 ana:60" on the leaderboard (a leaderboard event)', async () =>
+            (await rows()) === 'sam:1000 ana:60', T);
+        assert.equal(await page.locator('#leaderboard li').first().locator('.name').textContent(), 'Sam');
+        assert.ok(await page.locator('#leaderboard').isVisible());
+        await ana.gift('fireworks'); // 60 + 1088 = 1148: Ana overtakes Sam
+        await h.waitFor('"ana:1148 sam:1000" on the leaderboard', async () =>
+            (await rows()) === 'ana:1148 sam:1000', T);
+        await page.waitForSelector('.alert[data-gift="fireworks"][data-phase="show"]', {timeout: T * h.SLOW});
+        await h.screenshot(page, 'overlay-leaderboard');
+        assertNoPageErrors(page);
+    } finally {
+        ana.close();
+        sam.close();
+        await page.context().close();
+    }
+});
+
+test('the viewer count updates', {timeout: 90000}, async () => {
+    const room = await freshRoom('viewers');
+    const page = await openOverlay(room);
+    const count = () => page.evaluate(() => Number(document.querySelector('#viewers').dataset.count));
+    const first = await count();
+    const a = await h.Viewer.connect(giftd, 'vic', 'Vic', room);
+    const b = await h.Viewer.connect(giftd, 'val', 'Val', room);
+    try {
+        await h.waitFor(`the viewer count to grow by 2 from ${first} (a viewers event)`, async () =>
+            (await count()) === first + 2, T);
+        assert.ok(await page.locator('#viewers').isVisible());
+        a.close();
+        await h.waitFor(`the viewer count to fall to ${first + 1}`, async () => (await count()) === first + 1, T);
+        await h.screenshot(page, 'overlay-viewers');
+        assertNoPageErrors(page);
+    } finally {
+        a.close();
+        b.close();
+        await page.context().close();
+    }
+});
+
+test('the overlay counts a streak in place and orders the leaderboard (events fed directly)', {timeout: 90000}, async () => {
+    const room = await freshRoom('client');
+    const page = await openOverlay(room, '&speed=4');
+    try {
+        await page.evaluate((room) => {
+            const o = window.giftOverlay;
+            const gift = {id: 'finger_heart', name: 'Finger Heart', coins: 5, diamonds: 2, tier: 'small',
+                animation: 'finger_heart'};
+            const from = {id: 'zoe', name: 'Zoe'};
+            for (let i = 1; i <= 4; i++) {
+                o.handle({type: 'gift', room, seq: i, id: `s${i}`, from, gift, count: i === 4 ? 2 : 1,
+                    combo: {count: i}, ts_ms: i});
+            }
+            o.handle({type: 'batch', events: [
+                {type: 'combo_end', room, seq: 5, from, gift, combo: {count: 4}, total_count: 5, ts_ms: 5},
+                {type: 'leaderboard', room, top: [{id: 'zoe', name: 'Zoe', coins: 25},
+                    {id: 'max', name: 'Max', coins: 7}]},
+            ]});
+        }, room);
+        await page.waitForSelector('.alert[data-gift="finger_heart"][data-closed="true"][data-count="5"]',
+            {timeout: T * h.SLOW});
+        const shown = await alerts(page);
+        assert.equal(shown.length, 1, 'one alert for the whole streak');
+        assert.equal(await page.$$eval('#leaderboard li', (l) => l.map((li) => li.dataset.id).join(' ')), 'zoe max');
+        assert.equal(await page.evaluate(() => window.giftOverlay.stats.errors), 0);
+        await h.screenshot(page, 'overlay-streak-fed');
+        assertNoPageErrors(page);
+    } finally {
+        await page.context().close();
+    }
+});
+
+test('after giftd restarts the overlay reconnects by itself and shows the next gift', {timeout: 120000}, async () => {
+    const room = await freshRoom('restart');
+    await h.recharge(giftd, 'kim', 5000);
+    const page = await openOverlay(room);
+    const connects = await page.evaluate(() => window.giftOverlay.stats.connects);
+    const code = await giftd.stop();
+    assert.equal(code, 0, 'giftd exits 0 on SIGTERM');
+    await page.waitForFunction(() => window.giftOverlay.state() !== 'live', null, {timeout: T * h.SLOW});
+    await giftd.start(); // the same port
+    await waitState(page, 'live');
+    assert.ok(await page.evaluate((c) => window.giftOverlay.stats.connects > c, connects));
+    const kim = await h.Viewer.connect(giftd, 'kim', 'Kim', room);
+    try {
+        await kim.gift('hat_and_mustache');
+        await page.waitForSelector('.alert[data-gift="hat_and_mustache"][data-from="kim"][data-phase="show"]',
+            {state: 'visible', timeout: T * h.SLOW});
+        assert.equal(await page.locator('.alert[data-gift="hat_and_mustache"] .alert-from').textContent(), 'Kim');
+        await h.screenshot(page, 'overlay-after-restart');
+        assertNoPageErrors(page);
+    } finally {
+        kim.close();
+        await page.context().close();
+    }
+});
+
+test('the overlay waits for a room that is not live, and rejoins when it opens again', {timeout: 120000}, async () => {
+    const room = `later_${process.pid}_${++uniq}`;
+    const page = await h.newPage(browser);
+    const tok = h.token(`${room}_creator`, 'overlay', {room});
+    await page.goto(`${giftd.base()}/overlay/?room=${room}&token=${tok}&mute=1`);
+    try {
+        await waitState(page, 'waiting'); // room_not_live: the streamer is not live yet
+        await h.openRoom(giftd, room);
+        await waitState(page, 'live');
+        await h.api(giftd, 'DELETE', `/v1/rooms/${room}`);
+        await waitState(page, 'waiting'); // room_closed
+        await h.openRoom(giftd, room);
+        await waitState(page, 'live');
+        await h.recharge(giftd, 'ian', 100);
+        const ian = await h.Viewer.connect(giftd, 'ian', 'Ian', room);
+        try {
+            await ian.gift('ice_cream');
+            await page.waitForSelector('.alert[data-gift="ice_cream"][data-from="ian"]', {timeout: T * h.SLOW});
+            await h.screenshot(page, 'overlay-rejoined');
+        } finally {
+            ian.close();
+        }
+        assertNoPageErrors(page);
+    } finally {
+        await page.context().close();
+    }
+});
+
+test('the overlay honours min=, survives unknown events and unpacks batches', {timeout: 90000}, async () => {
+    const room = await freshRoom('options');
+    await h.recharge(giftd, 'eve', 5000);
+    const page = await openOverlay(room, '&min=100&speed=3');
+    const eve = await h.Viewer.connect(giftd, 'eve', 'Eve', room);
+    try {
+        await eve.gift('perfume'); // 20 coins: below min, no alert
+        await eve.gift('confetti'); // 100 coins: alerts
+        await page.waitForSelector('.alert[data-gift="confetti"]', {timeout: T * h.SLOW});
+        assert.deepEqual((await alerts(page)).map((a) => a.gift), ['confetti']);
+        // Frames the server may send one day, garbage, and a batch: none of them throws.
+        await page.evaluate((room) => {
+            const o = window.giftOverlay;
+            o.handle({type: 'something_new', x: 1});
+            o.handle({type: 'gift'});
+            o.handle({type: 'leaderboard', top: 'nope'});
+            o.handle(null);
+            o.handle({type: 'batch', events: [
+                {type: 'mystery'},
+                {type: 'gift', room, seq: 1000, id: 'b1', from: {id: 'zed', name: 'Zed'},
+                    gift: {id: 'lion', name: 'Lion', coins: 29999, diamonds: 1, tier: 'legendary',
+                        animation: 'lion'}, count: 1, combo: null, ts_ms: 1},
+                {type: 'gift', room: 'another_room', seq: 1, id: 'b2', from: {id: 'zed', name: 'Zed'},
+                    gift: {id: 'universe', name: 'Universe', coins: 34999, tier: 'legendary',
+                        animation: 'universe'}, count: 1, combo: null, ts_ms: 1},
+            ]});
+        }, room);
+        await page.waitForSelector('.alert[data-gift="lion"][data-phase="show"]', {timeout: T * h.SLOW});
+        assert.equal(await page.evaluate(() => window.giftOverlay.stats.errors), 0);
+        assert.deepEqual((await alerts(page)).map((a) => a.gift), ['confetti', 'lion'],
+            'events of another room are ignored');
+        await h.screenshot(page, 'overlay-legendary');
+        assertNoPageErrors(page);
+    } finally {
+        eve.close();
+        await page.context().close();
+    }
+});
+
+test('the demo page sends a gift and shows the new balance', {timeout: 90000}, async () => {
+    const room = await freshRoom('demo');
+    await h.recharge(giftd, 'nora', 5000);
+    const page = await h.newPage(browser, {width: 1280, height: 900});
+    const tok = h.token('nora', 'viewer', {name: 'Nora'});
+    await page.goto(`${giftd.base()}/demo/?room=${room}&token=${tok}`);
+    const bal = page.locator('#balance');
+    await page.waitForSelector('#balance[data-value="5000"]', {timeout: T * h.SLOW});
+    const doughnut = page.locator('button.gift[data-gift="doughnut"]');
+    await page.waitForSelector('button.gift[data-gift="doughnut"]:not([disabled])', {timeout: T * h.SLOW});
+    assert.equal(await page.locator('button.gift[data-gift="interstellar"]').isDisabled(), true,
+        'a 10000-coin gift is greyed with 5000 coins');
+    await doughnut.click();
+    await page.waitForSelector('#balance[data-value="4970"]', {timeout: T * h.SLOW});
+    assert.match((await bal.textContent()).replace(/\D/g, ''), /^4970$/);
+    await page.waitForSelector('#sends .entry.ack', {timeout: T * h.SLOW});
+    await page.waitForSelector('#events .entry[data-type="gift"]', {timeout: T * h.SLOW});
+    assert.equal(await h.balance(giftd, 'nora'), 4970);
+    // The same id again is answered duplicate and charged once.
+    await page.click('#resend');
+    await page.waitForSelector('#sends .entry.ack[data-duplicate="true"]', {timeout: T * h.SLOW});
+    assert.equal(await h.balance(giftd, 'nora'), 4970);
+    assert.equal(await bal.getAttribute('data-value'), '4970');
+    // The buttons follow the count: 99 Roses (99) are affordable, 99 Galaxies are not.
+    await page.fill('#count', '99');
+    await page.waitForSelector('button.gift[data-gift="galaxy"][disabled]', {timeout: T * h.SLOW});
+    assert.equal(await page.locator('button.gift[data-gift="rose"]').isDisabled(), false);
+    // A refusal is shown with its code.
+    await page.evaluate(() => window.giftDemo.send('no_such_gift', 1));
+    await page.waitForSelector('#sends .entry.error[data-code="unknown_gift"]', {timeout: T * h.SLOW});
+    await page.fill('#count', '1');
+    await h.screenshot(page, 'demo');
+    assertNoPageErrors(page);
+    await page.context().close();
+});
