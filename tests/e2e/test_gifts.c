@@ -32,21 +32,14 @@ static void teardown(void)
 
 TestSuite(gifts, .init = setup2, .fini = teardown, .timeout = 120);
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Reads gift events until n arrived or timeout; asserts they are the ones expected in order
  * of seq; returns how many arrived. */
 static int collect_gifts(struct tk_ws *ws, int n, int timeout_ms, json_t **out)
 {
     int got = 0;
-    int64_t end = now_ms() + timeout_ms;
+    int64_t end = fx_now_ms() + timeout_ms;
     while (got < n) {
-        int left = (int)(end - now_ms());
+        int left = (int)(end - fx_now_ms());
         if (left <= 0) {
             break;
         }
@@ -497,10 +490,10 @@ Test(gifts, outbox_publishes_a_debit_whose_node_died_exactly_once)
     cr_assert_eq(collect_gifts(w, 1, 3000, ev), 1);
     json_decref(ev[0]);
 
-    int64_t t0 = now_ms();
+    int64_t t0 = fx_now_ms();
     debit_without_publish("g7", "cara", "ann", "orphan-1");
     cr_assert_eq(collect_gifts(w, 1, 1000 + 3000, ev), 1, "the outbox event never came");
-    int64_t took = now_ms() - t0;
+    int64_t took = fx_now_ms() - t0;
     cr_assert_str_eq(fx_str(ev[0], "id"), "orphan-1");
     cr_assert_eq(fx_int(ev[0], "seq"), seq + 1);
     json_decref(ev[0]);
@@ -554,11 +547,11 @@ Test(gifts_redis_failure, redis_killed_and_restarted_mid_stream)
         }
         char id[32];
         snprintf(id, sizeof(id), "k-%d", i);
-        int64_t t = now_ms();
+        int64_t t = fx_now_ms();
         fx_send_gift(a, id, "rose", 1);
         json_t *r = fx_answer(a, id, 5000);
         cr_assert_not_null(r, "no answer to %s", id);
-        int64_t took = now_ms() - t;
+        int64_t took = fx_now_ms() - t;
         if (took > worst_ms) {
             worst_ms = took;
         }

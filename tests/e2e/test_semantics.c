@@ -30,19 +30,12 @@ static void teardown(void)
 
 TestSuite(semantics, .init = setup, .fini = teardown, .timeout = 90);
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The next event of one of the given types (others dropped), NULL on timeout. */
 static json_t *next_of(struct tk_ws *ws, const char *t1, const char *t2, int timeout_ms)
 {
-    int64_t end = now_ms() + timeout_ms;
+    int64_t end = fx_now_ms() + timeout_ms;
     for (;;) {
-        int left = (int)(end - now_ms());
+        int left = (int)(end - fx_now_ms());
         if (left <= 0) {
             return NULL;
         }
@@ -166,9 +159,9 @@ Test(semantics, viewers_are_counted_over_all_nodes_and_leaderboard_follows)
     json_decref(e);
     struct tk_ws *v1 = fx_viewer(&f, 1, "cid", "s4");
     struct tk_ws *v2 = fx_viewer(&f, 1, "dan", "s4");
-    int64_t t0 = now_ms();
+    int64_t t0 = fx_now_ms();
     long long count = 0;
-    while (count != 3 && now_ms() - t0 < 5000) {
+    while (count != 3 && fx_now_ms() - t0 < 5000) {
         e = next_of(v0, "viewers", NULL, 3000);
         cr_assert_not_null(e);
         count = fx_int(e, "count");
@@ -199,9 +192,9 @@ static void read_all(struct tk_ws **ws, int nws, int n_full, int n, int timeout_
 {
     int got[16] = {0};
     long long last[16] = {0};
-    int64_t end = now_ms() + timeout_ms;
+    int64_t end = fx_now_ms() + timeout_ms;
     int done = 0;
-    while (done < n_full && now_ms() < end) {
+    while (done < n_full && fx_now_ms() < end) {
         for (int k = 0; k < nws; k++) {
             json_t *e;
             while ((e = tk_ws_recv(ws[k], 1))) {

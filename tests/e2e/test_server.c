@@ -95,18 +95,23 @@ Test(server, join_closed_or_unknown_room_is_room_not_live)
     tk_ws_free(a);
 }
 
-Test(server, oversized_frame_closes_1009)
+/* A ping frame of exactly n bytes (padded with a string field). */
+static void send_padded_ping(struct tk_ws *ws, size_t n)
 {
-    struct tk_ws *a = fx_viewer(&f, 0, "ann", NULL);
-    size_t n = 5000; /* limits.max_frame_bytes defaults to 4096 */
     char *big = malloc(n + 1);
     memset(big, ' ', n);
     memcpy(big, "{\"type\":\"ping\",\"pad\":\"", 22);
     big[n - 2] = '"';
     big[n - 1] = '}';
     big[n] = '\0';
-    cr_assert_eq(tk_ws_send_text(a, big, n), 0);
+    cr_assert_eq(tk_ws_send_text(ws, big, n), 0);
     free(big);
+}
+
+Test(server, oversized_frame_closes_1009)
+{
+    struct tk_ws *a = fx_viewer(&f, 0, "ann", NULL);
+    send_padded_ping(a, 5000); /* limits.max_frame_bytes defaults to 4096 */
     cr_assert(tk_ws_wait_closed(a, 5000), "not closed");
     cr_assert_eq(tk_ws_close_code(a), 1009);
     tk_ws_free(a);
@@ -115,15 +120,7 @@ Test(server, oversized_frame_closes_1009)
 Test(server, frame_at_the_limit_is_accepted)
 {
     struct tk_ws *a = fx_viewer(&f, 0, "ann", NULL);
-    size_t n = 4096;
-    char *big = malloc(n + 1);
-    memset(big, ' ', n);
-    memcpy(big, "{\"type\":\"ping\",\"pad\":\"", 22);
-    big[n - 2] = '"';
-    big[n - 1] = '}';
-    big[n] = '\0';
-    cr_assert_eq(tk_ws_send_text(a, big, n), 0);
-    free(big);
+    send_padded_ping(a, 4096);
     json_t *j = tk_ws_expect(a, "pong", 5000);
     cr_assert_not_null(j);
     json_decref(j);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -150,6 +151,13 @@ struct tk_ws *fx_connect_as(struct fx *f, int node, const char *sub, const char 
 struct tk_ws *fx_viewer(struct fx *f, int node, const char *sub, const char *room)
 {
     return fx_connect_as(f, node, sub, "viewer", room);
+}
+
+int64_t fx_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 const char *fx_str(json_t *obj, const char *key)

@@ -3,6 +3,7 @@
 #define GIFTD_TESTS_FIXTURE_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "tests/support/testkit.h"
 
@@ -42,6 +43,9 @@ struct tk_ws *fx_viewer(struct fx *f, int node, const char *sub, const char *roo
 /** Same for a given role's token (overlay: room claim = room). */
 struct tk_ws *fx_connect_as(struct fx *f, int node, const char *sub, const char *role,
                             const char *room);
+
+/** Milliseconds of CLOCK_MONOTONIC, for deadlines in tests. */
+int64_t fx_now_ms(void);
 
 /** json helpers: string / integer field of obj (asserting presence and type). */
 const char *fx_str(json_t *obj, const char *key);

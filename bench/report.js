@@ -1,0 +1,193 @@
+#!/usr/bin/env node
+// bench/report.js: the JSON side of bench/run.sh (node is there anyway: the peer needs it).
+//   report.js step FILE PLANNED_GIFTS P99_LIMIT_MS  -> shell assignments J_* for one giftload report
+//   report.js debits FILE PLANNED_GIFTS             -> J_OK, J_APS (accepted gifts/s), J_ACKED …
+//   report.js table RESULTS_TSV                     -> the markdown table
+//   report.js field FILE KEY                        -> one top-level number of a report, rounded
+'use strict';
+const fs = require('fs');
+
+const sh = (s) => "'" + String(s).replace(/'/g, "'\\''") + "'";
+const sum = (o) => Object.values(o || {}).reduce((a, b) => a + b, 0);
+const codes = (o) =>
+  Object.entries(o || {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+const out = (vars) =>
+  console.log(
+    Object.entries(vars)
+      .map(([k, v]) => `${k}=${sh(v)}`)
+      .join(' '),
+  );
+
+function step(file, planned, limit) {
+  const j = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const p99 = j.latency_ms && j.latency_ms.p99 != null ? j.latency_ms.p99 : null;
+  const pct = j.expected_deliveries > 0 ? (100 * j.deliveries) / j.expected_deliveries : 0;
+  const why = [];
+  if (j.connect_failures > 0) why.push(`${j.connect_failures} joins failed (${codes(j.connect_errors)})`);
+  if (j.gifts_sent < 0.99 * planned) why.push(`sent ${j.gifts_sent} of ${planned}`);
+  if (j.gifts_rejected_total > 0) why.push(`${j.gifts_rejected_total} refused (${codes(j.gifts_rejected)})`);
+  if (j.gifts_unanswered > 0) why.push(`${j.gifts_unanswered} unanswered`);
+  if (sum(j.closed_early) > 0) why.push(`${sum(j.closed_early)} closed (${codes(j.closed_early)})`);
+  if (j.expected_deliveries === 0) why.push('nothing delivered');
+  else if (pct < 99) why.push(`${pct.toFixed(1)}% delivered`);
+  if (p99 == null) why.push('no latency samples');
+  else if (p99 > limit) why.push(`p99 ${p99.toFixed(0)} ms`);
+  if (j.interrupted) why.push('interrupted');
+  const secs = j.deliveries_per_sec > 0 ? j.deliveries / j.deliveries_per_sec : 0;
+  out({
+    J_OK: why.length ? 0 : 1,
+    J_WHY: why.length ? why.join(', ') : 'ok',
+    J_DPS: Math.round(j.deliveries_per_sec || 0),
+    J_P99: p99 == null ? '' : p99.toFixed(1),
+    J_PCT: pct.toFixed(2),
+    J_FPS: secs > 0 ? Math.round(j.frames_received / secs) : 0,
+    J_SENT: j.gifts_sent,
+    J_ACKED: j.gifts_acked,
+  });
+}
+
+// A debit step is kept up with when every gift is acked and answers and deliveries are all in
+// within 1 s of the end of sending.
+function debits(file, planned) {
+  const j = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const why = [];
+  if (j.connect_failures > 0) why.push(`${j.connect_failures} joins failed`);
+  if (j.gifts_sent < 0.99 * planned) why.push(`sent ${j.gifts_sent} of ${planned}`);
+  if (j.gifts_rejected_total > 0) why.push(`${j.gifts_rejected_total} refused (${codes(j.gifts_rejected)})`);
+  if (j.gifts_unanswered > 0) why.push(`${j.gifts_unanswered} unanswered`);
+  if (j.drain_s > 1) why.push(`drain ${j.drain_s.toFixed(1)} s`);
+  const secs = (j.duration_s || 0) + (j.drain_s || 0);
+  out({
+    J_OK: why.length ? 0 : 1,
+    J_WHY: why.length ? why.join(', ') : 'ok',
+    J_APS: why.length ? (secs > 0 ? Math.round(j.gifts_acked / secs) : 0) : Math.round(j.acked_per_sec),
+    J_ACKED: j.gifts_acked,
+    J_SENT: j.gifts_sent,
+    J_DRAIN: (j.drain_s || 0).toFixed(2),
+  });
+}
+
+// ---- table ----
+function table(file) {
+  const R = {};
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const t = line.indexOf('\t');
+    if (t > 0) R[line.slice(0, t)] = line.slice(t + 1);
+  }
+  const cols = [
+    ['w1', 'giftd workers=1'],
+    ['w2', 'giftd workers=2'],
+    ['peer', 'node-ws peer (2 workers)'],
+  ];
+  const num = (v) => v !== undefined && v !== '' && !isNaN(Number(v));
+  const fmt = (v, d = 0) =>
+    Number(v).toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+  const get = (s, k) => R[`${s}.${k}`];
+  // A cell: the server did not run -> n/a; the figure is missing -> failed.
+  const cell = (s, k, render) => {
+    if (R[`${s}.na`] !== undefined) return 'n/a';
+    const v = get(s, k);
+    if (v === undefined || v === '') return 'failed';
+    if (!num(v)) return v;
+    return render ? render(Number(v), s) : fmt(v);
+  };
+  const ratio = (s, k, d = 1) => {
+    const a = get(s, k),
+      b = get('peer', k);
+    if (!num(a) || !num(b) || Number(b) === 0 || R[`${s}.na`] !== undefined) return '—';
+    return `${fmt(Number(a) / Number(b), d)}×`;
+  };
+  const rows = [];
+  const row = (scen, fig, k, render, withRatio = true, peerCell) =>
+    rows.push([
+      scen,
+      fig,
+      cell('w1', k, render),
+      cell('w2', k, render),
+      peerCell !== undefined ? peerCell : cell('peer', k, render),
+      withRatio ? ratio('w1', k) : '—',
+      withRatio ? ratio('w2', k) : '—',
+    ]);
+  const ms = (v) => `${fmt(v, v < 10 ? 1 : 0)} ms`;
+
+  row('fan-out, 1 room × 2,000 viewers', 'highest sustained deliveries/s (≥ 99 % delivered, p99 ≤ 50 ms)',
+    'fan2k.best_dps', (v, s) => `**${fmt(v)}** (${get(s, 'fan2k.best_rate')} gifts/s, p99 ${ms(Number(get(s, 'fan2k.best_p99')))})`);
+  row('', 'overloaded: deliveries/s at the first failed step', 'fan2k.over_dps',
+    (v, s) => `${fmt(v)} (${get(s, 'fan2k.over_rate')} gifts/s, p99 ${ms(Number(get(s, 'fan2k.over_p99')))}, ${fmt(Number(get(s, 'fan2k.over_pct')), 1)} % delivered)`);
+  row('', 'frames/s sent at the sustained step', 'fan2k.best_fps');
+  row('', 'syscalls per delivered event (perf, sustained step again)', 'fan2k.sys_per_del', (v) => fmt(v, 3));
+  row('', 'server CPU µs per delivered event (same run)', 'fan2k.cpu_us_per_del', (v) => fmt(v, 2));
+  row('fan-out, 1 room × 10,000 viewers', 'p99 send→deliver at 1 gift/s', 'fan10k.lo_p99',
+    (v, s) => `${ms(v)} (${fmt(Number(get(s, 'fan10k.lo_pct')), 1)} %)`);
+  row('', 'storm, 120 gifts/s for 3 s: deliveries/s', 'fan10k.storm_dps');
+  row('', 'storm: p99, delivered', 'fan10k.storm_p99',
+    (v, s) => `${ms(v)}, ${fmt(Number(get(s, 'fan10k.storm_pct')), 1)} %`);
+  row('many rooms: 1,000 × 10 viewers, 1 gift/s each', 'deliveries/s', 'rooms.dps',
+    (v, s) => `${fmt(v)} (${fmt(Number(get(s, 'rooms.pct')), 1)} %)`);
+  row('', 'p99 send→deliver', 'rooms.p99', (v) => ms(v));
+  row('debits: 200 senders × 1 viewer per room', 'highest accepted gifts/s kept up with (all acked, drained within 1 s)', 'debits.aps',
+    (v, s) => (get(s, 'debits.rate') ? `**${fmt(v)}** (${fmt(Number(get(s, 'debits.rate')))}/s offered)` : `${fmt(v)} (no step kept up)`));
+  row('', 'redis-benchmark, debit.lua, same Redis, -c 50 -P 16', 'debits.rb_c50',
+    (v, s) => `${fmt(v)}/s (${get(s, 'debits.rb_c50_cpu')} µs Redis CPU each)`, false, '—');
+  row('', 'redis-benchmark, debit.lua, one connection per worker, -P 64', 'debits.rb_cw',
+    (v, s) => `${fmt(v)}/s`, false, '—');
+  const pctOf = (s, k) => {
+    const a = get(s, 'debits.aps'),
+      b = get(s, k);
+    if (R[`${s}.na`] !== undefined) return 'n/a';
+    return num(a) && num(b) && Number(b) > 0 ? `${fmt((100 * Number(a)) / Number(b))} %` : 'failed';
+  };
+  rows.push(['', 'giftd accepted / redis-benchmark (-c 50 -P 16; one conn per worker)',
+    `${pctOf('w1', 'debits.rb_c50')}; ${pctOf('w1', 'debits.rb_cw')}`,
+    `${pctOf('w2', 'debits.rb_c50')}; ${pctOf('w2', 'debits.rb_cw')}`, '—', '—', '—']);
+  row('', 'Redis CPU µs per accepted gift (EVAL/EVALSHA calls per gift)', 'debits.redis_us',
+    (v, s) => `${fmt(v, 1)} (${get(s, 'debits.evals') || '?'})`);
+  row('connections: 15,000 idle viewers, 1 room', 'server RSS per viewer', 'conns.kib_per_conn',
+    (v, s) => `**${fmt(v, 2)} KiB** (${fmt(Number(get(s, 'conns.before_kib')) / 1024, 1)} → ${fmt(Number(get(s, 'conns.after_kib')) / 1024, 1)} MiB)`);
+
+  const o = [];
+  o.push(`giftd vs the node-ws peer — ${R['meta.date'] || '?'}, commit ${R['meta.commit'] || '?'}; ` +
+    `${R['meta.cores'] || '?'} cores (${R['meta.cpu'] || '?'}), ${R['meta.mem'] || '?'}, ` +
+    `load average at start ${R['meta.load'] || '?'}; ${R['meta.elapsed_s'] || '?'} s.`);
+  o.push('');
+  o.push('| scenario | figure | giftd workers=1 | giftd workers=2 | node-ws peer (2 workers) | w=1 / peer | w=2 / peer |');
+  o.push('|---|---|---|---|---|---|---|');
+  for (const r of rows) o.push(`| ${r.join(' | ')} |`);
+  o.push('');
+  o.push('Ratios are giftd / peer (for p99 and RSS lower is better). "failed": the scenario did not produce the figure (see the raw reports).');
+  const notes = [];
+  for (const [s, name] of cols) {
+    if (R[`${s}.na`] !== undefined) notes.push(`${name}: not run (${R[`${s}.na`]}).`);
+    if (R[`${s}.restarted`]) notes.push(`${name}: was restarted during the run (it stopped answering).`);
+    if (R[`${s}.fan2k.steps`]) notes.push(`${name}, 2,000-viewer steps (gifts/s:outcome): ${R[`${s}.fan2k.steps`]}.`);
+    if (R[`${s}.fan10k.storm_why`] && R[`${s}.fan10k.storm_why`] !== 'ok')
+      notes.push(`${name}, storm: ${R[`${s}.fan10k.storm_why`]}.`);
+    if (R[`${s}.rooms.why`] && R[`${s}.rooms.why`] !== 'ok') notes.push(`${name}, many rooms: ${R[`${s}.rooms.why`]}.`);
+    if (R[`${s}.debits.steps`]) notes.push(`${name}, debit steps (offered gifts/s:outcome): ${R[`${s}.debits.steps`]}.`);
+    if (R[`${s}.debits.over`]) notes.push(`${name}, debits overloaded: ${R[`${s}.debits.over`]}.`);
+  }
+  if (notes.length) {
+    o.push('');
+    for (const n of notes) o.push(`- ${n}`);
+  }
+  console.log(o.join('\n'));
+}
+
+const [mode, ...args] = process.argv.slice(2);
+if (mode === 'step') step(args[0], Number(args[1]), Number(args[2]));
+else if (mode === 'debits') debits(args[0], Number(args[1]));
+else if (mode === 'table') table(args[0]);
+else if (mode === 'field') {
+  try {
+    const v = JSON.parse(fs.readFileSync(args[0], 'utf8'))[args[1]];
+    console.log(typeof v === 'number' ? Math.round(v) : v === undefined ? '' : String(v));
+  } catch {
+    console.log('');
+  }
+}
+else {
+  console.error('usage: report.js step FILE PLANNED P99_LIMIT | debits FILE | table RESULTS');
+  process.exit(2);
+}
