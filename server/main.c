@@ -86,6 +86,8 @@ static void finish_shutdown(struct app *app)
     uv_close((uv_handle_t *)&app->combo_timer, NULL);
     uv_check_stop(&app->fanout_check);
     uv_close((uv_handle_t *)&app->fanout_check, NULL);
+    uv_idle_stop(&app->fanout_idle);
+    uv_close((uv_handle_t *)&app->fanout_idle, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sighup, NULL);
@@ -254,8 +256,11 @@ static void on_redis_message(void *ud, const char *ch, size_t chlen, const char 
 
 static const struct lws_protocols protocols[] = {
     /* rx_buffer_size: without it lws gives every connection a receive buffer of
-     * pt_serv_buf_size; client frames are small, larger ones arrive in pieces. */
-    {"giftd.v1", ws_callback, sizeof(union conn), 256, 0, NULL, 0},
+     * pt_serv_buf_size; client frames are small, larger ones arrive in pieces.
+     * tx_packet_size: lws sends at most this much (or, when it is 0, rx_buffer_size) per
+     * send() and keeps the rest for the next POLLOUT. With 0 every frame over 276 bytes went
+     * out in 276-byte pieces, one loop turn each: a whole batch frame must go in one send. */
+    {"giftd.v1", ws_callback, sizeof(union conn), 256, 0, NULL, FANOUT_TX_MAX},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -501,6 +506,8 @@ int main(int argc, char **argv)
     uv_check_init(&loop, &app->fanout_check);
     app->fanout_check.data = app;
     uv_check_start(&app->fanout_check, fanout_fired);
+    uv_idle_init(&loop, &app->fanout_idle);
+    app->fanout_idle.data = app;
     uv_timer_start(&app->presence_timer, presence_fired,
                    (uint64_t)app->cfg.rooms_presence_interval_ms,
                    (uint64_t)app->cfg.rooms_presence_interval_ms);

@@ -8,7 +8,6 @@
 #include "server/server.h"
 
 #define BATCH_MAX_EVENTS 512
-#define BATCH_MAX_BYTES  (256 * 1024)
 
 void rooms_key(char *out, size_t len, const char *room, const char *suffix)
 {
@@ -291,6 +290,9 @@ void rooms_detach(struct session *s)
     if (!room) {
         return;
     }
+    if (room->pass_next == s) {
+        room->pass_next = s->rnext;
+    }
     if (s->rprev) {
         s->rprev->rnext = s->rnext;
     } else {
@@ -325,6 +327,11 @@ void rooms_broadcast(struct room *room, struct fanout_msg *msg)
     }
 }
 
+static void fanout_idle_noop(uv_idle_t *h)
+{
+    (void)h; /* only its being active matters: the loop polls without waiting */
+}
+
 static void slow_consumer(struct session *s)
 {
     /* A slow consumer never holds the room back: it is closed (4008) as soon as it can take
@@ -335,48 +342,88 @@ static void slow_consumer(struct session *s)
     session_wake(s);
 }
 
+/* Passes a room's new events to one viewer. Returns 1 when it wrote a frame. */
+static int pass_one(struct room *room, struct session *s, uint64_t now)
+{
+    uint64_t max = (uint64_t)room->app->cfg.fanout_max_queue;
+    if (s->cursor >= room->head) {
+        return 0; /* nothing new */
+    }
+    if (s->want_write) {
+        /* A WRITEABLE is due and will send it. lws may spend a writable turn on its own
+         * frames (a pong) without calling us: ask again if it is late. */
+        if (now - s->want_since > 10) {
+            s->want_since = now;
+            lws_callback_on_writable(s->wsi);
+        }
+        return 0;
+    }
+    if (s->close_code || s->going_away || s->out_head) {
+        session_wake(s); /* personal frames and closes go out from WRITEABLE */
+        return 0;
+    }
+    if (lws_partial_buffered(s->wsi)) {
+        /* Its socket took only part of the last frame. Behind by more than fanout.max_queue
+         * while it cannot take more: slow. */
+        if (room->head - s->cursor > max && s->close_code != 4008) {
+            slow_consumer(s);
+        } else {
+            session_wake(s);
+        }
+        return 0;
+    }
+    /* Written directly, at once: no WRITEABLE round trip (which re-arms epoll twice per
+     * frame). */
+    if (fanout_write(s) < 0) {
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    } else if (lws_partial_buffered(s->wsi) || s->cursor < room->head) {
+        session_wake(s);
+    }
+    return 1;
+}
+
 void rooms_fanout_pass(struct app *app)
 {
-    struct room *room = app->dirty_rooms;
-    app->dirty_rooms = NULL;
-    while (room) {
-        struct room *next = room->dnext;
-        room->dirty = false;
-        room->dnext = NULL;
-        uint64_t max = (uint64_t)app->cfg.fanout_max_queue;
-        uint64_t now = uv_now(app->loop);
-        struct session *s = room->viewers;
-        while (s) {
+    int budget = FANOUT_SLICE;
+    uint64_t now = uv_now(app->loop);
+    while (app->dirty_rooms && budget > 0) {
+        struct room *room = app->dirty_rooms;
+        struct session *s = room->pass_next;
+        if (!s) {
+            s = room->viewers;
+            room->pass_head = room->head;
+        }
+        while (s && budget > 0) {
             struct session *snext = s->rnext;
-            if (s->cursor >= room->head) {
-                /* Nothing new. */
-            } else if (s->want_write) {
-                /* A WRITEABLE is due and will send it. lws may spend a writable turn on its
-                 * own frames (a pong) without calling us: ask again if it is late. */
-                if (now - s->want_since > 10) {
-                    s->want_since = now;
-                    lws_callback_on_writable(s->wsi);
-                }
-            } else if (s->close_code || s->going_away || s->out_head) {
-                session_wake(s); /* personal frames and closes go out from WRITEABLE */
-            } else if (lws_partial_buffered(s->wsi)) {
-                /* Its socket took only part of the last frame. Behind by more than
-                 * fanout.max_queue while it cannot take more: slow. */
-                if (room->head - s->cursor > max && s->close_code != 4008) {
-                    slow_consumer(s);
-                } else {
-                    session_wake(s);
-                }
-            } else if (fanout_write(s) < 0) {
-                /* Written directly, at once: no WRITEABLE round trip (which re-arms epoll
-                 * twice per frame). Failed: drop the connection. */
-                lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-            } else if (lws_partial_buffered(s->wsi) || s->cursor < room->head) {
-                session_wake(s);
-            }
+            budget -= pass_one(room, s, now);
             s = snext;
         }
-        room = next;
+        room->pass_next = s;
+        if (s) {
+            break; /* the slice is used up: resume here after the next poll */
+        }
+        if (room->head != room->pass_head) {
+            /* Events arrived during the pass: the viewers it served before them need another.
+             * The room goes to the end of the list so other rooms get their turn. */
+            if (room->dnext) {
+                app->dirty_rooms = room->dnext;
+                struct room *last = room->dnext;
+                while (last->dnext) {
+                    last = last->dnext;
+                }
+                last->dnext = room;
+                room->dnext = NULL;
+            }
+            continue;
+        }
+        app->dirty_rooms = room->dnext;
+        room->dirty = false;
+        room->dnext = NULL;
+    }
+    if (app->dirty_rooms) {
+        uv_idle_start(&app->fanout_idle, fanout_idle_noop);
+    } else {
+        uv_idle_stop(&app->fanout_idle);
     }
 }
 
@@ -405,7 +452,7 @@ int fanout_write(struct session *s)
         proto_buf_reset(b);
         proto_buf_puts(b, "{\"type\":\"batch\",\"events\":[");
         proto_buf_append(b, (const char *)first->buf + LWS_PRE, first->len);
-        while (n < behind && n < BATCH_MAX_EVENTS && b->len < BATCH_MAX_BYTES) {
+        while (n < behind && n < BATCH_MAX_EVENTS && b->len < FANOUT_BATCH_MAX_BYTES) {
             struct fanout_msg *m = room->ring[(s->cursor + n) & mask];
             proto_buf_puts(b, ",");
             proto_buf_append(b, (const char *)m->buf + LWS_PRE, m->len);

@@ -45,7 +45,14 @@ struct metrics {
 /** Appends the Prometheus text of every giftd_ metric. */
 void metrics_render(struct app *app, struct proto_buf *out);
 
-/* ---- fan-out (fanout.c) ---- */
+/* ---- fan-out (rooms.c) ---- */
+
+/* A batch frame stops growing once it holds this many bytes (one more event may follow). */
+#define FANOUT_BATCH_MAX_BYTES (256 * 1024)
+/* The most lws sends in one send(): a whole batch frame, its last event and its header. */
+#define FANOUT_TX_MAX (FANOUT_BATCH_MAX_BYTES + 64 * 1024)
+/* Frames written per slice of a pass (each costs about 10-20 us of CPU on loopback). */
+#define FANOUT_SLICE 32
 
 /* One encoded room event, shared by every viewer of the room on this node. */
 struct fanout_msg {
@@ -71,8 +78,10 @@ struct room {
     char creator_id[65];
     char creator_name[65];
     bool subscribed;
-    bool dirty;           /* has events not yet passed to its viewers this loop turn */
+    bool dirty;           /* has events not yet passed to all its viewers */
     struct room *dnext;   /* the app's list of dirty rooms */
+    struct session *pass_next; /* where the pass over the viewers resumes, NULL: a new pass */
+    uint64_t pass_head;        /* head when the current pass began */
     int64_t combo_due_ms; /* a combo of this room may end at this time, 0 none known */
     bool combo_sweeping;  /* a combo sweep of this room awaits Redis */
     struct fanout_msg **ring; /* ring_cap slots, indexed by absolute position % ring_cap */
@@ -86,8 +95,10 @@ struct room *rooms_get(struct app *app, const char *name, bool create);
 void rooms_release(struct app *app, struct room *room);
 /** Appends an event to the room's ring and wakes its viewers. steals msg. */
 void rooms_broadcast(struct room *room, struct fanout_msg *msg);
-/** End of a loop turn (uv_check): sends the new events of every dirty room to its viewers,
- * directly where their sockets take them, through WRITEABLE where they do not. */
+/** End of a loop turn (uv_check): sends the new events of the dirty rooms to their viewers,
+ * directly where their sockets take them, through WRITEABLE where they do not. One call
+ * writes at most FANOUT_SLICE frames; an unfinished pass resumes after the next poll (which
+ * then does not wait), so new input is taken between slices of a long pass. */
 void rooms_fanout_pass(struct app *app);
 /** WRITEABLE step for room events: one frame with everything pending (a batch when several).
  * Returns -1 when the session must close (slow consumer or write failure). */
@@ -363,8 +374,9 @@ struct app {
     size_t rooms_cap;
     long nrooms;
     struct proto_buf scratch; /* batch frames and one-off encodings, reused */
-    struct room *dirty_rooms;          /* rooms with events for this loop turn's pass */
+    struct room *dirty_rooms;          /* rooms whose viewers have events to be passed */
     uv_check_t fanout_check;           /* runs rooms_fanout_pass after each I/O poll */
+    uv_idle_t fanout_idle;             /* active while a pass is unfinished: poll, don't wait */
     struct user_bucket **user_buckets; /* limits.gifts_per_sec per user */
     size_t user_buckets_cap;
     uv_timer_t presence_timer;
