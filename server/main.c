@@ -368,8 +368,9 @@ static int load_config(struct app *app, int argc, char **argv, bool *out_check, 
     }
     const char *unknown = config_unknown_env(environ);
     if (unknown) {
-        fprintf(stderr, "giftd: warning: environment variable %.*s names no configuration key\n",
+        fprintf(stderr, "giftd: environment: %.*s: names no configuration key\n",
                 (int)strcspn(unknown, "="), unknown);
+        return -1;
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -448,6 +448,12 @@ Test(server, check_config_and_bad_config)
     cr_assert_not_null(strstr(err, "no.such_key"), "%s", err);
     free(out);
     free(err);
+    /* A GIFTD_* variable that names no key is a typo: it stops the start too. */
+    const char *typo[] = {"GIFTD_FANOUT_MAX_QUEU=64", NULL};
+    cr_assert_neq(tk_run(ok, typo, 10000, &out, &err), 0);
+    cr_assert_not_null(strstr(err, "GIFTD_FANOUT_MAX_QUEU"), "%s", err);
+    free(out);
+    free(err);
     const char *help[] = {GIFTD_BIN, "--help", NULL};
     cr_assert_eq(tk_run(help, NULL, 10000, &out, &err), 0);
     cr_assert_not_null(strstr(out, "GIFTD_FANOUT_MAX_QUEUE"), "%s", out);

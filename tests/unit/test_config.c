@@ -431,9 +431,13 @@ Test(config_apply_file, shipped_giftd_json_loads_and_validates)
     init(&def);
     cr_assert_eq(config_apply_file(&cfg, GIFTD_SOURCE_DIR "/config/giftd.json", err, sizeof(err)),
                  0, "%s", err);
+    /* auth.secret has no default: the shipped file must not start giftd with a known secret. */
+    cr_assert_null(cfg.auth_secret);
+    cr_assert_lt(config_validate(&cfg, err, sizeof(err)), 0);
+    cr_assert(strstr(err, "auth.secret") != NULL, "%s", err);
+    /* With a secret it validates; every other key is at its default. */
+    cfg.auth_secret = strdup("a-secret-of-at-least-16-bytes");
     cr_assert_eq(config_validate(&cfg, err, sizeof(err)), 0, "%s", err);
-    /* Every other key is at its default. */
-    cr_assert_str_eq(cfg.auth_secret, "change-me-to-a-long-random-secret");
     cr_assert_str_eq(cfg.listen, def.listen);
     cr_assert_null(cfg.redis_url);
     cr_assert_eq(cfg.gifts_combo_window_ms, def.gifts_combo_window_ms);
