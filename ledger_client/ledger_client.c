@@ -30,7 +30,8 @@ struct ledger_req {
     struct ledger *l;
     ledger_reply_cb *cb; /* NULL once answered or cancelled */
     void *ud;
-    int64_t start_ms;
+    int64_t start_ms; /* submitted: its deadline is start_ms + timeout_ms */
+    int64_t sent_ms;  /* written to the connection */
     uint64_t start_ns;
     int script; /* -1: plain command */
     bool resent;
@@ -344,6 +345,7 @@ static int send_req(struct ledger *l, struct ledger_req *r)
         return -ECONNRESET;
     }
     r->sent = true;
+    r->sent_ms = ledger_now_ms();
     list_push(&l->inflight, r);
     return 0;
 }
@@ -642,14 +644,16 @@ static void tick_fired(uv_timer_t *t)
         req_answer(r, -ETIMEDOUT, NULL);
         req_free(r);
     }
-    /* Sent requests complete in order on one connection: if the oldest is past its deadline,
-     * the connection is stuck (Redis hung, or the network gone without a reset). Answer the
-     * late ones now and drop the connection, which answers nothing twice. */
-    bool stuck = false;
+    /* Sent requests past their deadline are answered now; a late reply then finds no callback
+     * (a debit that did commit is broadcast by the outbox and reported to a retry). Replies
+     * come in order on one connection: only when the oldest request was *sent* a whole
+     * timeout ago is the connection stuck (Redis hung, or the network gone without a reset)
+     * and dropped. A request that spent its time queued behind a full pipeline says nothing
+     * about the connection: dropping it then failed every request in flight at once. */
     for (struct ledger_req *r = l->inflight.head; r && r->start_ms <= limit; r = r->next) {
         req_answer(r, -ETIMEDOUT, NULL);
-        stuck = true;
     }
+    bool stuck = l->inflight.head && l->inflight.head->sent_ms <= limit;
     /* A connection that has not loaded its scripts within the deadline (Redis hung or still
      * loading its data) is dropped and tried again. */
     if (l->cmd && !l->cmd_up && l->connect_ms <= limit) {

@@ -33,6 +33,13 @@ static void on_acceptable(uv_poll_t *h, int status, int events)
          * behind that the ring and fanout.max_queue take over. */
         int sndbuf = 256 * 1024;
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+        /* A viewer that vanished without a FIN (a phone that lost its network) is found by
+         * the kernel: probes after 60 s idle, dropped after 6 unanswered ones 10 s apart. */
+        int idle = 60, intvl = 10, cnt = 6;
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
         if (!lws_adopt_socket_vhost(app->vhost, fd)) {
             /* lws closes the descriptor when adoption fails. */
             log_warn("lws_adopt_socket_vhost failed");

@@ -70,7 +70,7 @@ static void finish_shutdown(struct app *app)
     uv_timer_stop(&app->presence_timer);
     uv_timer_stop(&app->sweep_timer);
     uv_timer_stop(&app->combo_timer);
-    rooms_presence_tick(app, false);
+    rooms_presence_tick(app, false, -1);
     if (app->ctx) {
         lws_context_destroy(app->ctx);
         app->ctx = NULL;
@@ -149,11 +149,21 @@ static void combo_fired(uv_timer_t *t)
 static void presence_fired(uv_timer_t *t)
 {
     struct app *app = t->data;
-    rooms_presence_tick(app, true);
+    int slice = app->presence_slice;
+    app->presence_slice = (slice + 1) % ROOMS_PRESENCE_SLICES;
+    rooms_presence_tick(app, true, slice);
+    if (slice != 0) {
+        return;
+    }
     limits_gc(app, ledger_now_ms(), false);
     /* Hand memory freed since (handshake buffers of connection waves) back to the system:
-     * an idle viewer then costs about its own structures, not the peak of a wave. */
-    malloc_trim(0);
+     * an idle viewer then costs about its own structures, not the peak of a wave. Only after
+     * connections came: a trim walks the whole heap, a stall the fan-out should not see
+     * every interval. */
+    if (app->m.connections_total != app->trimmed_at_connections) {
+        app->trimmed_at_connections = app->m.connections_total;
+        malloc_trim(0);
+    }
 }
 
 /* ---- --dev ---- */
@@ -238,7 +248,7 @@ void app_ledger_state(void *ud, enum ledger_state st)
             app->dev_done = true;
             dev_setup(app);
         }
-        rooms_presence_tick(app, true);
+        rooms_presence_tick(app, true, -1);
         break;
     case LEDGER_DOWN:
         log_warn("redis: connection lost; reconnecting");
@@ -307,6 +317,13 @@ static int start_lws(struct app *app)
     mounts[1].origin = demo_origin;
 
     memset(&info, 0, sizeof(info));
+    /* No lws validity timer (its default pings an idle connection after 300 s): each one is
+     * a node of lws's sorted timer list, kept in a linked list that every new connection
+     * walks to its end, so 15,000 viewers made each join cost milliseconds. Dead peers are
+     * found by TCP keepalive instead (listener.c). */
+    static const lws_retry_bo_t no_validity_timer = {.secs_since_valid_ping = 0,
+                                                     .secs_since_valid_hangup = 0};
+    info.retry_and_idle_policy = &no_validity_timer;
     info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = protocols;
     info.mounts = mounts;
@@ -509,9 +526,12 @@ int main(int argc, char **argv)
     uv_check_start(&app->fanout_check, fanout_fired);
     uv_idle_init(&loop, &app->fanout_idle);
     app->fanout_idle.data = app;
-    uv_timer_start(&app->presence_timer, presence_fired,
-                   (uint64_t)app->cfg.rooms_presence_interval_ms,
-                   (uint64_t)app->cfg.rooms_presence_interval_ms);
+    uint64_t presence_tick_ms =
+        (uint64_t)app->cfg.rooms_presence_interval_ms / ROOMS_PRESENCE_SLICES;
+    if (presence_tick_ms < 1) {
+        presence_tick_ms = 1;
+    }
+    uv_timer_start(&app->presence_timer, presence_fired, presence_tick_ms, presence_tick_ms);
     gift_sweeper_start(app);
     uv_signal_init(&loop, &app->sigterm);
     uv_signal_init(&loop, &app->sigint);

@@ -610,19 +610,24 @@ void rooms_resubscribe(struct app *app)
     }
 }
 
-void rooms_presence_tick(struct app *app, bool refresh_all)
+void rooms_presence_tick(struct app *app, bool refresh_all, int slice)
 {
-    /* Safety net for session_wake's once-per-WRITEABLE rule: a session with output waiting
-     * asks again, in case lws consumed a writable turn for its own buffered data. */
-    for (struct session *s = app->sessions; s; s = s->anext) {
-        if (s->out_head || s->close_code || (s->room && s->cursor < s->room->head)) {
-            lws_callback_on_writable(s->wsi);
+    if (slice <= 0) {
+        /* Safety net for session_wake's once-per-WRITEABLE rule: a session with output
+         * waiting asks again, in case lws consumed a writable turn for its own buffered data. */
+        for (struct session *s = app->sessions; s; s = s->anext) {
+            if (s->out_head || s->close_code || (s->room && s->cursor < s->room->head)) {
+                lws_callback_on_writable(s->wsi);
+            }
         }
     }
     if (!app->ledger || !ledger_ready(app->ledger)) {
         return;
     }
     for (size_t i = 0; i < app->rooms_cap; i++) {
+        if (slice >= 0 && i % ROOMS_PRESENCE_SLICES != (size_t)slice) {
+            continue;
+        }
         for (struct room *r = app->rooms[i]; r; r = r->hnext) {
             if (r->nviewers != r->reported || (refresh_all && r->nviewers > 0)) {
                 presence_write(app, r);

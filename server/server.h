@@ -113,8 +113,13 @@ void rooms_on_message(struct app *app, const char *channel, size_t chlen, const 
                       size_t len);
 /** Subscribes again to every room with local viewers (after a pub/sub reconnect). */
 void rooms_resubscribe(struct app *app);
-/** Writes this node's viewer counts to Redis for rooms whose count changed or needs refresh. */
-void rooms_presence_tick(struct app *app, bool refresh_all);
+/* The presence work of one interval is spread over this many ticks (a slice of the rooms
+ * each), so that a thousand rooms do not all run their presence script, and publish their
+ * leaderboards to every viewer, in the same millisecond. */
+#define ROOMS_PRESENCE_SLICES 32
+/** Writes this node's viewer counts to Redis for rooms whose count changed or needs refresh:
+ * the rooms of slice (0 .. ROOMS_PRESENCE_SLICES-1), or all of them when slice is -1. */
+void rooms_presence_tick(struct app *app, bool refresh_all, int slice);
 /** Ends due combos of rooms this node serves (timer). */
 void rooms_combo_tick(struct app *app);
 /** Runs the combo script for a room: mode "due" or "all" (room closing). */
@@ -377,6 +382,8 @@ struct app {
     struct room *dirty_rooms;          /* rooms whose viewers have events to be passed */
     uv_check_t fanout_check;           /* runs rooms_fanout_pass after each I/O poll */
     uv_idle_t fanout_idle;             /* active while a pass is unfinished: poll, don't wait */
+    uint64_t trimmed_at_connections;   /* connections_total at the last malloc_trim */
+    int presence_slice;                /* the slice of rooms the next presence tick visits */
     struct user_bucket **user_buckets; /* limits.gifts_per_sec per user */
     size_t user_buckets_cap;
     uv_timer_t presence_timer;

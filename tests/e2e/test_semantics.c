@@ -287,7 +287,7 @@ Test(semantics, a_room_of_many_viewers_gets_every_event_once_across_sliced_passe
 
 Test(semantics, a_slow_viewer_is_closed_4008_and_the_others_are_unaffected)
 {
-    const char *extra[] = {"--fanout.max_queue=16", "--limits.gifts_per_sec=100000",
+    const char *extra[] = {"--fanout.max_queue=64", "--limits.gifts_per_sec=100000",
                            "--limits.frames_per_sec=100000", NULL};
     fx_start_node(&f, 2, extra);
     f.nodes = 3;
@@ -300,12 +300,13 @@ Test(semantics, a_slow_viewer_is_closed_4008_and_the_others_are_unaffected)
     cr_assert_eq(tk_ws_set_rcvbuf(slow, 16 * 1024), 0);
     struct tk_ws *a = fx_viewer(&f, 2, "ann", "s9");
     ws[1] = a;
-    /* Paced at about 1000 gifts/s: a reading client keeps up, one that never reads cannot. */
+    /* Paced at about 1000 gifts/s, read every 5: a reading client keeps up (with room to spare
+     * on a loaded machine), one that never reads cannot. */
     for (int i = 0; i < N; i++) {
         char id[16];
         snprintf(id, sizeof(id), "b%d", i);
         fx_send_gift(a, id, "galaxy", 1);
-        if (i % 10 == 9) {
+        if (i % 5 == 4) {
             json_t *e;
             while ((e = tk_ws_recv(ws[0], 1))) {
                 json_decref(e);
@@ -313,7 +314,7 @@ Test(semantics, a_slow_viewer_is_closed_4008_and_the_others_are_unaffected)
             while ((e = tk_ws_recv(a, 1))) {
                 json_decref(e);
             }
-            usleep(5000);
+            usleep(2500);
         }
     }
     cr_assert(tk_ws_wait_closed(slow, 10000), "the slow viewer was not closed");

@@ -25,11 +25,17 @@ static void teardown(void)
 
 TestSuite(workers, .init = setup, .fini = teardown, .timeout = 60);
 
-/* The pid of the worker that answers one /metrics request. */
+/* The pid of the worker that answers one /metrics request, 0 while that worker is not
+ * connected to Redis yet (readiness of the port says only that one worker is). */
 static int worker_pid(char *out_node, size_t len)
 {
     struct tk_http_resp r = {0};
     cr_assert_eq(tk_http(f.node[0].port, "GET", "/metrics", NULL, NULL, &r), 0);
+    if (!strstr(r.body, "giftd_ledger_up 1\n")) {
+        tk_http_resp_cleanup(&r);
+        usleep(20000);
+        return 0;
+    }
     const char *p = strstr(r.body, "giftd_worker_info{");
     cr_assert_not_null(p);
     const char *node = strstr(p, "node=\"");
@@ -46,8 +52,11 @@ Test(workers, two_workers_share_the_port_and_every_viewer_gets_every_event)
     /* Both workers answer on the one port. */
     int pids[2] = {0, 0};
     char node[64];
-    for (int i = 0; i < 40 && (pids[0] == 0 || pids[1] == 0); i++) {
+    for (int i = 0; i < 200 && (pids[0] == 0 || pids[1] == 0); i++) {
         int p = worker_pid(node, sizeof(node));
+        if (p == 0) {
+            continue;
+        }
         if (pids[0] == 0) {
             pids[0] = p;
         } else if (p != pids[0]) {
@@ -89,7 +98,7 @@ Test(workers, two_workers_share_the_port_and_every_viewer_gets_every_event)
     for (int i = 0; i < 50 && !alive_new; i++) {
         usleep(100000);
         int p = worker_pid(node, sizeof(node));
-        alive_new = p != pids[0] && p != pids[1];
+        alive_new = p != 0 && p != pids[0] && p != pids[1];
     }
     cr_assert(alive_new, "no replacement worker answered");
     int survivors = 0;
