@@ -331,14 +331,22 @@ sc_conns() {
     log "$tag conns: RSS $before KiB -> $after KiB for $joined of $n idle viewers"
 }
 
-# 1. fan-out, 1 room x 2,000 viewers: the gift rate doubles from 10/s until a step fails (p99 >
+# 1. fan-out, 1 room x 2,000 viewers: the gift rate doubles from 5/s until a step fails (twice) (p99 >
 # 50 ms, < 99% delivered, unanswered or refused gifts, viewers closed), then two bisection steps
 # between the last good and the first failed rate; then the best step again with perf attached.
-fan2k_step() { # TAG RATE -> J_*
-    local tag=$1 r=$2 name="$1-fanout2k-r$2"
-    gl "$name" $((STEP_S + 40)) --viewers 2000 --rooms 1 --senders $((r / 20 + 1)) --rate "$r" \
-        --duration "$STEP_S" --drain 3 --connect-rate 2000
-    eval_step "$OUT/$name.json" $((r * STEP_S)) 50
+fan2k_step() { # TAG RATE [P99_LIMIT_MS] -> J_*
+    local tag=$1 r=$2 lim=${3:-50} name="$1-fanout2k-r$2"
+    [ -s "$OUT/$name.json" ] || gl "$name" $((STEP_S + 40)) --viewers 2000 --rooms 1 \
+        --senders $((r / 20 + 1)) --rate "$r" --duration "$STEP_S" --drain 3 --connect-rate 2000
+    eval_step "$OUT/$name.json" $((r * STEP_S)) "$lim"
+    if [ "$J_OK" != 1 ] && [ "$lim" = 50 ] && [ ! -e "$OUT/$name-again.json" ]; then
+        # One failed step is run again before it counts: p99 near the bound is noisy here.
+        log "$tag fanout2k ${r}/s: ${J_WHY}; once more"
+        name="$name-again"
+        gl "$name" $((STEP_S + 40)) --viewers 2000 --rooms 1 --senders $((r / 20 + 1)) \
+            --rate "$r" --duration "$STEP_S" --drain 3 --connect-rate 2000
+        eval_step "$OUT/$name.json" $((r * STEP_S)) "$lim"
+    fi
     log "$tag fanout2k ${r}/s: ${J_DPS:-?} deliveries/s, p99 ${J_P99:-?} ms, ${J_PCT:-?}% -> $([ "$J_OK" = 1 ] && echo ok || echo "$J_WHY")"
     STEPS="$STEPS ${r}:$([ "$J_OK" = 1 ] && echo ok || echo "${J_WHY// /_}")"
 }
@@ -346,7 +354,7 @@ sc_fanout2k() {
     local tag=$1 r good=0 bad=0 m
     STEPS=""
     local g_dps="" g_p99="" g_pct="" g_fps="" b_dps="" b_p99="" b_pct=""
-    for r in 10 20 40 80 160 320 640 1280 2560; do
+    for r in 5 10 20 40 80 160 320 640 1280 2560; do
         fan2k_step "$tag" "$r"
         if [ "$J_OK" = 1 ]; then
             good=$r g_dps=$J_DPS g_p99=$J_P99 g_pct=$J_PCT g_fps=$J_FPS
@@ -367,6 +375,28 @@ sc_fanout2k() {
                 hi=$m
             fi
         done
+    fi
+    # Capacity: past the 50 ms bound, the rate keeps doubling while every event is delivered
+    # (>= 99 %) with p99 <= 250 ms; the last such step is the most this server moves with
+    # bounded latency, the first one past it is "overloaded".
+    local c_dps="" c_rate="" c_p99=""
+    r=$((good > 0 ? good : 10)) bad=0 b_dps=""
+    while [ "$r" -le 5120 ]; do
+        fan2k_step "$tag" "$r" 250
+        if [ "$J_OK" = 1 ]; then
+            c_dps=$J_DPS c_rate=$r c_p99=$J_P99
+        else
+            bad=$r b_dps=$J_DPS b_p99=$J_P99 b_pct=$J_PCT
+            break
+        fi
+        r=$((r * 2))
+    done
+    if [ -n "$c_dps" ]; then
+        put "$tag.fan2k.cap_dps" "$c_dps"
+        put "$tag.fan2k.cap_rate" "$c_rate"
+        put "$tag.fan2k.cap_p99" "$c_p99"
+    else
+        put "$tag.fan2k.cap_dps" "none"
     fi
     put "$tag.fan2k.steps" "${STEPS# }"
     if [ "$good" -gt 0 ]; then
@@ -404,6 +434,25 @@ sc_fanout2k() {
         fi
         gl_finish
     fi
+}
+
+# settle_lag TAG: settlement lag of the rows in the default sink (the giftd:settlements stream)
+# so far: for each row, the time from its first gift (first_ts_ms) to the row's entry id (the
+# time Redis appended it); the highest and the mean, in ms.
+settle_lag() {
+    [ "$SKIND" = giftd ] || return 0
+    local r
+    r=$(redis-cli -p "$RPORT" --raw XRANGE giftd:settlements - + | awk '
+        NR % 19 == 1 { split($0, id, "-"); t = id[1] }
+        NR % 19 != 1 && (NR % 19) % 2 == 0 { f = $0 }
+        NR % 19 != 1 && (NR % 19) % 2 == 1 && f == "first_ts_ms" { d = t - $0; n++; s += d; if (d > m) m = d }
+        END { if (n) printf "%d %.0f %d", m, s / n, n }')
+    [ -n "$r" ] || { put "$1.settle.lag_max_ms" "no rows"; return 0; }
+    set -- "$1" $r
+    put "$1.settle.lag_max_ms" "$2"
+    put "$1.settle.lag_mean_ms" "$3"
+    put "$1.settle.rows" "$4"
+    log "$1 settlement lag over $4 rows: max $2 ms, mean $3 ms"
 }
 
 # 2. fan-out, 1 room x 10,000 viewers: 1 gift/s for 10 s; then a storm of 120 gifts/s for 3 s
@@ -593,6 +642,7 @@ for srv in $SERVERS; do
         settle
         ensure_server "$srv" || { put "$srv.$sc" failed; continue; }
         "sc_$sc" "$srv"
+        [ "$sc" = fanout2k ] && settle_lag "$srv"
     done
     put "$srv.rss_end_kib" "$(rss_kib "$SPID")"
     stop_server
