@@ -312,6 +312,42 @@ test('the overlay honours min=, survives unknown events and unpacks batches', {t
     }
 });
 
+test('alerts grow with the tier: a legendary gift stays longer and shows larger than a small one', {timeout: 90000}, async () => {
+    const room = await freshRoom('tiers');
+    const page = await openOverlay(room, '&speed=3');
+    try {
+        const ev = (seq, id, gift) => ({type: 'gift', room, seq, id, from: {id: 'tia', name: 'Tia'},
+            gift, count: 1, combo: null, ts_ms: 1});
+        const small = {id: 'perfume', name: 'Perfume', coins: 20, diamonds: 10, tier: 'small',
+            animation: 'perfume'};
+        const legendary = {id: 'lion', name: 'Lion', coins: 29999, diamonds: 14999,
+            tier: 'legendary', animation: 'lion'};
+        // Three alerts queued at once: small, legendary, small.
+        await page.evaluate((evs) => evs.forEach((e) => window.giftOverlay.handle(e)),
+            [ev(1, 't1', small), ev(2, 't2', legendary), ev(3, 't3', small)]);
+        const area = (gift) => page.evaluate((g) => {
+            const e = document.querySelector(`.alert[data-gift="${g}"][data-phase="show"]`);
+            return e.offsetWidth * e.offsetHeight;
+        }, gift);
+        await page.waitForSelector('.alert[data-gift="perfume"][data-phase="show"]', {timeout: T * h.SLOW});
+        const smallArea = await area('perfume');
+        await page.waitForSelector('.alert[data-gift="lion"][data-phase="show"]', {timeout: T * h.SLOW});
+        const bigArea = await area('lion');
+        await h.screenshot(page, 'overlay-tiers-legendary');
+        await page.waitForFunction(() => window.giftOverlay.history.length >= 3, null, {timeout: T * h.SLOW});
+        const hist = await alerts(page);
+        assert.deepEqual(hist.map((a) => a.tier), ['small', 'legendary', 'small']);
+        const smallMs = hist[1].at - hist[0].at;
+        const bigMs = hist[2].at - hist[1].at;
+        assert.ok(bigMs > 2 * smallMs, `legendary on screen ${bigMs} ms, small ${smallMs} ms`);
+        assert.ok(bigArea > 1.2 * smallArea, `legendary ${bigArea} px², small ${smallArea} px²`);
+        assert.equal(await page.evaluate(() => window.giftOverlay.stats.errors), 0);
+        assertNoPageErrors(page);
+    } finally {
+        await page.context().close();
+    }
+});
+
 test('the demo page sends a gift and shows the new balance', {timeout: 90000}, async () => {
     const room = await freshRoom('demo');
     await h.recharge(giftd, 'nora', 5000);
