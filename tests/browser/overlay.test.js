@@ -348,6 +348,55 @@ test('alerts grow with the tier: a legendary gift stays longer and shows larger 
     }
 });
 
+test('steps=1 alerts every streak step; mute=1 never starts audio, mute=0 does', {timeout: 90000}, async () => {
+    const room = await freshRoom('steps');
+    const feed = (page) => page.evaluate((room) => {
+        const gift = {id: 'finger_heart', name: 'Finger Heart', coins: 5, diamonds: 2, tier: 'small',
+            animation: 'finger_heart'};
+        const from = {id: 'ivy', name: 'Ivy'};
+        for (let i = 1; i <= 3; i++) {
+            window.giftOverlay.handle({type: 'gift', room, seq: i, id: `st${i}`, from, gift, count: 1,
+                combo: {count: i}, ts_ms: i});
+        }
+    }, room);
+    // Counts the AudioContexts the page creates (the overlay's chimes need one).
+    const countAudio = () => {
+        window.__audioContexts = 0;
+        const AC = window.AudioContext;
+        window.AudioContext = function (...args) {
+            window.__audioContexts++;
+            return new AC(...args);
+        };
+    };
+    const tok = h.token(`${room}_creator`, 'overlay', {room});
+    const open = async (query) => {
+        const page = await h.newPage(browser);
+        await page.addInitScript(countAudio);
+        await page.goto(`${giftd.base()}/overlay/?room=${room}&token=${tok}&speed=4${query}`);
+        await waitState(page, 'live');
+        return page;
+    };
+    const stepsPage = await open('&mute=1&steps=1');
+    const loudPage = await open('&mute=0');
+    try {
+        await feed(stepsPage);
+        await stepsPage.waitForFunction(() => window.giftOverlay.history.length >= 3, null,
+            {timeout: T * h.SLOW});
+        assert.deepEqual((await alerts(stepsPage)).map((a) => a.count), [1, 2, 3],
+            'one alert per streak step, each with the streak so far');
+        assert.equal(await stepsPage.evaluate(() => window.__audioContexts), 0, 'muted, no audio');
+        await feed(loudPage);
+        await loudPage.waitForSelector('.alert[data-gift="finger_heart"]', {timeout: T * h.SLOW});
+        await loudPage.waitForFunction(() => window.__audioContexts > 0, null, {timeout: T * h.SLOW});
+        assert.equal((await alerts(loudPage)).length, 1, 'without steps=1 the streak is one alert');
+        assertNoPageErrors(stepsPage);
+        assertNoPageErrors(loudPage);
+    } finally {
+        await stepsPage.context().close();
+        await loudPage.context().close();
+    }
+});
+
 test('the demo page sends a gift and shows the new balance', {timeout: 90000}, async () => {
     const room = await freshRoom('demo');
     await h.recharge(giftd, 'nora', 5000);
