@@ -36,6 +36,12 @@
 #define FLUSH_BACKOFF_MAX_MS 5000 /* longest wait between sink retries */
 #define FLUSH_FINAL_MS       5000 /* bound of the last pass at shutdown */
 #define FLUSH_LAT_BUCKETS    13
+/* Every this many passes, and on request (a room closing, shutdown, the first pass), a pass
+ * visits every partition; the others visit only the partitions this node debited into since
+ * (or could not settle): what another node left (it died, or it holds the lease) is found by
+ * the full passes. A partition visit is one script call: 1,024 of them per interval and node
+ * were most of an idle node's Redis load. */
+#define FLUSH_FULL_EVERY 10
 
 static const double lat_bounds_s[FLUSH_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                        0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
@@ -55,7 +61,11 @@ struct flusher {
     char lease_ms[24];
     /* The current pass over the partitions. */
     bool pass_running;
-    bool again; /* another pass was asked for while one ran */
+    bool again;      /* another pass was asked for while one ran */
+    bool again_full; /* ... and it must visit every partition */
+    bool pass_full;  /* the current pass visits every partition, not just the dirty ones */
+    unsigned long passes;
+    unsigned char *dirty; /* per partition: this node debited into it since its last visit */
     unsigned cursor;
     long active; /* partition jobs in flight */
     enum final_state final;
@@ -110,16 +120,20 @@ static void part_key(char *out, size_t len, unsigned n, const char *suffix)
 
 /* ---- pass scheduling ---- */
 
-static void start_pass(struct flusher *fl)
+static void start_pass(struct flusher *fl, bool full)
 {
     if (fl->stopping) {
         return;
     }
     if (fl->pass_running) {
         fl->again = true;
+        fl->again_full = fl->again_full || full;
         return;
     }
+    fl->pass_full = full || fl->passes % FLUSH_FULL_EVERY == 0 || fl->final != FINAL_NONE;
+    fl->passes++;
     fl->again = false;
+    fl->again_full = false;
     fl->pass_running = true;
     fl->cursor = 0;
     pump(fl);
@@ -131,11 +145,11 @@ static void pass_done(struct flusher *fl)
         /* The pass that was running when shutdown began is over: now the last one. */
         fl->final = FINAL_RUNNING;
         snprintf(fl->lease_ms, sizeof(fl->lease_ms), "0"); /* give the leases up */
-        start_pass(fl);
+        start_pass(fl, true);
     } else if (fl->final == FINAL_RUNNING) {
         fl->final = FINAL_DONE;
     } else if (fl->again && ledger_now_ms() >= fl->resume_ms) {
-        start_pass(fl);
+        start_pass(fl, fl->again_full);
     }
 }
 
@@ -161,6 +175,7 @@ static void job_failed(struct job *j)
     if (!j->fl->stopping) {
         j->fl->errors++;
     }
+    j->fl->dirty[j->part] = 1; /* the next pass tries it again */
     job_done(j);
 }
 
@@ -451,7 +466,11 @@ static void on_begin(void *ud, int status, const redisReply *r)
     }
     long long kind = r->element[0]->integer;
     if (kind != 2) {
-        /* 0: another node holds the partition; 1: nothing pending. */
+        /* 0: another node holds the partition (what this node added since may be left for
+         * the next pass); 1: nothing pending. */
+        if (kind == 0) {
+            fl->dirty[j->part] = 1;
+        }
         fl->oldest[j->part] = 0;
         job_done(j);
         return;
@@ -463,6 +482,10 @@ static void on_begin(void *ud, int status, const redisReply *r)
         job_failed(j);
         return;
     }
+    /* This node holds the partition now: visit it again next pass, until it is idle (which
+     * gives the lease up), so that what other nodes add meanwhile does not wait for the lease
+     * to lapse. */
+    fl->dirty[j->part] = 1;
     memcpy(j->batch, r->element[1]->str, r->element[1]->len);
     j->batch[r->element[1]->len] = '\0';
     j->seq = r->element[2]->integer;
@@ -534,8 +557,14 @@ static void pump(struct flusher *fl)
     }
     while (fl->pass_running && !fl->stopping && fl->cursor < fl->nparts &&
            fl->active < FLUSH_WINDOW) {
-        if (begin_partition(fl, fl->cursor++) < 0) {
+        unsigned n = fl->cursor++;
+        if (!fl->pass_full && !fl->dirty[n]) {
+            continue;
+        }
+        fl->dirty[n] = 0;
+        if (begin_partition(fl, n) < 0) {
             /* Redis is down (or out of memory): the rest of this pass would fail the same. */
+            fl->dirty[n] = 1;
             fl->cursor = fl->nparts;
         }
     }
@@ -552,7 +581,7 @@ static void timer_fired(uv_timer_t *t)
         return; /* the sink failed a moment ago: wait out the backoff */
     }
     if (ledger_ready(fl->app->ledger)) {
-        start_pass(fl);
+        start_pass(fl, false);
     }
 }
 
@@ -567,7 +596,10 @@ int flush_start(struct app *app)
     fl->app = app;
     fl->nparts = (unsigned)app->cfg.ledger_partitions;
     fl->oldest = calloc(fl->nparts, sizeof(*fl->oldest));
-    if (!fl->oldest) {
+    fl->dirty = calloc(fl->nparts, 1);
+    if (!fl->oldest || !fl->dirty) {
+        free(fl->oldest);
+        free(fl->dirty);
         free(fl);
         return -ENOMEM;
     }
@@ -589,6 +621,7 @@ int flush_start(struct app *app)
         int rc = pg_sink_new(app->loop, app->cfg.flush_postgres, &fl->pg);
         if (rc < 0) {
             free(fl->oldest);
+            free(fl->dirty);
             free(fl);
             return rc;
         }
@@ -605,7 +638,15 @@ void flush_request(struct app *app)
 {
     struct flusher *fl = app->flusher;
     if (fl && fl->final == FINAL_NONE && ledger_now_ms() >= fl->resume_ms) {
-        start_pass(fl);
+        start_pass(fl, true);
+    }
+}
+
+void flush_note_partition(struct app *app, unsigned partition)
+{
+    struct flusher *fl = app->flusher;
+    if (fl && partition < fl->nparts) {
+        fl->dirty[partition] = 1;
     }
 }
 
@@ -639,6 +680,7 @@ static void free_after_close(uv_handle_t *h)
 {
     struct flusher *fl = h->data;
     free(fl->oldest);
+    free(fl->dirty);
     free(fl);
 }
 

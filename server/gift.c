@@ -412,7 +412,8 @@ void gift_handle(struct session *s, const struct proto_msg *m)
     user_key(app, kidem, sizeof(kidem), idkind, p->sub);
     user_key(app, kbud, sizeof(kbud), "budget", p->sub);
     gift_spent_key(app, kspent, sizeof(kspent), p->sub);
-    partition_prefix(pre, sizeof(pre), ledger_partition(p->sub, app->cfg.ledger_partitions));
+    unsigned part = ledger_partition(p->sub, app->cfg.ledger_partitions);
+    partition_prefix(pre, sizeof(pre), part);
     snprintf(kpend, sizeof(kpend), "%spending", pre);
     snprintf(kout, sizeof(kout), "%soutbox", pre);
     snprintf(digest, sizeof(digest), "%s:%ld", g->id, m->count);
@@ -434,6 +435,8 @@ void gift_handle(struct session *s, const struct proto_msg *m)
         lens[i] = strlen(argv[i]);
     }
     lens[14] = p->payload_len;
+    /* Before the answer: a debit that times out may still have committed. */
+    flush_note_partition(app, part);
     if (pending_script(p, LEDGER_SCRIPT_DEBIT, 15, argv, lens) < 0) {
         /* Not sent: nothing was charged. */
         reject(s, PROTO_ERR_LEDGER_UNAVAILABLE, "ledger unavailable; nothing was charged",

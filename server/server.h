@@ -338,6 +338,9 @@ int flush_start(struct app *app);
 /** Settles every partition this node may flush now (a room closed), not waiting for the
  * timer; a pass already running is followed by another. */
 void flush_request(struct app *app);
+/** This node is debiting into partition: its next pass visits it (the others only every
+ * FLUSH_FULL_EVERY passes). */
+void flush_note_partition(struct app *app, unsigned partition);
 /** Shutdown: starts a last pass (first call) and returns true once it is done or its time
  * (a few seconds) is up; the node's partition leases are released by it. */
 bool flush_final(struct app *app);

@@ -8,7 +8,9 @@
 -- {2, batch, seq, field1, value1, ...}: the batch to settle (new, or the one left by a crash,
 -- with its old id). Batch ids are "p<partition>-<seq>-<ms>"; seq rises by one per batch of
 -- the partition, and a batch only begins once the one before it has ended.
--- A partition with nothing to settle is not written to (no lease taken or renewed).
+-- A partition with nothing to settle is not written to (no lease taken or renewed), except
+-- that the caller's own lease on it is given up: the partition is idle, and a node whose
+-- debits land in it next should not wait for the lease to lapse.
 local holder = redis.call('GET', KEYS[5])
 if holder and holder ~= ARGV[1] then
   return {0}
@@ -48,6 +50,9 @@ if batch then
   redis.call('DEL', KEYS[3])
 end
 if not work then
+  if holder then
+    redis.call('DEL', KEYS[5])
+  end
   return {1}
 end
 redis.call('RENAME', KEYS[1], KEYS[2])

@@ -256,6 +256,23 @@ Test(settle, begin_with_nothing_pending_returns_one)
     cr_assert_eq(cmd_int("EXISTS %s", k.lease), 0, "an idle partition is not written to");
 }
 
+Test(settle, begin_with_nothing_pending_gives_the_callers_lease_up)
+{
+    struct pkeys k;
+    pkeys_init(&k, 31);
+    freeReplyObject(cmd("SET %s node-a PX 10000", k.lease));
+    redisReply *b = begin(&k, "node-a");
+    cr_assert_eq(b->element[0]->integer, 1);
+    freeReplyObject(b);
+    cr_assert_eq(cmd_int("EXISTS %s", k.lease), 0, "an idle partition keeps no lease");
+    /* Another node's lease stays. */
+    freeReplyObject(cmd("SET %s node-a PX 10000", k.lease));
+    b = begin(&k, "node-b");
+    cr_assert_eq(b->element[0]->integer, 0);
+    freeReplyObject(b);
+    cr_assert_eq(cmd_int("EXISTS %s", k.lease), 1);
+}
+
 Test(settle, begin_of_a_leaving_node_gives_its_lease_up)
 {
     struct pkeys k;
