@@ -334,17 +334,21 @@ sc_conns() {
 # 1. fan-out, 1 room x 2,000 viewers: the gift rate doubles from 5/s until a step fails (twice) (p99 >
 # 50 ms, < 99% delivered, unanswered or refused gifts, viewers closed), then two bisection steps
 # between the last good and the first failed rate; then the best step again with perf attached.
+# fan2k_load RATE: the giftload arguments of one 2,000-viewer step, in FAN2K_ARGS.
+fan2k_load() {
+    FAN2K_ARGS=(--viewers 2000 --rooms 1 --senders $(($1 / 20 + 1)) --rate "$1"
+        --duration "$STEP_S" --drain 3 --connect-rate 2000)
+}
 fan2k_step() { # TAG RATE [P99_LIMIT_MS] -> J_*
     local tag=$1 r=$2 lim=${3:-50} name="$1-fanout2k-r$2"
-    [ -s "$OUT/$name.json" ] || gl "$name" $((STEP_S + 40)) --viewers 2000 --rooms 1 \
-        --senders $((r / 20 + 1)) --rate "$r" --duration "$STEP_S" --drain 3 --connect-rate 2000
+    fan2k_load "$r"
+    [ -s "$OUT/$name.json" ] || gl "$name" $((STEP_S + 40)) "${FAN2K_ARGS[@]}"
     eval_step "$OUT/$name.json" $((r * STEP_S)) "$lim"
     if [ "$J_OK" != 1 ] && [ "$lim" = 50 ] && [ ! -e "$OUT/$name-again.json" ]; then
         # One failed step is run again before it counts: p99 near the bound is noisy here.
         log "$tag fanout2k ${r}/s: ${J_WHY}; once more"
         name="$name-again"
-        gl "$name" $((STEP_S + 40)) --viewers 2000 --rooms 1 --senders $((r / 20 + 1)) \
-            --rate "$r" --duration "$STEP_S" --drain 3 --connect-rate 2000
+        gl "$name" $((STEP_S + 40)) "${FAN2K_ARGS[@]}"
         eval_step "$OUT/$name.json" $((r * STEP_S)) "$lim"
     fi
     log "$tag fanout2k ${r}/s: ${J_DPS:-?} deliveries/s, p99 ${J_P99:-?} ms, ${J_PCT:-?}% -> $([ "$J_OK" = 1 ] && echo ok || echo "$J_WHY")"
@@ -419,8 +423,8 @@ sc_fanout2k() {
     # The best step again, with perf counting the server's system calls while it sends.
     if [ "$good" -gt 0 ]; then
         local name="$tag-fanout2k-perf-r$good"
-        gl_bg "$name" --viewers 2000 --rooms 1 --senders $((good / 20 + 1)) --rate "$good" \
-            --duration "$STEP_S" --drain 3 --connect-rate 2000
+        fan2k_load "$good"
+        gl_bg "$name" "${FAN2K_ARGS[@]}"
         if wait_sending "$name" 40 && perf_syscalls "$name" $((STEP_S > 3 ? STEP_S - 2 : 1)); then
             wait "$GL_PID" 2>/dev/null
             eval_step "$OUT/$name.json" $((good * STEP_S)) 50
