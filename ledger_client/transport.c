@@ -1,4 +1,4 @@
-/* ledger_client: hiredis async on a libuv loop with deadlines, a bounded pipeline and reconnects. */
+/* transport: hiredis async on a libuv loop with deadlines, a bounded pipeline and reconnects. */
 #include "ledger_client/ledger_client.h"
 
 #include <errno.h>

@@ -1,0 +1,57 @@
+/* keys: the ledger's keyspace — every key name, hash tag and channel giftd uses. */
+#include "ledger_client/ledger_client.h"
+#include "ledger_client/ledger_client_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define CHANNEL_PREFIX "giftd:room:"
+
+void lkey_room(char *out, size_t len, const char *room, const char *suffix)
+{
+    snprintf(out, len, "giftd:{r:%s}:%s", room, suffix);
+}
+
+void lkey_channel(char *out, size_t len, const char *room)
+{
+    snprintf(out, len, CHANNEL_PREFIX "%s", room);
+}
+
+void lkey_partition(char *out, size_t len, unsigned n)
+{
+    snprintf(out, len, "giftd:{p%u}:", n);
+}
+
+void lkey_partition_key(char *out, size_t len, unsigned n, const char *suffix)
+{
+    snprintf(out, len, "giftd:{p%u}:%s", n, suffix);
+}
+
+void lkey_user(char *out, size_t len, long partitions, const char *kind, const char *sub)
+{
+    snprintf(out, len, "giftd:{p%u}:%s:%s", ledger_partition(sub, partitions), kind, sub);
+}
+
+void lkey_spent_today(char *out, size_t len, long partitions, const char *sub)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char kind[32];
+    snprintf(kind, sizeof(kind), "spent:%04d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday);
+    lkey_user(out, len, partitions, kind, sub);
+}
+
+int lkey_channel_room(const char *channel, size_t chlen, char out[65])
+{
+    size_t n = sizeof(CHANNEL_PREFIX) - 1;
+    if (chlen <= n || chlen > n + 64 || memcmp(channel, CHANNEL_PREFIX, n) != 0) {
+        return -EINVAL;
+    }
+    memcpy(out, channel + n, chlen - n);
+    out[chlen - n] = '\0';
+    return 0;
+}

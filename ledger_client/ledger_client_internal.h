@@ -1,0 +1,27 @@
+/* ledger_client internals: the keyspace. Only files of ledger_client/ include this. */
+#ifndef GIFTD_LEDGER_CLIENT_INTERNAL_H
+#define GIFTD_LEDGER_CLIENT_INTERNAL_H
+
+#include <stddef.h>
+
+/* Every key giftd writes starts with "giftd:" and carries a hash tag, so that the scripts run
+ * unchanged on one Redis or a Redis Cluster: a room's keys are tagged "{r:<room>}", a user's
+ * keys and what a debit writes live in the user's partition "{p<n>}" (n = ledger_partition). */
+
+/** A room's key: "giftd:{r:<room>}:<suffix>". */
+void lkey_room(char *out, size_t len, const char *room, const char *suffix);
+/** A room's pub/sub channel: "giftd:room:<room>". */
+void lkey_channel(char *out, size_t len, const char *room);
+/** The prefix of partition n's keys: "giftd:{p<n>}:". */
+void lkey_partition(char *out, size_t len, unsigned n);
+/** A partition-wide key: "giftd:{p<n>}:<suffix>". */
+void lkey_partition_key(char *out, size_t len, unsigned n, const char *suffix);
+/** A user's key in the user's partition: "giftd:{p<n>}:<kind>:<sub>". */
+void lkey_user(char *out, size_t len, long partitions, const char *kind, const char *sub);
+/** The key of sub's coins spent on the current UTC day (daily budget). */
+void lkey_spent_today(char *out, size_t len, long partitions, const char *sub);
+/** The room of a channel name (borrowed bytes), copied to out (65 bytes). -EINVAL when the
+ * channel is not a room channel. */
+int lkey_channel_room(const char *channel, size_t chlen, char out[65]);
+
+#endif
