@@ -34,14 +34,19 @@ void lkey_user(char *out, size_t len, long partitions, const char *kind, const c
     snprintf(out, len, "giftd:{p%u}:%s:%s", ledger_partition(sub, partitions), kind, sub);
 }
 
-void lkey_spent_today(char *out, size_t len, long partitions, const char *sub)
+void lkey_utc_day(char *out, size_t len)
 {
-    time_t t = time(NULL);
+    time_t t = (time_t)(ledger_now_ms() / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
-    char kind[32];
-    snprintf(kind, sizeof(kind), "spent:%04d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday);
+    strftime(out, len, "%Y%m%d", &tm);
+}
+
+void lkey_spent_today(char *out, size_t len, long partitions, const char *sub)
+{
+    char day[16], kind[32];
+    lkey_utc_day(day, sizeof(day));
+    snprintf(kind, sizeof(kind), "spent:%s", day);
     lkey_user(out, len, partitions, kind, sub);
 }
 

@@ -16,11 +16,9 @@
     X(ROOM_CLOSE, room_close)                                                                      \
     X(ROOM_PRESENCE, room_presence)                                                                \
     X(ROOM_INFO, room_info)                                                                        \
-    X(DEBIT, debit)                                                                                \
-    X(PUBLISH, publish)                                                                            \
+    X(GIFT, gift)                                                                                  \
     X(RECHARGE, recharge)                                                                          \
     X(BUDGET, budget)                                                                              \
-    X(SWEEP, sweep)                                                                                \
     X(COMBO, combo)                                                                                \
     X(SETTLE_BEGIN, settle_begin)                                                                  \
     X(SETTLE_STREAM, settle_stream)                                                                \
@@ -62,6 +60,9 @@ struct ledger_opts {
     long timeout_ms;     /* deadline of a request from the call that makes it */
     long max_inflight;   /* requests sent but not answered; more wait in a queue */
     long partitions;     /* ledger.partitions */
+    long idempotency_ttl_s; /* ledger.idempotency_ttl_s: how long a send's outcome is kept */
+    long combo_window_ms;   /* gifts.combo_window_ms */
+    long history_size;      /* events a room keeps for gap recovery */
     ledger_state_cb *on_state;
     ledger_message_cb *on_message;
     void *ud; /* passed to on_state and on_message */
@@ -126,6 +127,83 @@ struct ledger_stats {
 };
 extern const double ledger_latency_bounds_s[12];
 void ledger_get_stats(const struct ledger *l, struct ledger_stats *out);
+
+/* ---- gift sends (send.c) ----
+ * The sends of one loop turn go to Redis as one script call (gift.lua) that charges and
+ * broadcasts each of them atomically, with its own outcome; idle, a batch is one send. */
+
+/* The most sends in one script call. */
+#define LEDGER_GIFT_BATCH_MAX 128
+/* Under load, a batch leaves at most this often (the sends of the meantime join it). */
+#define LEDGER_GIFT_BATCH_INTERVAL_MS 2
+/* Batches waiting for Redis before new sends wait for the next turn (and grow the batch). */
+#define LEDGER_GIFT_BATCHES_INFLIGHT 2
+
+/* One gift send (all strings borrowed for the call; identifiers already validated). */
+struct ledger_gift_req {
+    const char *sub;             /* the sender */
+    const char *name_json;       /* the sender's display name as a JSON string */
+    const char *id;              /* the client's idempotency key */
+    const char *room;            /* the room (live, checked by the caller) */
+    const char *creator;         /* the room's creator */
+    const char *gift;            /* catalog id */
+    long coins, diamonds;        /* per unit, from the catalog */
+    long count;                  /* >= 1 */
+    bool streakable;             /* may continue a combo */
+    const char *event_from_gift; /* the event's "from":{…},"gift":{…} JSON text */
+};
+
+enum ledger_gift_outcome {
+    LEDGER_GIFT_COMMITTED = 1, /* charged and broadcast now */
+    LEDGER_GIFT_DUPLICATE,     /* (sub, id) was committed before: its first outcome */
+    LEDGER_GIFT_REFUSED,       /* nothing written: see refusal */
+    LEDGER_GIFT_ID_REUSED,     /* (sub, id) was committed with another gift or count */
+};
+
+struct ledger_gift_reply {
+    enum ledger_gift_outcome outcome;
+    const char *refusal; /* REFUSED: "insufficient_funds" or "budget_exceeded" (static) */
+    long long balance;   /* after the send (COMMITTED, DUPLICATE), or now (REFUSED) */
+    long long seq;       /* the gift event's room seq (COMMITTED, DUPLICATE) */
+};
+
+/**
+ * Outcome of a send or lookup. status 0: r (borrowed, valid during the call) is the outcome.
+ * status < 0, r NULL: -EAGAIN (never sent: nothing was charged), -ETIMEDOUT or -ECONNRESET
+ * (sent, outcome unknown: a retry with the same id learns it), -EPROTO (unexpected reply),
+ * -ECANCELED (ledger freed), and for a lookup -ENOENT (no send with that id was committed).
+ */
+typedef void ledger_gift_cb(void *ud, int status, const struct ledger_gift_reply *r);
+
+struct ledger_gift_op;
+
+/**
+ * Queues a send for this loop turn's batch. req is copied. Returns 0 (cb is called exactly
+ * once, unless cancelled), -EAGAIN (Redis down: nothing sent, cb not called), -EINVAL, -ENOMEM.
+ * out_op (may be NULL) gets a handle valid until cb runs.
+ */
+int ledger_gift_send(struct ledger *l, const struct ledger_gift_req *req, ledger_gift_cb *cb,
+                     void *ud, struct ledger_gift_op **out_op);
+
+/**
+ * The first outcome of (sub, id), for a send refused before it reached Redis (a retry after
+ * the room closed, say): DUPLICATE with its balance and seq, ID_REUSED when gift or count
+ * differ, status -ENOENT when it was never committed. Same returns as ledger_gift_send.
+ */
+int ledger_gift_lookup(struct ledger *l, const char *sub, const char *id, const char *gift,
+                       long count, ledger_gift_cb *cb, void *ud, struct ledger_gift_op **out_op);
+
+/** Detaches the callback of a pending send or lookup: it will not be called. */
+void ledger_gift_cancel(struct ledger_gift_op *op);
+
+struct ledger_gift_stats {
+    uint64_t batches;       /* script calls */
+    uint64_t batched_sends; /* sends in them */
+    uint64_t committed;
+    uint64_t expired; /* waited past the deadline without being sent */
+    size_t queued;
+};
+void ledger_get_gift_stats(const struct ledger *l, struct ledger_gift_stats *out);
 
 /** The user partition of sub: FNV-1a 32 of sub, modulo partitions. */
 unsigned ledger_partition(const char *sub, long partitions);

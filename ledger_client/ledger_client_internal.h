@@ -4,6 +4,22 @@
 
 #include <stddef.h>
 
+#include <uv.h>
+
+struct ledger;
+struct ledger_opts;
+struct lgift_queue;
+
+/* ---- between the transport and the gift sends ---- */
+/** The options the ledger was made with (borrowed, valid while it lives). */
+const struct ledger_opts *lgift_opts(const struct ledger *l);
+/** The ledger's queue of gift sends. */
+struct lgift_queue *lgift_queue_of(struct ledger *l);
+/** **new** queue on loop, or NULL on OOM; freed by lgift_queue_free (answers what is queued
+ * -ECANCELED; memory goes when the loop runs again). */
+struct lgift_queue *lgift_queue_new(struct ledger *l, uv_loop_t *loop);
+void lgift_queue_free(struct lgift_queue *q);
+
 /* Every key giftd writes starts with "giftd:" and carries a hash tag, so that the scripts run
  * unchanged on one Redis or a Redis Cluster: a room's keys are tagged "{r:<room>}", a user's
  * keys and what a debit writes live in the user's partition "{p<n>}" (n = ledger_partition). */
@@ -18,6 +34,8 @@ void lkey_partition(char *out, size_t len, unsigned n);
 void lkey_partition_key(char *out, size_t len, unsigned n, const char *suffix);
 /** A user's key in the user's partition: "giftd:{p<n>}:<kind>:<sub>". */
 void lkey_user(char *out, size_t len, long partitions, const char *kind, const char *sub);
+/** The current UTC day, "YYYYMMDD" (the day of the daily budget). */
+void lkey_utc_day(char *out, size_t len);
 /** The key of sub's coins spent on the current UTC day (daily budget). */
 void lkey_spent_today(char *out, size_t len, long partitions, const char *sub);
 /** The room of a channel name (borrowed bytes), copied to out (65 bytes). -EINVAL when the

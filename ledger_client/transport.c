@@ -1,5 +1,6 @@
 /* transport: hiredis async on a libuv loop with deadlines, a bounded pipeline and reconnects. */
 #include "ledger_client/ledger_client.h"
+#include "ledger_client/ledger_client_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -75,7 +76,18 @@ struct ledger {
     uv_timer_t reconnect;     /* command connection */
     uv_timer_t sub_reconnect; /* pub/sub connection */
     struct ledger_stats stats;
+    struct lgift_queue *gifts; /* send.c */
 };
+
+const struct ledger_opts *lgift_opts(const struct ledger *l)
+{
+    return &l->opts;
+}
+
+struct lgift_queue *lgift_queue_of(struct ledger *l)
+{
+    return l->gifts;
+}
 
 int64_t ledger_now_ms(void)
 {
@@ -708,6 +720,12 @@ int ledger_new(uv_loop_t *loop, const struct ledger_opts *opts, struct ledger **
         }
         l->sha[i][40] = '\0';
     }
+    l->gifts = lgift_queue_new(l, loop);
+    if (!l->gifts) {
+        free(l->url);
+        free(l);
+        return -ENOMEM;
+    }
     l->backoff_ms = l->sub_backoff_ms = BACKOFF_MIN_MS;
     uv_timer_init(loop, &l->tick);
     uv_timer_init(loop, &l->reconnect);
@@ -737,6 +755,7 @@ void ledger_free(struct ledger *l)
         return;
     }
     l->closing = true;
+    lgift_queue_free(l->gifts);
     fail_waiting(l, -ECANCELED);
     for (struct ledger_req *r = l->inflight.head; r; r = r->next) {
         req_answer(r, -ECANCELED, NULL);

@@ -68,7 +68,6 @@ static void finish_shutdown(struct app *app)
 {
     uv_timer_stop(&app->shutdown_timer);
     uv_timer_stop(&app->presence_timer);
-    uv_timer_stop(&app->sweep_timer);
     uv_timer_stop(&app->combo_timer);
     rooms_presence_tick(app, false, -1);
     if (app->ctx) {
@@ -81,7 +80,6 @@ static void finish_shutdown(struct app *app)
     ledger_free(app->ledger);
     app->ledger = NULL;
     uv_close((uv_handle_t *)&app->presence_timer, NULL);
-    uv_close((uv_handle_t *)&app->sweep_timer, NULL);
     uv_close((uv_handle_t *)&app->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&app->combo_timer, NULL);
     uv_check_stop(&app->fanout_check);
@@ -498,6 +496,9 @@ int main(int argc, char **argv)
         .timeout_ms = app->cfg.ledger_timeout_ms,
         .max_inflight = app->cfg.ledger_max_inflight,
         .partitions = app->cfg.ledger_partitions,
+        .idempotency_ttl_s = app->cfg.ledger_idempotency_ttl_s,
+        .combo_window_ms = app->cfg.gifts_combo_window_ms,
+        .history_size = 200,
         .on_state = app_ledger_state,
         .on_message = on_redis_message,
         .ud = app,
@@ -515,10 +516,9 @@ int main(int argc, char **argv)
         goto out;
     }
     uv_timer_init(&loop, &app->presence_timer);
-    uv_timer_init(&loop, &app->sweep_timer);
     uv_timer_init(&loop, &app->shutdown_timer);
     uv_timer_init(&loop, &app->combo_timer);
-    app->presence_timer.data = app->sweep_timer.data = app->shutdown_timer.data = app;
+    app->presence_timer.data = app->shutdown_timer.data = app;
     app->combo_timer.data = app;
     uv_timer_start(&app->combo_timer, combo_fired, 25, 25);
     uv_check_init(&loop, &app->fanout_check);
@@ -532,7 +532,6 @@ int main(int argc, char **argv)
         presence_tick_ms = 1;
     }
     uv_timer_start(&app->presence_timer, presence_fired, presence_tick_ms, presence_tick_ms);
-    gift_sweeper_start(app);
     uv_signal_init(&loop, &app->sigterm);
     uv_signal_init(&loop, &app->sigint);
     uv_signal_init(&loop, &app->sighup);

@@ -76,8 +76,16 @@ void metrics_render(struct app *app, struct proto_buf *b)
     counter(b, "giftd_coins_debited_total", "coins debited for gifts", m->coins_debited);
     counter(b, "giftd_events_published_total", "gift events published by this process",
             m->events_published);
-    counter(b, "giftd_outbox_swept_total", "events published by the outbox sweeper",
-            m->outbox_swept);
+    struct ledger_gift_stats gs;
+    ledger_get_gift_stats(app->ledger, &gs);
+    counter(b, "giftd_ledger_gift_batches_total", "script calls carrying gift sends",
+            gs.batches);
+    counter(b, "giftd_ledger_gift_batched_sends_total", "gift sends in those calls",
+            gs.batched_sends);
+    counter(b, "giftd_ledger_gift_expired_total",
+            "gift sends that waited past ledger.timeout_ms unsent (nothing charged)", gs.expired);
+    gauge(b, "giftd_ledger_gift_queued", "gift sends waiting for the next batch",
+          (long)gs.queued);
 
     struct ledger_stats ls;
     ledger_get_stats(app->ledger, &ls);

@@ -37,8 +37,7 @@ struct metrics {
     uint64_t gifts_duplicate;
     uint64_t gifts_rejected[PROTO_ERR__COUNT];
     uint64_t coins_debited;
-    uint64_t events_published; /* gift events this node published (hot path + sweeper) */
-    uint64_t outbox_swept;     /* events the sweeper published for a dead or slow node */
+    uint64_t events_published; /* gift events this node's sends published */
     uint64_t http_requests;
 };
 
@@ -242,8 +241,6 @@ struct pending {
     struct gift gift;
     long count;
     long cost;
-    char *payload; /* gift publish payload (owned) */
-    size_t payload_len;
     long balance;
     bool duplicate;
     int stage;
@@ -258,6 +255,12 @@ struct pending *pending_new(struct app *app, struct session *s, struct http_req 
 int pending_script(struct pending *p, enum ledger_script script, int argc, const char **argv,
                    const size_t *lens);
 int pending_command(struct pending *p, int argc, const char **argv, const size_t *lens);
+/** A typed ledger op was started for p (its callback gets p as ud): links p to its owner
+ * (detached if the owner goes first) and applies the session's back-pressure. */
+void pending_started(struct pending *p);
+/** The typed op of p answered: first thing its callback does (the inverse of
+ * pending_started). The callback then frees p. */
+void pending_answered(struct pending *p);
 /** Detaches every pending request of a list (their replies will be ignored). */
 void pending_detach_all(struct pending **list);
 
@@ -314,10 +317,6 @@ void gift_spent_key(const struct app *app, char *out, size_t len, const char *su
 
 /** Handles a parsed `gift` frame of a session. */
 void gift_handle(struct session *s, const struct proto_msg *m);
-/** Publishes an outbox payload (from the sweeper): steals payload. */
-void gift_publish_payload(struct app *app, char *payload, size_t len, bool from_sweeper);
-/** Starts the outbox sweeper timer. */
-void gift_sweeper_start(struct app *app);
 
 /* ---- settlement flusher (flush.c, flush_pg.c) ---- */
 
@@ -390,7 +389,6 @@ struct app {
     struct user_bucket **user_buckets; /* limits.gifts_per_sec per user */
     size_t user_buckets_cap;
     uv_timer_t presence_timer;
-    uv_timer_t sweep_timer;
     uv_timer_t shutdown_timer;
     uv_timer_t combo_timer;
     uv_signal_t sigterm, sigint, sighup;
@@ -400,7 +398,6 @@ struct app {
     bool dev_done;
     int worker;  /* index of this worker process, 0 with one process */
     long nworkers;
-    unsigned sweep_next; /* next partition the sweeper visits */
     int64_t started_ms;
     struct flusher *flusher; /* flush.c */
 };

@@ -29,9 +29,8 @@ static void pending_unlink(struct pending *p)
     }
 }
 
-static void pending_reply(void *ud, int status, const redisReply *reply)
+void pending_answered(struct pending *p)
 {
-    struct pending *p = ud;
     struct session *s = p->s;
     pending_unlink(p);
     if (s) {
@@ -41,6 +40,12 @@ static void pending_reply(void *ud, int status, const redisReply *reply)
         }
     }
     p->req = NULL;
+}
+
+static void pending_reply(void *ud, int status, const redisReply *reply)
+{
+    struct pending *p = ud;
+    pending_answered(p);
     p->done(p, status, reply);
 }
 
@@ -83,10 +88,15 @@ static int pending_submit(struct pending *p, int script, int argc, const char **
                          : ledger_command(p->app->ledger, argc, argv, lens, pending_reply, p,
                                           &p->req);
     if (rc < 0) {
-        free(p->payload);
         free(p);
         return rc;
     }
+    pending_started(p);
+    return 0;
+}
+
+void pending_started(struct pending *p)
+{
     pending_link(p);
     if (p->s) {
         p->s->pending_ledger++;
@@ -95,7 +105,6 @@ static int pending_submit(struct pending *p, int script, int argc, const char **
             lws_rx_flow_control(p->s->wsi, 0);
         }
     }
-    return 0;
 }
 
 int pending_script(struct pending *p, enum ledger_script script, int argc, const char **argv,

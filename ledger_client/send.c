@@ -1,0 +1,401 @@
+/* send: the gift path's ledger operations — sends coalesced per loop turn into one script call
+ * (gift.lua), each with its own outcome; the idempotency lookup of a send refused locally. */
+#include "ledger_client/ledger_client.h"
+#include "ledger_client/ledger_client_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Arguments of one send in gift.lua's ARGV (see the script's header). */
+enum {
+    A_PREFIX,
+    A_SUB,
+    A_ID,
+    A_DIGEST,
+    A_COST,
+    A_CREATOR,
+    A_ROOM,
+    A_COUNT,
+    A_DIAMONDS,
+    A_NAME,
+    A_FROMGIFT,
+    A_GIFT,
+    A__COUNT,
+};
+/* Arguments before the sends: numkeys, now, ttl, combo window, history cap, day. */
+#define HEAD_ARGS 6
+
+struct ledger_gift_op {
+    struct ledger_gift_op *next; /* in the queue, then in its batch */
+    struct lgift_queue *q;
+    ledger_gift_cb *cb; /* NULL once answered or cancelled */
+    void *ud;
+    int64_t start_ms;
+    bool lookup; /* an idempotency lookup (ledger_gift_lookup), not a send */
+    char *arg[A__COUNT];
+    size_t len[A__COUNT];
+    /* argument bytes follow */
+};
+
+struct batch {
+    struct lgift_queue *q;
+    struct ledger_gift_op *ops; /* in ARGV order */
+    size_t n;
+};
+
+struct lgift_queue {
+    struct ledger *l;
+    struct ledger_gift_op *head, *tail;
+    size_t queued;
+    long batches_inflight;
+    uv_check_t check;
+    uv_timer_t hold;        /* a batch waiting for LEDGER_GIFT_BATCH_INTERVAL_MS to pass */
+    uint64_t last_batch_ns; /* when the last batch left */
+    bool closing;
+    struct ledger_gift_stats stats;
+};
+
+static void op_answer(struct ledger_gift_op *op, int status, const struct ledger_gift_reply *r)
+{
+    ledger_gift_cb *cb = op->cb;
+    op->cb = NULL;
+    if (cb) {
+        cb(op->ud, status, r);
+    }
+}
+
+static void batch_reply(void *ud, int status, const redisReply *rep)
+{
+    struct batch *b = ud;
+    struct lgift_queue *q = b->q;
+    q->batches_inflight--;
+    bool ok = status == 0 && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 * b->n;
+    if (status == 0 && !ok) {
+        status = -EPROTO;
+    }
+    struct ledger_gift_op *op = b->ops;
+    for (size_t i = 0; op; i++) {
+        struct ledger_gift_op *next = op->next;
+        if (ok) {
+            redisReply *const *e = rep->element + 3 * i;
+            struct ledger_gift_reply r = {0};
+            long long kind = e[0]->integer;
+            if (kind == 0 && e[1]->type == REDIS_REPLY_STRING) {
+                r.outcome = LEDGER_GIFT_REFUSED;
+                r.refusal = strcmp(e[1]->str, "budget_exceeded") == 0 ? "budget_exceeded"
+                                                                       : "insufficient_funds";
+                r.balance = e[2]->integer;
+            } else {
+                r.outcome = kind == 1   ? LEDGER_GIFT_COMMITTED
+                            : kind == 2 ? LEDGER_GIFT_DUPLICATE
+                                        : LEDGER_GIFT_ID_REUSED;
+                r.balance = e[1]->integer;
+                r.seq = e[2]->integer;
+                if (kind == 1) {
+                    q->stats.committed++;
+                }
+            }
+            op_answer(op, 0, &r);
+        } else {
+            op_answer(op, status, NULL);
+        }
+        free(op);
+        op = next;
+    }
+    free(b);
+}
+
+/* Sends up to LEDGER_GIFT_BATCH_MAX queued sends as one script call. Returns 0, or -ENOMEM
+ * (nothing taken from the queue). */
+static int send_batch(struct lgift_queue *q)
+{
+    const struct ledger_opts *o = lgift_opts(q->l);
+    size_t n = q->queued < LEDGER_GIFT_BATCH_MAX ? q->queued : LEDGER_GIFT_BATCH_MAX;
+    struct batch *b = calloc(1, sizeof(*b));
+    size_t argc = HEAD_ARGS + n * A__COUNT;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *lens = malloc(argc * sizeof(*lens));
+    if (!b || !argv || !lens) {
+        free(b);
+        free(argv);
+        free(lens);
+        return -ENOMEM; /* tried again next turn; the deadline bounds the wait */
+    }
+    char now[24], ttl[24], window[24], cap[24], day[16];
+    snprintf(now, sizeof(now), "%lld", (long long)ledger_now_ms());
+    snprintf(ttl, sizeof(ttl), "%ld", o->idempotency_ttl_s);
+    snprintf(window, sizeof(window), "%ld", o->combo_window_ms);
+    snprintf(cap, sizeof(cap), "%ld", o->history_size);
+    lkey_utc_day(day, sizeof(day));
+    const char *head[HEAD_ARGS] = {"0", now, ttl, window, cap, day};
+    for (size_t i = 0; i < HEAD_ARGS; i++) {
+        argv[i] = head[i];
+        lens[i] = strlen(head[i]);
+    }
+    b->q = q;
+    b->n = n;
+    struct ledger_gift_op **tail = &b->ops;
+    for (size_t i = 0; i < n; i++) {
+        struct ledger_gift_op *op = q->head;
+        q->head = op->next;
+        q->queued--;
+        op->next = NULL;
+        *tail = op;
+        tail = &op->next;
+        for (size_t k = 0; k < A__COUNT; k++) {
+            argv[HEAD_ARGS + i * A__COUNT + k] = op->arg[k];
+            lens[HEAD_ARGS + i * A__COUNT + k] = op->len[k];
+        }
+    }
+    if (!q->head) {
+        q->tail = NULL;
+    }
+    q->stats.batches++;
+    q->last_batch_ns = uv_hrtime();
+    q->stats.batched_sends += n;
+    int rc = ledger_script(q->l, LEDGER_SCRIPT_GIFT, (int)argc, argv, lens, batch_reply, b, NULL);
+    free(argv);
+    free(lens);
+    if (rc < 0) {
+        /* Not sent: nothing was charged. */
+        q->batches_inflight++;
+        batch_reply(b, -EAGAIN, NULL);
+        return 0;
+    }
+    q->batches_inflight++;
+    return 0;
+}
+
+static void flush_queue(struct lgift_queue *q);
+
+static void hold_fired(uv_timer_t *t)
+{
+    flush_queue(t->data);
+}
+
+/* End of a loop turn: the sends that arrived in it leave as one call (or a few, when more than
+ * a batch arrived). Under load they wait a little to travel together: a batch leaves at most
+ * every LEDGER_GIFT_BATCH_INTERVAL_MS, and not while LEDGER_GIFT_BATCHES_INFLIGHT batches are
+ * waiting for Redis; meanwhile the sends that arrive join it. Idle, a send leaves at once.
+ * A send that waited past the ledger's deadline without being sent is answered -EAGAIN
+ * (nothing was charged). */
+static void check_fired(uv_check_t *h)
+{
+    flush_queue(h->data);
+}
+
+static void flush_queue(struct lgift_queue *q)
+{
+    int64_t limit = ledger_now_ms() - lgift_opts(q->l)->timeout_ms;
+    while (q->head && q->head->start_ms <= limit) {
+        struct ledger_gift_op *op = q->head;
+        q->head = op->next;
+        q->queued--;
+        q->stats.expired++;
+        op_answer(op, -EAGAIN, NULL);
+        free(op);
+    }
+    if (!q->head) {
+        q->tail = NULL;
+    }
+    while (q->head && q->batches_inflight < LEDGER_GIFT_BATCHES_INFLIGHT &&
+           ledger_ready(q->l)) {
+        uint64_t since = uv_hrtime() - q->last_batch_ns;
+        uint64_t interval = (uint64_t)LEDGER_GIFT_BATCH_INTERVAL_MS * 1000000u;
+        if (since < interval && q->queued < LEDGER_GIFT_BATCH_MAX) {
+            if (!uv_is_active((uv_handle_t *)&q->hold)) {
+                uv_timer_start(&q->hold, hold_fired, (interval - since) / 1000000u + 1, 0);
+            }
+            break;
+        }
+        if (send_batch(q) < 0) {
+            break;
+        }
+    }
+    if (!q->head) {
+        uv_check_stop(&q->check);
+    }
+}
+
+struct lgift_queue *lgift_queue_new(struct ledger *l, uv_loop_t *loop)
+{
+    struct lgift_queue *q = calloc(1, sizeof(*q));
+    if (!q) {
+        return NULL;
+    }
+    q->l = l;
+    uv_check_init(loop, &q->check);
+    uv_timer_init(loop, &q->hold);
+    q->check.data = q->hold.data = q;
+    return q;
+}
+
+static void queue_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void lgift_queue_free(struct lgift_queue *q)
+{
+    if (!q) {
+        return;
+    }
+    q->closing = true;
+    while (q->head) {
+        struct ledger_gift_op *op = q->head;
+        q->head = op->next;
+        op_answer(op, -ECANCELED, NULL);
+        free(op);
+    }
+    uv_close((uv_handle_t *)&q->hold, NULL);
+    uv_close((uv_handle_t *)&q->check, queue_closed);
+}
+
+static struct ledger_gift_op *op_new(struct lgift_queue *q, const char *const val[A__COUNT],
+                                     const size_t vlen[A__COUNT], ledger_gift_cb *cb, void *ud)
+{
+    size_t bytes = 0;
+    for (size_t k = 0; k < A__COUNT; k++) {
+        bytes += vlen[k] + 1;
+    }
+    struct ledger_gift_op *op = calloc(1, sizeof(*op) + bytes);
+    if (!op) {
+        return NULL;
+    }
+    char *p = (char *)(op + 1);
+    for (size_t k = 0; k < A__COUNT; k++) {
+        memcpy(p, val[k], vlen[k]);
+        p[vlen[k]] = '\0';
+        op->arg[k] = p;
+        op->len[k] = vlen[k];
+        p += vlen[k] + 1;
+    }
+    op->q = q;
+    op->cb = cb;
+    op->ud = ud;
+    op->start_ms = ledger_now_ms();
+    return op;
+}
+
+int ledger_gift_send(struct ledger *l, const struct ledger_gift_req *req, ledger_gift_cb *cb,
+                     void *ud, struct ledger_gift_op **out_op)
+{
+    struct lgift_queue *q = lgift_queue_of(l);
+    if (!ledger_ready(l) || q->closing) {
+        return -EAGAIN;
+    }
+    if (req->count < 1 || req->coins < 0 || req->diamonds < 0) {
+        return -EINVAL;
+    }
+    char prefix[32], digest[100], cost[24], count[24], dia[24], gift[80];
+    lkey_partition(prefix, sizeof(prefix), ledger_partition(req->sub, lgift_opts(l)->partitions));
+    snprintf(digest, sizeof(digest), "%s:%ld", req->gift, req->count);
+    snprintf(cost, sizeof(cost), "%ld", req->coins * req->count);
+    snprintf(count, sizeof(count), "%ld", req->count);
+    snprintf(dia, sizeof(dia), "%ld", req->diamonds * req->count);
+    snprintf(gift, sizeof(gift), "%s|%d", req->gift, req->streakable ? 1 : 0);
+    const char *val[A__COUNT] = {
+        [A_PREFIX] = prefix,        [A_SUB] = req->sub,
+        [A_ID] = req->id,           [A_DIGEST] = digest,
+        [A_COST] = cost,            [A_CREATOR] = req->creator,
+        [A_ROOM] = req->room,       [A_COUNT] = count,
+        [A_DIAMONDS] = dia,         [A_NAME] = req->name_json,
+        [A_FROMGIFT] = req->event_from_gift, [A_GIFT] = gift,
+    };
+    size_t vlen[A__COUNT];
+    for (size_t k = 0; k < A__COUNT; k++) {
+        vlen[k] = strlen(val[k]);
+    }
+    struct ledger_gift_op *op = op_new(q, val, vlen, cb, ud);
+    if (!op) {
+        return -ENOMEM;
+    }
+    if (q->tail) {
+        q->tail->next = op;
+    } else {
+        q->head = op;
+    }
+    q->tail = op;
+    if (q->queued++ == 0) {
+        uv_check_start(&q->check, check_fired);
+    }
+    if (out_op) {
+        *out_op = op;
+    }
+    return 0;
+}
+
+void ledger_gift_cancel(struct ledger_gift_op *op)
+{
+    if (op) {
+        op->cb = NULL;
+    }
+}
+
+/* ---- idempotency lookup ---- */
+
+static void lookup_reply(void *ud, int status, const redisReply *rep)
+{
+    struct ledger_gift_op *op = ud;
+    if (status < 0) {
+        op_answer(op, status, NULL);
+    } else if (rep->type == REDIS_REPLY_NIL) {
+        op_answer(op, -ENOENT, NULL);
+    } else if (rep->type != REDIS_REPLY_STRING) {
+        op_answer(op, -EPROTO, NULL);
+    } else {
+        /* "digest|balance|seq" (a v1 record has the publish payload where seq is now). */
+        struct ledger_gift_reply r = {.outcome = LEDGER_GIFT_ID_REUSED};
+        const char *bar = memchr(rep->str, '|', rep->len);
+        size_t dlen = op->len[A_DIGEST];
+        if (bar && (size_t)(bar - rep->str) == dlen && memcmp(rep->str, op->arg[A_DIGEST], dlen) == 0) {
+            char *end;
+            r.outcome = LEDGER_GIFT_DUPLICATE;
+            r.balance = strtoll(bar + 1, &end, 10);
+            r.seq = *end == '|' ? strtoll(end + 1, NULL, 10) : 0;
+        }
+        op_answer(op, 0, &r);
+    }
+    free(op);
+}
+
+int ledger_gift_lookup(struct ledger *l, const char *sub, const char *id, const char *gift,
+                       long count, ledger_gift_cb *cb, void *ud, struct ledger_gift_op **out_op)
+{
+    char key[256], digest[100], kind[80];
+    snprintf(kind, sizeof(kind), "idem:%s", id);
+    lkey_user(key, sizeof(key), lgift_opts(l)->partitions, kind, sub);
+    snprintf(digest, sizeof(digest), "%s:%ld", gift, count);
+    const char *val[A__COUNT] = {[A_DIGEST] = digest};
+    size_t vlen[A__COUNT] = {0};
+    for (size_t k = 0; k < A__COUNT; k++) {
+        if (!val[k]) {
+            val[k] = "";
+        }
+        vlen[k] = strlen(val[k]);
+    }
+    struct ledger_gift_op *op = op_new(lgift_queue_of(l), val, vlen, cb, ud);
+    if (!op) {
+        return -ENOMEM;
+    }
+    op->lookup = true;
+    const char *argv[] = {"GET", key};
+    int rc = ledger_command(l, 2, argv, NULL, lookup_reply, op, NULL);
+    if (rc < 0) {
+        free(op);
+        return rc;
+    }
+    if (out_op) {
+        *out_op = op;
+    }
+    return 0;
+}
+
+void ledger_get_gift_stats(const struct ledger *l, struct ledger_gift_stats *out)
+{
+    const struct lgift_queue *q = lgift_queue_of((struct ledger *)l);
+    *out = q->stats;
+    out->queued = q->queued;
+}
