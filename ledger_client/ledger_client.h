@@ -49,7 +49,8 @@ enum ledger_state {
  */
 typedef void ledger_reply_cb(void *ud, int status, const redisReply *reply);
 
-/** Pub/sub message (all borrowed, valid during the call). */
+/** Pub/sub message (all borrowed, valid during the call): one room event; a message carrying
+ * several (one per line) is delivered as several calls. */
 typedef void ledger_message_cb(void *ud, const char *channel, size_t channel_len, const char *msg,
                                size_t msg_len);
 

@@ -561,8 +561,16 @@ static void sub_message(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply *kind = r->element[0];
     if (kind->type == REDIS_REPLY_STRING && kind->len == 7 && memcmp(kind->str, "message", 7) == 0 &&
         l->opts.on_message) {
-        l->opts.on_message(l->opts.ud, r->element[1]->str, r->element[1]->len,
-                           r->element[2]->str, r->element[2]->len);
+        /* gift.lua publishes a room's events of one batch as one message, one event per
+         * line (JSON text holds no raw newline): each is delivered on its own. */
+        const char *m = r->element[2]->str, *end = m + r->element[2]->len;
+        while (m < end && !l->closing) {
+            const char *nl = memchr(m, '\n', (size_t)(end - m));
+            const char *stop = nl ? nl : end;
+            l->opts.on_message(l->opts.ud, r->element[1]->str, r->element[1]->len, m,
+                               (size_t)(stop - m));
+            m = stop + 1;
+        }
     }
 }
 

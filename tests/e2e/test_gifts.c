@@ -1,5 +1,5 @@
 /* End-to-end: the gift path through real giftd nodes and a real redis-server — debit, publish,
- * ack, broadcast across nodes, idempotency, refusals, Redis failure, the outbox (SPEC 3, 4). */
+ * ack, broadcast across nodes, idempotency, refusals, Redis failure, batches (SPEC 3, 4). */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,7 +11,6 @@
 #include "ledger_client/ledger_client.h"
 #include "tests/support/fixture.h"
 
-#define US "\x1f" /* the separator of the outbox payload's fields */
 
 static struct fx f;
 /* Rate limits are lifted here: these tests fire bursts on purpose (test_semantics checks
@@ -431,108 +430,252 @@ Test(gifts, recharge_is_idempotent_per_payment_id)
     cr_assert_eq(fx_balance(&f, "ann"), 70);
 }
 
-/* Runs the debit script directly, as a node killed between debit and publish leaves it: the
- * debit is committed and its event sits in the outbox, unpublished. */
-static void debit_without_publish(const char *room, const char *creator, const char *sub,
-                                  const char *id)
+/* A counter of node i's /metrics (0 when absent). */
+static long long metric(int node, const char *name)
 {
-    char script_path[512];
-    snprintf(script_path, sizeof(script_path), "%s/ledger_client/scripts/debit.lua",
-             GIFTD_SOURCE_DIR);
-    FILE *fp = fopen(script_path, "r");
-    cr_assert_not_null(fp);
-    char script[8192];
-    size_t n = fread(script, 1, sizeof(script) - 1, fp);
-    fclose(fp);
-    script[n] = '\0';
-    unsigned p = ledger_partition(sub, 1024);
-    char kbal[128], kidem[160], kbud[128], kspent[128], kpend[64], kout[64];
-    snprintf(kbal, sizeof(kbal), "giftd:{p%u}:bal:%s", p, sub);
-    snprintf(kidem, sizeof(kidem), "giftd:{p%u}:idem:%s:%s", p, id, sub);
-    snprintf(kbud, sizeof(kbud), "giftd:{p%u}:budget:%s", p, sub);
-    snprintf(kspent, sizeof(kspent), "giftd:{p%u}:spent:test:%s", p, sub);
-    snprintf(kpend, sizeof(kpend), "giftd:{p%u}:pending", p);
-    snprintf(kout, sizeof(kout), "giftd:{p%u}:outbox", p);
-    char field[256], payload[1024], now[32];
-    long long t = (long long)time(NULL) * 1000;
-    snprintf(now, sizeof(now), "%lld", t);
-    snprintf(field, sizeof(field), "%s" US "%s" US "galaxy", creator, room);
-    /* The payload giftd's gift path stores (server/gift.c): room, sub, id, name, coins,
-     * diamonds, count, gift, streakable, from+gift JSON, event text up to the combo value,
-     * event text after it. */
-    char fg[256];
-    snprintf(fg, sizeof(fg),
-             "\"from\":{\"id\":\"%s\",\"name\":\"%s\"},\"gift\":{\"id\":\"galaxy\",\"name\":"
-             "\"Galaxy\",\"coins\":1,\"diamonds\":1,\"tier\":\"large\",\"animation\":\"galaxy\"}",
-             sub, sub);
-    snprintf(payload, sizeof(payload),
-             "%s" US "%s" US "%s" US "%s" US "1" US "1" US "1" US "galaxy" US "0" US "%s" US
-             ",\"id\":\"%s\",%s,\"count\":1,\"combo\":" US ",\"ts_ms\":%lld}",
-             room, sub, id, sub, fg, id, fg, t);
-    redisContext *rc = tk_redis_connect(&f.redis);
-    redisReply *r = redisCommand(rc, "EVAL %s 6 %s %s %s %s %s %s %s %s %s %s %s %s %s %s",
-                                 script, kbal, kidem, kbud, kspent, kpend, kout, "galaxy:1", "1",
-                                 "86400", field, "1", "1", now, payload);
-    cr_assert_not_null(r);
-    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
-    cr_assert_eq(r->element[0]->integer, 1, "debit not committed");
-    freeReplyObject(r);
-    r = redisCommand(rc, "ZCARD %s", kout);
-    cr_assert_eq(r->integer, 1);
-    freeReplyObject(r);
-    redisFree(rc);
+    struct tk_http_resp r;
+    cr_assert_eq(tk_http(f.node[node].port, "GET", "/metrics", NULL, NULL, &r), 0);
+    long long v = 0;
+    size_t n = strlen(name);
+    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, name, n) == 0 && p[n] == ' ') {
+            v = strtoll(p + n + 1, NULL, 10);
+            break;
+        }
+    }
+    tk_http_resp_cleanup(&r);
+    return v;
 }
 
-static long long outbox_size(const char *sub)
+/* Sends n gifts "<stem>-<i>" back to back, without waiting for answers. */
+static void burst(struct tk_ws *ws, const char *stem, int n, const char *gift)
 {
-    redisContext *rc = tk_redis_connect(&f.redis);
-    redisReply *r = redisCommand(rc, "ZCARD giftd:{p%u}:outbox", ledger_partition(sub, 1024));
-    long long n = r->integer;
-    freeReplyObject(r);
-    redisFree(rc);
-    return n;
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        snprintf(id, sizeof(id), "%s-%d", stem, i);
+        fx_send_gift(ws, id, gift, 1);
+    }
 }
 
-Test(gifts, outbox_publishes_a_debit_whose_node_died_exactly_once)
+/* Reads the answers (ack or error) of n sends, in any order, into ans[i] by the id's index
+ * (ids "<stem>-<i>"); other events are dropped. Asserts every send is answered exactly once. */
+static void read_answers(struct tk_ws *ws, const char *stem, int n, json_t **ans, int timeout_ms)
 {
-    fx_open_room(&f, "g7", "cara");
-    fx_recharge(&f, "ann", 1002);
-    struct tk_ws *w = fx_viewer(&f, 1, "ben", "g7");
-    struct tk_ws *a = fx_viewer(&f, 0, "ann", "g7");
-    /* A gift that opens no combo, so the next event's seq is the very next one. */
-    fx_send_gift(a, "live-1", "galaxy", 1);
-    json_t *ack = fx_answer(a, "live-1", 5000);
-    long long seq = fx_int(ack, "seq");
-    json_decref(ack);
-    json_t *ev[2] = {0};
-    cr_assert_eq(collect_gifts(w, 1, 3000, ev), 1);
-    json_decref(ev[0]);
+    int got = 0;
+    int64_t end = fx_now_ms() + timeout_ms;
+    size_t sl = strlen(stem);
+    while (got < n && fx_now_ms() < end) {
+        json_t *j = tk_ws_recv(ws, (int)(end - fx_now_ms()));
+        if (!j) {
+            break;
+        }
+        const char *type = fx_str(j, "type");
+        json_t *id = json_object_get(j, "id");
+        if ((strcmp(type, "ack") == 0 || strcmp(type, "error") == 0) && json_is_string(id) &&
+            strncmp(json_string_value(id), stem, sl) == 0) {
+            int i = atoi(json_string_value(id) + sl + 1);
+            cr_assert(i >= 0 && i < n);
+            cr_assert_null(ans[i], "%s answered twice", json_string_value(id));
+            ans[i] = j;
+            got++;
+        } else {
+            json_decref(j);
+        }
+    }
+    cr_assert_eq(got, n, "%d of %d sends answered", got, n);
+}
 
-    int64_t t0 = fx_now_ms();
-    debit_without_publish("g7", "cara", "ann", "orphan-1");
-    cr_assert_eq(collect_gifts(w, 1, 1000 + 3000, ev), 1, "the outbox event never came");
-    int64_t took = fx_now_ms() - t0;
-    cr_assert_str_eq(fx_str(ev[0], "id"), "orphan-1");
-    cr_assert_eq(fx_int(ev[0], "seq"), seq + 1);
+Test(gifts, a_batch_mixes_accepted_and_refused_sends_each_with_its_own_outcome)
+{
+    fx_open_room(&f, "g9", "cara");
+    fx_recharge(&f, "ann", 5);
+    fx_recharge(&f, "dan", 3000);
+    struct tk_ws *w = fx_viewer(&f, 1, "ben", "g9");
+    struct tk_ws *a = fx_viewer(&f, 0, "ann", "g9");
+    struct tk_ws *d = fx_viewer(&f, 0, "dan", "g9");
+    long long batches0 = metric(0, "giftd_ledger_gift_batches_total");
+    long long sends0 = metric(0, "giftd_ledger_gift_batched_sends_total");
+    /* ann can pay for 5 of her 8 roses; dan for 3 of his 4 galaxies (1000 coins each). */
+    enum { NA = 8, ND = 4 };
+    burst(a, "mix-a", NA, "rose");
+    burst(d, "mix-d", ND, "galaxy");
+    json_t *aa[NA] = {0}, *ad[ND] = {0};
+    read_answers(a, "mix-a", NA, aa, 5000);
+    read_answers(d, "mix-d", ND, ad, 5000);
+    long long batches = metric(0, "giftd_ledger_gift_batches_total") - batches0;
+    long long sends = metric(0, "giftd_ledger_gift_batched_sends_total") - sends0;
+    cr_assert_eq(sends, NA + ND);
+    cr_assert_lt(batches, sends, "no batch carried more than one send (%lld batches)", batches);
+    /* In order of sending: the first ones are accepted, the rest refused with the balance. */
+    int acked = 0;
+    long long seqs[NA + ND];
+    for (int i = 0; i < NA; i++) {
+        if (i < 5) {
+            cr_assert_str_eq(fx_str(aa[i], "type"), "ack", "%s", json_dumps(aa[i], 0));
+            cr_assert_eq(fx_int(aa[i], "balance"), 5 - 1 - i);
+            seqs[acked++] = fx_int(aa[i], "seq");
+        } else {
+            cr_assert_str_eq(fx_str(aa[i], "code"), "insufficient_funds");
+        }
+        json_decref(aa[i]);
+    }
+    for (int i = 0; i < ND; i++) {
+        if (i < 3) {
+            cr_assert_str_eq(fx_str(ad[i], "type"), "ack", "%s", json_dumps(ad[i], 0));
+            cr_assert_eq(fx_int(ad[i], "balance"), 3000 - 1000 * (i + 1));
+            seqs[acked++] = fx_int(ad[i], "seq");
+        } else {
+            cr_assert_str_eq(fx_str(ad[i], "code"), "insufficient_funds");
+        }
+        json_decref(ad[i]);
+    }
+    cr_assert_eq(fx_balance(&f, "ann"), 0);
+    cr_assert_eq(fx_balance(&f, "dan"), 0);
+    /* The viewer on the other node sees exactly the 8 accepted sends, each with its acked seq. */
+    json_t *ev[16] = {0};
+    cr_assert_eq(collect_gifts(w, acked, 5000, ev), acked);
+    cr_assert_eq(count_more_gifts(w, 500), 0, "a refused send was broadcast");
+    for (int i = 0; i < acked; i++) {
+        bool found = false;
+        for (int k = 0; k < acked; k++) {
+            found = found || seqs[k] == fx_int(ev[i], "seq");
+        }
+        cr_assert(found, "event seq %lld was acked to no one", fx_int(ev[i], "seq"));
+        json_decref(ev[i]);
+    }
+    tk_ws_free(a);
+    tk_ws_free(d);
+    tk_ws_free(w);
+}
+
+Test(gifts, duplicates_inside_one_batch_are_charged_and_broadcast_once)
+{
+    fx_open_room(&f, "g10", "cara");
+    fx_recharge(&f, "ann", 2000);
+    struct tk_ws *w = fx_viewer(&f, 1, "ben", "g10");
+    struct tk_ws *a = fx_viewer(&f, 0, "ann", "g10");
+    /* The same id three times and another id, back to back. */
+    fx_send_gift(a, "dup-0", "galaxy", 1);
+    fx_send_gift(a, "dup-0", "galaxy", 1);
+    fx_send_gift(a, "dup-1", "rose", 1);
+    fx_send_gift(a, "dup-0", "galaxy", 1);
+    /* The four answers, in the order of the sends. */
+    json_t *ans[4] = {0};
+    for (int k = 0; k < 4;) {
+        json_t *j = tk_ws_recv(a, 5000);
+        cr_assert_not_null(j, "%d of 4 answers", k);
+        const char *type = fx_str(j, "type");
+        if (strcmp(type, "ack") == 0 || strcmp(type, "error") == 0) {
+            ans[k++] = j;
+        } else {
+            json_decref(j);
+        }
+    }
+    json_t *first = ans[0], *other = ans[2];
+    for (int k = 0; k < 4; k++) {
+        cr_assert_str_eq(fx_str(ans[k], "type"), "ack", "%s", json_dumps(ans[k], 0));
+        cr_assert_str_eq(fx_str(ans[k], "id"), k == 2 ? "dup-1" : "dup-0");
+    }
+    cr_assert_eq(fx_int(first, "balance"), 1000);
+    cr_assert_eq(fx_int(other, "balance"), 999);
+    for (int k = 1; k < 4; k += 2) {
+        cr_assert(json_is_true(json_object_get(ans[k], "duplicate")));
+        cr_assert_eq(fx_int(ans[k], "seq"), fx_int(first, "seq"));
+        cr_assert_eq(fx_int(ans[k], "balance"), 1000);
+        json_decref(ans[k]);
+    }
+    cr_assert(json_is_false(json_object_get(first, "duplicate")));
+    cr_assert_eq(fx_balance(&f, "ann"), 999);
+    json_t *ev[4] = {0};
+    cr_assert_eq(collect_gifts(w, 2, 5000, ev), 2);
+    cr_assert_eq(count_more_gifts(w, 500), 0, "a duplicate was broadcast again");
     json_decref(ev[0]);
-    cr_assert(took < 1000 + 2000, "published after %lld ms", (long long)took);
-    /* Exactly once: nothing more, and the outbox is empty. */
-    cr_assert_eq(count_more_gifts(w, 2500), 0);
-    cr_assert_eq(outbox_size("ann"), 0);
-    cr_assert_eq(fx_balance(&f, "ann"), 1);
-    /* The sender retrying that id learns its outcome. */
-    fx_send_gift(a, "orphan-1", "galaxy", 1);
-    json_t *dup = fx_answer(a, "orphan-1", 5000);
-    cr_assert_str_eq(fx_str(dup, "type"), "ack");
-    cr_assert(json_is_true(json_object_get(dup, "duplicate")));
-    cr_assert_eq(fx_int(dup, "seq"), seq + 1);
-    json_decref(dup);
-    cr_assert_eq(count_more_gifts(w, 500), 0);
+    json_decref(ev[1]);
+    json_decref(first);
+    json_decref(other);
     tk_ws_free(a);
     tk_ws_free(w);
 }
 
-/* The Redis-failure test runs on its own fixture: Redis with an AOF, a short ledger timeout. */
+/* A batch sent to Redis whose connection is lost before it ran: every send of it is answered
+ * (outcome unknown), nothing is charged, and a retry with the same ids charges each once. */
+Test(gifts, a_batch_cut_by_a_lost_connection_is_answered_and_retried_once)
+{
+    fx_open_room(&f, "g11", "cara");
+    fx_recharge(&f, "ann", 100);
+    struct tk_ws *w = fx_viewer(&f, 1, "ben", "g11");
+    struct tk_ws *a = fx_viewer(&f, 0, "ann", "g11");
+    redisContext *rc = tk_redis_connect(&f.redis);
+    /* Scripts wait while writes are paused: the batch sits unexecuted in Redis. */
+    redisReply *r = redisCommand(rc, "CLIENT PAUSE 5000 WRITE");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    enum { N = 6 };
+    burst(a, "cut", N, "rose");
+    usleep(300 * 1000);
+    r = redisCommand(rc, "CLIENT KILL TYPE normal SKIPME yes");
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer >= 1);
+    freeReplyObject(r);
+    r = redisCommand(rc, "CLIENT UNPAUSE");
+    freeReplyObject(r);
+    json_t *ans[N] = {0};
+    read_answers(a, "cut", N, ans, 5000);
+    for (int i = 0; i < N; i++) {
+        cr_assert_str_eq(fx_str(ans[i], "code"), "ledger_unavailable", "%s",
+                         json_dumps(ans[i], 0));
+        json_decref(ans[i]);
+        ans[i] = NULL;
+    }
+    cr_assert_eq(tk_giftd_wait_ready(&f.node[0], 10000), 0);
+    cr_assert_eq(fx_balance(&f, "ann"), 100, "a cut batch was charged");
+    burst(a, "cut", N, "rose");
+    read_answers(a, "cut", N, ans, 5000);
+    for (int i = 0; i < N; i++) {
+        cr_assert_str_eq(fx_str(ans[i], "type"), "ack", "%s", json_dumps(ans[i], 0));
+        cr_assert(json_is_false(json_object_get(ans[i], "duplicate")));
+        json_decref(ans[i]);
+    }
+    cr_assert_eq(fx_balance(&f, "ann"), 100 - N);
+    json_t *ev[N] = {0};
+    cr_assert_eq(collect_gifts(w, N, 5000, ev), N);
+    cr_assert_eq(count_more_gifts(w, 500), 0);
+    for (int i = 0; i < N; i++) {
+        json_decref(ev[i]);
+    }
+    redisFree(rc);
+    tk_ws_free(a);
+    tk_ws_free(w);
+}
+
+/* One script charges and broadcasts a send: a node killed right after its clients sent
+ * leaves no send charged but not broadcast, nor broadcast but not charged. */
+Test(gifts, a_node_killed_mid_burst_leaves_every_charge_broadcast_once)
+{
+    fx_open_room(&f, "g7", "cara");
+    fx_recharge(&f, "ann", 1000);
+    struct tk_ws *w = fx_viewer(&f, 0, "ben", "g7");
+    struct tk_ws *a = fx_viewer(&f, 1, "ann", "g7");
+    enum { N = 40 };
+    burst(a, "kill", N, "rose");
+    cr_assert_eq(tk_giftd_signal(&f.node[1], SIGKILL), 0);
+    cr_assert_eq(tk_giftd_wait_exit(&f.node[1], 10000, NULL), 0);
+    json_t *ev[N] = {0};
+    int got = collect_gifts(w, N, 3000, ev);
+    bool seen[N] = {0};
+    for (int i = 0; i < got; i++) {
+        const char *id = fx_str(ev[i], "id");
+        int k = atoi(id + strlen("kill-"));
+        cr_assert(!seen[k], "%s broadcast twice", id);
+        seen[k] = true;
+        json_decref(ev[i]);
+    }
+    cr_assert_eq(count_more_gifts(w, 1000), 0);
+    cr_assert_eq(1000 - fx_balance(&f, "ann"), got, "charged %ld, broadcast %d",
+                 1000 - fx_balance(&f, "ann"), got);
+    tk_ws_free(a);
+    tk_ws_free(w);
+}
+
 static void setup_aof(void)
 {
     static const char *const extra[] = {"--ledger.timeout_ms=500", "--limits.gifts_per_sec=100000",

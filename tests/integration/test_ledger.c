@@ -267,25 +267,39 @@ Test(ledger, pubsub_delivers_messages)
     ledger_free(l);
 }
 
-/* The debit script alone: refusals write nothing; a commit writes everything once. */
-static redisReply *debit(redisContext *rc, const char *id, const char *digest, long cost)
+/* The gift script alone: one batch of sends on one user, each with its own outcome. */
+static redisReply *gift_batch(redisContext *rc, int n, const char *const ids[],
+                              const char *const digests[], const long costs[])
 {
-    char src[8192];
+    char src[16384];
     char path[512];
-    snprintf(path, sizeof(path), "%s/ledger_client/scripts/debit.lua", GIFTD_SOURCE_DIR);
+    snprintf(path, sizeof(path), "%s/ledger_client/scripts/gift.lua", GIFTD_SOURCE_DIR);
     FILE *fp = fopen(path, "r");
     cr_assert_not_null(fp);
-    size_t n = fread(src, 1, sizeof(src) - 1, fp);
+    size_t len = fread(src, 1, sizeof(src) - 1, fp);
     fclose(fp);
-    src[n] = '\0';
-    char idem[64], costs[24];
-    snprintf(idem, sizeof(idem), "d:idem:%s", id);
-    snprintf(costs, sizeof(costs), "%ld", cost);
-    return redisCommand(rc, "EVAL %s 6 d:bal %s d:budget d:spent d:pending d:outbox %s %s 86400 "
-                            "cara\x1froom\x1frose 1 1 1000 payload-%s",
-                        src, idem, digest, costs, id);
+    src[len] = '\0';
+    const char *argv[3 + 5 + 12 * 8];
+    char cost[8][24];
+    int argc = 0;
+    const char *head[] = {"EVAL", src, "0", "1000", "86400", "10000", "200", "20260101"};
+    for (size_t i = 0; i < 8; i++) {
+        argv[argc++] = head[i];
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(cost[i], sizeof(cost[i]), "%ld", costs[i]);
+        const char *send[12] = {"d:", "ann", ids[i], digests[i], cost[i], "cara", "droom", "1",
+                                "1", "\"Ann\"", "\"from\":{\"id\":\"ann\"}", "rose|0"};
+        for (int k = 0; k < 12; k++) {
+            argv[argc++] = send[k];
+        }
+    }
+    redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    cr_assert_eq(r->elements, (size_t)(3 * n));
+    return r;
 }
-
 static long long get_int(redisContext *rc, const char *cmd)
 {
     redisReply *r = redisCommand(rc, cmd);
@@ -296,41 +310,57 @@ static long long get_int(redisContext *rc, const char *cmd)
     return v;
 }
 
-Test(ledger, debit_script_checks_before_writing)
+Test(ledger, gift_script_checks_each_send_before_writing)
 {
     redisContext *rc = tk_redis_connect(&redis);
-    freeReplyObject(redisCommand(rc, "SET d:bal 10"));
-    freeReplyObject(redisCommand(rc, "SET d:budget 8"));
-    redisReply *r = debit(rc, "a", "rose:9", 9);
+    freeReplyObject(redisCommand(rc, "SET d:bal:ann 10"));
+    freeReplyObject(redisCommand(rc, "SET d:budget:ann 8"));
+    /* Over the budget; then over the balance once the budget is gone: nothing written. */
+    const char *ids1[] = {"a"};
+    const char *dg1[] = {"rose:9"};
+    const long c1[] = {9};
+    redisReply *r = gift_batch(rc, 1, ids1, dg1, c1);
     cr_assert_eq(r->element[0]->integer, 0);
     cr_assert_str_eq(r->element[1]->str, "budget_exceeded");
     freeReplyObject(r);
-    freeReplyObject(redisCommand(rc, "DEL d:budget"));
-    r = debit(rc, "b", "rose:11", 11);
+    freeReplyObject(redisCommand(rc, "DEL d:budget:ann"));
+    /* One batch: refused, committed, a duplicate of it, a reuse of its id, committed. */
+    const char *ids[] = {"b", "c", "c", "c", "e"};
+    const char *dg[] = {"rose:11", "rose:4", "rose:4", "rose:5", "rose:1"};
+    const long c[] = {11, 4, 4, 5, 1};
+    r = gift_batch(rc, 5, ids, dg, c);
+    cr_assert_eq(r->element[0]->integer, 0);
     cr_assert_str_eq(r->element[1]->str, "insufficient_funds");
+    cr_assert_eq(r->element[2]->integer, 10);
+    cr_assert_eq(r->element[3]->integer, 1, "c committed");
+    cr_assert_eq(r->element[4]->integer, 6);
+    long long seq = r->element[5]->integer;
+    cr_assert_eq(r->element[6]->integer, 2, "the second c is its retry");
+    cr_assert_eq(r->element[7]->integer, 6);
+    cr_assert_eq(r->element[8]->integer, seq);
+    cr_assert_eq(r->element[9]->integer, -1, "c with another count is refused");
+    cr_assert_eq(r->element[12]->integer, 1, "e committed");
+    cr_assert_eq(r->element[13]->integer, 5);
+    cr_assert_eq(r->element[14]->integer, seq + 1);
     freeReplyObject(r);
-    /* Nothing written by the refusals. */
-    cr_assert_eq(get_int(rc, "GET d:bal"), 10);
-    cr_assert_eq(get_int(rc, "EXISTS d:idem:a d:idem:b d:pending d:outbox d:spent"), 0);
-    r = debit(rc, "c", "rose:4", 4);
-    cr_assert_eq(r->element[0]->integer, 1);
-    cr_assert_eq(r->element[1]->integer, 6);
+    cr_assert_eq(get_int(rc, "GET d:bal:ann"), 5);
+    cr_assert_eq(get_int(rc, "EXISTS d:idem:a:ann d:idem:b:ann"), 0, "a refusal wrote");
+    cr_assert_eq(get_int(rc, "GET d:spent:20260101:ann"), 5);
+    cr_assert_eq(get_int(rc, "GET giftd:{r:droom}:seq"), seq + 1);
+    cr_assert_eq(get_int(rc, "LLEN giftd:{r:droom}:hist"), 2, "one history entry per gift");
+    r = redisCommand(rc, "HGET d:pending cara\x1f" "droom\x1frose");
+    cr_assert_str_eq(r->str, "2 5 2 1000 1000", "count coins diamonds first last");
     freeReplyObject(r);
-    cr_assert_eq(get_int(rc, "ZCARD d:outbox"), 1);
-    cr_assert_eq(get_int(rc, "GET d:spent"), 4);
-    /* The retry returns the stored outcome and changes nothing; a reuse is refused. */
-    r = debit(rc, "c", "rose:4", 4);
+    r = redisCommand(rc, "HMGET giftd:{r:droom}:totals gifts coins diamonds");
+    cr_assert_str_eq(r->element[0]->str, "2");
+    cr_assert_str_eq(r->element[1]->str, "5");
+    freeReplyObject(r);
+    /* The retry in a later batch still gets the first outcome. */
+    r = gift_batch(rc, 1, ids + 1, dg + 1, c + 1);
     cr_assert_eq(r->element[0]->integer, 2);
     cr_assert_eq(r->element[1]->integer, 6);
-    cr_assert_str_eq(r->element[2]->str, "payload-c");
+    cr_assert_eq(r->element[2]->integer, seq);
     freeReplyObject(r);
-    r = debit(rc, "c", "rose:5", 5);
-    cr_assert_eq(r->element[0]->integer, -1);
-    freeReplyObject(r);
-    cr_assert_eq(get_int(rc, "GET d:bal"), 6);
-    cr_assert_eq(get_int(rc, "ZCARD d:outbox"), 1);
-    r = redisCommand(rc, "HGET d:pending cara\x1froom\x1frose");
-    cr_assert_str_eq(r->str, "1 4 1 1000 1000", "count coins diamonds first last");
-    freeReplyObject(r);
+    cr_assert_eq(get_int(rc, "GET d:bal:ann"), 5);
     redisFree(rc);
 }
