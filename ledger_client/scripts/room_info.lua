@@ -16,7 +16,8 @@ for i = 1, #all, 2 do
     sum = sum + tonumber(c)
   end
 end
-local t = redis.call('HMGET', KEYS[2], 'gifts', 'coins', 'diamonds')
+local tot = redis.pcall('GET', KEYS[2])
+local t = {string.match(type(tot) == 'string' and tot or '', '^(%d+) (%d+) (%d+)$')}
 local top = redis.call('ZREVRANGE', KEYS[3], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
 local flat = {}
 for i = 1, #top, 2 do

@@ -29,13 +29,17 @@ for i = 1, #all, 2 do
 end
 if live and ARGV[5] ~= '-' then
   local interval = tonumber(ARGV[5])
-  local st = redis.call('HMGET', KEYS[4], 'vcount', 'vts', 'lbdirty', 'lbts')
+  local st = redis.call('HMGET', KEYS[4], 'vcount', 'vts', 'lbcoins', 'lbts')
+  -- The leaderboard changed when the room's coins did (gift.lua keeps them in the totals
+  -- string "gifts coins diamonds", a key beside the seq key).
+  local tot = redis.pcall('GET', (string.gsub(KEYS[2], 'seq$', 'totals')))
+  local coins = type(tot) == 'string' and string.match(tot, '^%d+ (%d+)') or '0'
   if tonumber(st[1] or '-1') ~= sum and now - tonumber(st[2] or '0') >= interval then
     redis.call('HSET', KEYS[4], 'vcount', sum, 'vts', now)
     redis.call('PUBLISH', ARGV[6], '{"type":"viewers","room":"' .. ARGV[7] .. '","count":' .. sum .. '}')
   end
-  if st[3] == '1' and now - tonumber(st[4] or '0') >= interval then
-    redis.call('HSET', KEYS[4], 'lbdirty', '0', 'lbts', now)
+  if (st[3] or '0') ~= coins and now - tonumber(st[4] or '0') >= interval then
+    redis.call('HSET', KEYS[4], 'lbcoins', coins, 'lbts', now)
     local top = redis.call('ZREVRANGE', KEYS[5], 0, tonumber(ARGV[8]) - 1, 'WITHSCORES')
     local parts = {}
     for i = 1, #top, 2 do
