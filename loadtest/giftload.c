@@ -517,6 +517,17 @@ void load_on_settled(struct load_conn *c)
     c->L->settled++;
 }
 
+/* The answer to one of our sends: its latency from the send time in its id. */
+static void record_answer(struct load *L, const struct load_ev *ev)
+{
+    uint64_t now = load_now_ns(L), sent_us;
+    L->t_last_answer_ns = now;
+    if (load_id_time(ev->id, ev->id_len, &sent_us) == 0) {
+        uint64_t now_us = (now - L->t0_ns) / 1000;
+        load_hist_record(&L->answer_hist, now_us > sent_us ? now_us - sent_us : 0);
+    }
+}
+
 void load_on_event(struct load_conn *c, const struct load_ev *ev)
 {
     struct load *L = c->L;
@@ -540,6 +551,7 @@ void load_on_event(struct load_conn *c, const struct load_ev *ev)
         if (!c->sender || !ev->id) {
             return;
         }
+        record_answer(L, ev);
         L->gifts_acked++;
         if (ev->duplicate) {
             L->gifts_duplicate++;
@@ -549,6 +561,7 @@ void load_on_event(struct load_conn *c, const struct load_ev *ev)
         return;
     case LOAD_EV_ERROR:
         if (ev->id) {
+            record_answer(L, ev);
             L->gifts_rejected_n++;
             load_codes_add(&L->gifts_rejected, ev->code ? ev->code : "none",
                            ev->code ? ev->code_len : 4);
@@ -796,6 +809,7 @@ static json_t *ms_or_null(const struct load_hist *h, double q)
 
 struct figures {
     double connect_rate, send_s, deliveries_per_sec, sent_per_sec, acked_per_sec;
+    double acked_per_sec_answered; /* acks over first send .. last answer */
 };
 
 static struct figures compute(const struct load *L)
@@ -812,6 +826,8 @@ static struct figures compute(const struct load *L)
     f.deliveries_per_sec = deliv_s > 0 ? (double)L->deliveries / deliv_s : 0;
     f.sent_per_sec = f.send_s > 0 ? (double)L->gifts_sent / f.send_s : 0;
     f.acked_per_sec = f.send_s > 0 ? (double)L->gifts_acked / f.send_s : 0;
+    double ans_s = secs_since(L->t_send_ns, L->t_last_answer_ns);
+    f.acked_per_sec_answered = ans_s > f.send_s ? (double)L->gifts_acked / ans_s : f.acked_per_sec;
     return f;
 }
 
@@ -833,6 +849,12 @@ static int write_json(const struct load *L, const struct figures *f)
     json_object_set_new(lat, "p999", ms_or_null(&L->hist, 0.999));
     json_object_set_new(lat, "max", ms_or_null(&L->hist, 1.0));
     json_object_set_new(lat, "samples", json_integer((json_int_t)L->hist.total));
+    json_t *alat = json_object();
+    json_object_set_new(alat, "p50", ms_or_null(&L->answer_hist, 0.50));
+    json_object_set_new(alat, "p90", ms_or_null(&L->answer_hist, 0.90));
+    json_object_set_new(alat, "p99", ms_or_null(&L->answer_hist, 0.99));
+    json_object_set_new(alat, "p999", ms_or_null(&L->answer_hist, 0.999));
+    json_object_set_new(alat, "max", ms_or_null(&L->answer_hist, 1.0));
 
     json_t *r = json_object();
     json_object_set_new(r, "scenario", sc);
@@ -857,6 +879,8 @@ static int write_json(const struct load *L, const struct figures *f)
     json_object_set_new(r, "deliveries_per_sec", json_real(f->deliveries_per_sec));
     json_object_set_new(r, "expected_deliveries", json_integer((json_int_t)L->expected));
     json_object_set_new(r, "latency_ms", lat);
+    json_object_set_new(r, "answer_latency_ms", alat);
+    json_object_set_new(r, "acked_per_sec_to_last_answer", json_real(f->acked_per_sec_answered));
     json_object_set_new(r, "closed_early", codes_json(&L->closed_early));
     json_object_set_new(r, "errors_other", codes_json(&L->errors_other));
     json_object_set_new(r, "room_closed_events", json_integer((json_int_t)L->room_closed_events));
@@ -926,6 +950,14 @@ static void print_table(const struct load *L, const struct figures *f)
            (double)L->bytes_in / 1e6);
     printf("  %-22sp50 %s  p90 %s  p99 %s  p999 %s  max %s  (%llu samples)\n", "latency", p50, p90,
            p99, p999, pmax, (unsigned long long)L->hist.total);
+    if (L->answer_hist.total) {
+        char a50[32], a99[32], amax[32];
+        fmt_ms(a50, sizeof(a50), &L->answer_hist, 0.50);
+        fmt_ms(a99, sizeof(a99), &L->answer_hist, 0.99);
+        fmt_ms(amax, sizeof(amax), &L->answer_hist, 1.0);
+        printf("  %-22sp50 %s  p99 %s  max %s; acked %.1f/s up to the last answer\n",
+               "answer latency", a50, a99, amax, f->acked_per_sec_answered);
+    }
     print_codes("closed early", &L->closed_early);
     if (L->errors_other.used) {
         print_codes("other errors", &L->errors_other);
@@ -1003,6 +1035,7 @@ int main(int argc, char **argv)
     /* libuv writes with write(2): a peer that closed must not kill the run. */
     signal(SIGPIPE, SIG_IGN);
     load_hist_init(&L->hist);
+    load_hist_init(&L->answer_hist);
     L->rng = L->o.seed * 0x9E3779B97F4A7C15ull + 1;
     L->stderr_tty = isatty(STDERR_FILENO) == 1;
     int status = 1;

@@ -236,6 +236,8 @@ struct load {
     uint64_t frames, batch_frames, bytes_in;
     uint64_t latency_samples_dropped; /* gift events on sampled viewers without our id */
     struct load_hist hist;
+    struct load_hist answer_hist; /* send -> the sender's ack or error, every send */
+    uint64_t t_last_answer_ns;
 
     uv_timer_t t_send, t_tick, t_control;
     uv_signal_t sigint, sigterm; /* first: stop sending and drain; second: stop */

@@ -753,3 +753,55 @@ Test(gifts_redis_failure, redis_killed_and_restarted_mid_stream)
     tk_ws_free(a);
     tk_ws_free(w);
 }
+
+/* Redis stalls (writes paused) with sends queued behind a batch: every send is answered
+ * within ledger.timeout_ms (500 here) plus a margin — the batch sent as "outcome unknown",
+ * those never sent as "nothing was charged" — and once Redis moves again, the retries settle
+ * each send exactly once. */
+Test(gifts_redis_failure, a_stalled_redis_answers_every_send_within_the_deadline)
+{
+    fx_open_room(&f, "g12", "cara");
+    fx_recharge(&f, "ann", 1000);
+    struct tk_ws *a = fx_viewer(&f, 0, "ann", "g12");
+    redisContext *rc = tk_redis_connect(&f.redis);
+    redisReply *r = redisCommand(rc, "CLIENT PAUSE 1500 WRITE");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    enum { N = 30 };
+    int64_t t0 = fx_now_ms();
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "st-%d", i);
+        fx_send_gift(a, id, "rose", 1);
+        usleep(10 * 1000); /* spread over 300 ms: several batches' worth */
+    }
+    json_t *ans[N] = {0};
+    read_answers(a, "st", N, ans, 3000);
+    int64_t took = fx_now_ms() - t0;
+    int unsent = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert_str_eq(fx_str(ans[i], "code"), "ledger_unavailable", "%s",
+                         json_dumps(ans[i], 0));
+        unsent += strstr(fx_str(ans[i], "message"), "nothing was charged") != NULL;
+        json_decref(ans[i]);
+        ans[i] = NULL;
+    }
+    cr_assert(took < 300 + 500 + 400, "the last answer took %lld ms", (long long)took);
+    cr_assert(unsent > 0, "every send was in a batch sent to Redis");
+    /* After the pause: the retries commit what was not, and report what was. */
+    usleep(1500 * 1000);
+    cr_assert_eq(tk_giftd_wait_ready(&f.node[0], 10000), 0);
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "st-%d", i);
+        fx_send_gift(a, id, "rose", 1);
+    }
+    read_answers(a, "st", N, ans, 5000);
+    for (int i = 0; i < N; i++) {
+        cr_assert_str_eq(fx_str(ans[i], "type"), "ack", "%s", json_dumps(ans[i], 0));
+        json_decref(ans[i]);
+    }
+    cr_assert_eq(fx_balance(&f, "ann"), 1000 - N);
+    redisFree(rc);
+    tk_ws_free(a);
+}
