@@ -134,7 +134,7 @@ void ledger_get_stats(const struct ledger *l, struct ledger_stats *out);
  * broadcasts each of them atomically, with its own outcome; idle, a batch is one send. */
 
 /* The most sends in one script call. */
-#define LEDGER_GIFT_BATCH_MAX 128
+#define LEDGER_GIFT_BATCH_MAX 256
 /* Under load, a batch leaves at most this often (the sends of the meantime join it). */
 #define LEDGER_GIFT_BATCH_INTERVAL_MS 2
 /* Batches waiting for Redis before new sends wait for the next turn (and grow the batch). */
@@ -180,7 +180,8 @@ struct ledger_gift_op;
 
 /**
  * Queues a send for this loop turn's batch. req is copied. Returns 0 (cb is called exactly
- * once, unless cancelled), -EAGAIN (Redis down: nothing sent, cb not called), -EINVAL, -ENOMEM.
+ * once, unless cancelled), -EAGAIN (Redis down: nothing sent, cb not called), -EBUSY (overload:
+ * the queue is not draining within the deadline; nothing sent), -EINVAL, -ENOMEM.
  * out_op (may be NULL) gets a handle valid until cb runs.
  */
 int ledger_gift_send(struct ledger *l, const struct ledger_gift_req *req, ledger_gift_cb *cb,
@@ -202,6 +203,7 @@ struct ledger_gift_stats {
     uint64_t batched_sends; /* sends in them */
     uint64_t committed;
     uint64_t expired; /* waited past the deadline without being sent */
+    uint64_t shed;    /* refused at once: the queue was not draining within the deadline */
     size_t queued;
 };
 void ledger_get_gift_stats(const struct ledger *l, struct ledger_gift_stats *out);

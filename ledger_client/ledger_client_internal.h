@@ -3,6 +3,9 @@
 #define GIFTD_LEDGER_CLIENT_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "ledger_client/ledger_client.h"
 
 #include <uv.h>
 
@@ -11,6 +14,10 @@ struct ledger_opts;
 struct lgift_queue;
 
 /* ---- between the transport and the gift sends ---- */
+/** ledger_script whose deadline runs from start_ms (ledger_now_ms clock) instead of now: a
+ * batch answers by the deadline of the oldest send in it. */
+int lscript_since(struct ledger *l, enum ledger_script script, int argc, const char *const *argv,
+                  const size_t *argvlen, ledger_reply_cb *cb, void *ud, int64_t start_ms);
 /** The options the ledger was made with (borrowed, valid while it lives). */
 const struct ledger_opts *lgift_opts(const struct ledger *l);
 /** The ledger's queue of gift sends. */

@@ -788,7 +788,7 @@ bool ledger_ready(const struct ledger *l)
 
 static int submit(struct ledger *l, int script, int argc, const char *const *argv,
                   const size_t *argvlen, ledger_reply_cb *cb, void *ud,
-                  struct ledger_req **out_req)
+                  struct ledger_req **out_req, int64_t start_ms)
 {
     if (!l->cmd_up || l->closing) {
         return -EAGAIN;
@@ -827,7 +827,7 @@ static int submit(struct ledger *l, int script, int argc, const char *const *arg
     r->cb = cb;
     r->ud = ud;
     r->script = script;
-    r->start_ms = ledger_now_ms();
+    r->start_ms = start_ms;
     r->start_ns = mono_ns();
     l->stats.requests++;
     if (l->inflight.n < l->opts.max_inflight && !l->waiting.head) {
@@ -847,14 +847,20 @@ static int submit(struct ledger *l, int script, int argc, const char *const *arg
 int ledger_command(struct ledger *l, int argc, const char *const *argv, const size_t *argvlen,
                    ledger_reply_cb *cb, void *ud, struct ledger_req **out_req)
 {
-    return submit(l, -1, argc, argv, argvlen, cb, ud, out_req);
+    return submit(l, -1, argc, argv, argvlen, cb, ud, out_req, ledger_now_ms());
 }
 
 int ledger_script(struct ledger *l, enum ledger_script script, int argc, const char *const *argv,
                   const size_t *argvlen, ledger_reply_cb *cb, void *ud,
                   struct ledger_req **out_req)
 {
-    return submit(l, (int)script, argc, argv, argvlen, cb, ud, out_req);
+    return submit(l, (int)script, argc, argv, argvlen, cb, ud, out_req, ledger_now_ms());
+}
+
+int lscript_since(struct ledger *l, enum ledger_script script, int argc, const char *const *argv,
+                  const size_t *argvlen, ledger_reply_cb *cb, void *ud, int64_t start_ms)
+{
+    return submit(l, (int)script, argc, argv, argvlen, cb, ud, NULL, start_ms);
 }
 
 void ledger_req_cancel(struct ledger_req *req)

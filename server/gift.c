@@ -15,7 +15,7 @@ static void send_ack(struct session *s, const char *id, long long balance, long 
     proto_buf_json_cstr(b, id);
     proto_buf_printf(b, ",\"balance\":%lld,\"seq\":%lld,\"duplicate\":%s}", balance, seq,
                      dup ? "true" : "false");
-    session_send_buf(s, b);
+    session_send_direct(s, b); /* acks come from ledger replies, outside lws callbacks */
 }
 
 static void reject(struct session *s, enum proto_err e, const char *msg, const char *id);
@@ -130,6 +130,11 @@ void gift_handle(struct session *s, const struct proto_msg *m)
         reject(s, PROTO_ERR_RATE_LIMITED, "over limits.gifts_per_sec", m->id);
         return;
     }
+    if (s->pending_ledger >= SESSION_MAX_PENDING - 1) {
+        reject(s, PROTO_ERR_LEDGER_UNAVAILABLE,
+               "too many sends awaiting the ledger; nothing was charged: retry later", m->id);
+        return;
+    }
     /* The event text after seq, encoded once here; every node sends it as is. The script
      * adds seq, the combo value and the time. */
     struct proto_buf fg, name;
@@ -178,7 +183,9 @@ void gift_handle(struct session *s, const struct proto_msg *m)
     if (rc < 0) {
         free(p);
         /* Not sent: nothing was charged. */
-        reject(s, PROTO_ERR_LEDGER_UNAVAILABLE, "ledger unavailable; nothing was charged",
+        reject(s, PROTO_ERR_LEDGER_UNAVAILABLE,
+               rc == -EBUSY ? "overloaded; nothing was charged: retry later"
+                            : "ledger unavailable; nothing was charged",
                m->id);
         return;
     }

@@ -84,6 +84,9 @@ void metrics_render(struct app *app, struct proto_buf *b)
             gs.batched_sends);
     counter(b, "giftd_ledger_gift_expired_total",
             "gift sends that waited past ledger.timeout_ms unsent (nothing charged)", gs.expired);
+    counter(b, "giftd_ledger_gift_shed_total",
+            "gift sends refused at once because Redis was not keeping up (nothing charged)",
+            gs.shed);
     gauge(b, "giftd_ledger_gift_queued", "gift sends waiting for the next batch",
           (long)gs.queued);
 

@@ -211,6 +211,10 @@ struct session {
 void session_wake(struct session *s);
 /** Queues a personal text frame (copied) to s and asks for writable. */
 void session_send(struct session *s, const char *text, size_t len);
+/** Writes a proto_buf's text (which has LWS_PRE headroom, like app->scratch) at once when
+ * the session has nothing queued and its socket is keeping up; else queues it. Only from
+ * outside lws callbacks (a ledger reply, the end of a loop turn). */
+void session_send_direct(struct session *s, struct proto_buf *b);
 /** Queues a proto_buf's text. */
 void session_send_buf(struct session *s, struct proto_buf *b);
 /** Queues an error frame (message NULL: default; id NULL: none) and counts it. */
@@ -247,6 +251,10 @@ struct pending {
     int64_t t0_ms;
     char creator_id[65];
 };
+
+/* Redis requests one session may have in flight: past it the session is not read (gift sends
+ * are refused instead, so that none waits unseen in the socket past its deadline). */
+#define SESSION_MAX_PENDING 64
 
 /** Allocates a pending request owned by s or h. Returns NULL on OOM. */
 struct pending *pending_new(struct app *app, struct session *s, struct http_req *h,

@@ -5,7 +5,6 @@
 
 #include "server/server.h"
 
-#define SESSION_MAX_PENDING 64 /* Redis requests one session may have in flight */
 
 static struct app *app_of(struct lws *wsi)
 {
@@ -165,6 +164,25 @@ void session_send(struct session *s, const char *text, size_t len)
     s->out_tail = m;
     s->out_len++;
     session_wake(s);
+}
+
+void session_send_direct(struct session *s, struct proto_buf *b)
+{
+    /* Only when nothing is queued before it and the socket took everything so far: then the
+     * frame goes out now, without asking lws for WRITEABLE (two epoll_ctl per frame). */
+    if (!b->oom && !s->out_head && !s->want_write && !s->close_code && !s->going_away &&
+        !lws_partial_buffered(s->wsi)) {
+        int w = lws_write(s->wsi, (unsigned char *)proto_buf_text(b), b->len, LWS_WRITE_TEXT);
+        if (w >= 0) {
+            s->app->m.frames_out++;
+            s->app->m.bytes_out += b->len;
+            if (lws_partial_buffered(s->wsi)) {
+                session_wake(s); /* lws sends the rest from WRITEABLE */
+            }
+            return;
+        }
+    }
+    session_send_buf(s, b);
 }
 
 void session_send_buf(struct session *s, struct proto_buf *b)
