@@ -34,7 +34,7 @@
     X(ledger_timeout_ms, "ledger.timeout_ms", INT, 2000, 10, 60000,                                \
       "deadline of one Redis request; past it the sender gets ledger_unavailable")               \
     X(ledger_outbox_grace_ms, "ledger.outbox_grace_ms", INT, 5000, 100, 600000,                    \
-      "an unpublished debit older than this is published by the outbox sweeper")                 \
+      "Redis Cluster only: a debit not yet broadcast after this is broadcast by another node")                 \
     X(ledger_max_inflight, "ledger.max_inflight", INT, 4096, 1, 1000000,                           \
       "Redis requests in flight per node before senders are pushed back")                        \
     X(ledger_partitions, "ledger.partitions", INT, 1024, 1, 16384,                                 \
