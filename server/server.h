@@ -321,18 +321,6 @@ void gift_sweeper_start(struct app *app);
 
 /* ---- settlement flusher (flush.c, flush_pg.c) ---- */
 
-/* One settlement row of SPEC 7: the totals of one (creator, room, gift) in one batch. */
-struct settle_row {
-    char creator[65];
-    char room[65];
-    char gift[65];
-    long long count;
-    long long coins;
-    long long diamonds;
-    long long first_ts_ms;
-    long long last_ts_ms;
-};
-
 /** Starts the flusher (its timer, and the PostgreSQL thread for that sink). 0 or -errno. */
 int flush_start(struct app *app);
 /** Settles every partition this node may flush now (a room closed), not waiting for the
@@ -359,7 +347,7 @@ int pg_sink_new(uv_loop_t *loop, const char *conninfo, struct pg_sink **out);
 /** Queues one batch: its rows are inserted in one transaction (several batches queued
  * together share one), ON CONFLICT DO NOTHING. batch and rows are borrowed until cb, which
  * runs on the loop. Returns 0 or -ENOMEM. */
-int pg_sink_write(struct pg_sink *s, const char *batch, const struct settle_row *rows,
+int pg_sink_write(struct pg_sink *s, const char *batch, const struct ledger_settle_row *rows,
                   size_t nrows, pg_sink_cb *cb, void *ud);
 /** Stops the thread (cancelling a running statement), answers every queued write (its result,
  * or -ECANCELED) before returning; memory is freed when the loop runs again. NULL: no-op. */
