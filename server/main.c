@@ -168,33 +168,21 @@ static void presence_fired(uv_timer_t *t)
 
 /* ---- --dev ---- */
 
-static void dev_ignore(void *ud, int status, const redisReply *r)
-{
-    (void)ud;
-    (void)status;
-    (void)r;
-}
-
 static void dev_setup(struct app *app)
 {
-    char k[256], k2[256], k3[300], k5[64];
     int64_t now = ledger_now_ms();
-    struct room_open_args a;
-    rooms_open_args_init(&a, "demo", "demo_creator", "Demo Creator", "giftd demo");
-    ledger_script(app->ledger, LEDGER_SCRIPT_ROOM_OPEN, a.argc, a.argv, NULL, dev_ignore, NULL,
-                  NULL);
-    rooms_open_args_cleanup(&a);
+    /* Replies are not awaited: the ledger is up, and the banner below is what --dev is for. */
+    struct ledger_room_open_req room = {.room = "demo",
+                                        .creator_id = "demo_creator",
+                                        .creator_name = "Demo Creator",
+                                        .title = "giftd demo"};
+    ledger_room_open(app->ledger, &room, NULL, NULL, NULL);
     const char *users[] = {"alice", "bob"};
     for (int i = 0; i < 2; i++) {
         char pay[128];
-        user_key(app, k, sizeof(k), "bal", users[i]);
-        snprintf(pay, sizeof(pay), "pay:dev-credit-%s", users[i]);
-        user_key(app, k2, sizeof(k2), pay, users[i]);
-        unsigned p = ledger_partition(users[i], app->cfg.ledger_partitions);
-        partition_prefix(k5, sizeof(k5), p);
-        snprintf(k3, sizeof(k3), "%srecharged", k5);
-        const char *rc[] = {"3", k, k2, k3, "100000"};
-        ledger_script(app->ledger, LEDGER_SCRIPT_RECHARGE, 5, rc, NULL, dev_ignore, NULL, NULL);
+        snprintf(pay, sizeof(pay), "dev-credit-%s", users[i]);
+        struct ledger_recharge_req rc = {.user = users[i], .payment_id = pay, .coins = 100000};
+        ledger_recharge(app->ledger, &rc, NULL, NULL, NULL);
     }
     const char *secret = app->cfg.auth_secret;
     int64_t exp = now / 1000 + 7 * 86400;
@@ -259,9 +247,9 @@ void app_ledger_state(void *ud, enum ledger_state st)
     }
 }
 
-static void on_redis_message(void *ud, const char *ch, size_t chlen, const char *msg, size_t len)
+static void on_room_message(void *ud, const char *room, const char *msg, size_t len)
 {
-    rooms_on_message(ud, ch, chlen, msg, len);
+    rooms_on_message(ud, room, msg, len);
 }
 
 static const struct lws_protocols protocols[] = {
@@ -499,7 +487,7 @@ int main(int argc, char **argv)
         .max_inflight = app->cfg.ledger_max_inflight,
         .partitions = app->cfg.ledger_partitions,
         .on_state = app_ledger_state,
-        .on_message = on_redis_message,
+        .on_room_message = on_room_message,
         .ud = app,
     };
     int rcode = 1;

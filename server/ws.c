@@ -29,9 +29,8 @@ static void pending_unlink(struct pending *p)
     }
 }
 
-static void pending_reply(void *ud, int status, const redisReply *reply)
+void pending_answered(struct pending *p)
 {
-    struct pending *p = ud;
     struct session *s = p->s;
     pending_unlink(p);
     if (s) {
@@ -41,6 +40,12 @@ static void pending_reply(void *ud, int status, const redisReply *reply)
         }
     }
     p->req = NULL;
+}
+
+static void pending_reply(void *ud, int status, const redisReply *reply)
+{
+    struct pending *p = ud;
+    pending_answered(p);
     p->done(p, status, reply);
 }
 
@@ -75,18 +80,9 @@ static void pending_link(struct pending *p)
     *list = p;
 }
 
-static int pending_submit(struct pending *p, int script, int argc, const char **argv,
-                          const size_t *lens)
+void pending_track(struct pending *p, struct ledger_req *req)
 {
-    int rc = script >= 0 ? ledger_script(p->app->ledger, (enum ledger_script)script, argc, argv,
-                                         lens, pending_reply, p, &p->req)
-                         : ledger_command(p->app->ledger, argc, argv, lens, pending_reply, p,
-                                          &p->req);
-    if (rc < 0) {
-        free(p->payload);
-        free(p);
-        return rc;
-    }
+    p->req = req;
     pending_link(p);
     if (p->s) {
         p->s->pending_ledger++;
@@ -95,6 +91,22 @@ static int pending_submit(struct pending *p, int script, int argc, const char **
             lws_rx_flow_control(p->s->wsi, 0);
         }
     }
+}
+
+static int pending_submit(struct pending *p, int script, int argc, const char **argv,
+                          const size_t *lens)
+{
+    struct ledger_req *req = NULL;
+    int rc = script >= 0 ? ledger_script(p->app->ledger, (enum ledger_script)script, argc, argv,
+                                         lens, pending_reply, p, &req)
+                         : ledger_command(p->app->ledger, argc, argv, lens, pending_reply, p,
+                                          &req);
+    if (rc < 0) {
+        free(p->payload);
+        free(p);
+        return rc;
+    }
+    pending_track(p, req);
     return 0;
 }
 
@@ -196,15 +208,15 @@ static void send_welcome(struct session *s, const char *balance)
     session_send_buf(s, b);
 }
 
-static void welcome_balance_done(struct pending *p, int status, const redisReply *r)
+static void welcome_balance_done(void *ud, int status, const struct ledger_balance_reply *r)
 {
+    struct pending *p = ud;
+    pending_answered(p);
     struct session *s = p->s;
     if (s) {
-        char bal[32] = "0";
-        if (status == 0 && r->type == REDIS_REPLY_STRING) {
-            snprintf(bal, sizeof(bal), "%lld", strtoll(r->str, NULL, 10));
-        } else if (status != 0 || r->type == REDIS_REPLY_ERROR) {
-            snprintf(bal, sizeof(bal), "null");
+        char bal[32] = "null";
+        if (status == 0) {
+            snprintf(bal, sizeof(bal), "%lld", r->coins); /* 0 for a user never recharged */
         }
         send_welcome(s, bal);
     }
@@ -219,11 +231,13 @@ static void session_authed(struct session *s, const char *room)
     s->authed = true;
     lws_set_timer_usecs(s->wsi, LWS_SET_TIMER_USEC_CANCEL);
     if (s->claims.role == AUTH_ROLE_VIEWER) {
-        struct pending *p = pending_new(s->app, s, NULL, welcome_balance_done);
-        char key[160];
-        user_key(s->app, key, sizeof(key), "bal", s->claims.sub);
-        const char *argv[] = {"GET", key};
-        if (!p || pending_command(p, 2, argv, NULL) < 0) {
+        struct app *app = s->app;
+        struct pending *p = pending_new(app, s, NULL, NULL);
+        struct ledger_req *req = NULL;
+        if (p && ledger_balance(app->ledger, s->claims.sub, welcome_balance_done, p, &req) == 0) {
+            pending_track(p, req);
+        } else {
+            free(p);
             send_welcome(s, "null");
         }
     } else {
@@ -252,8 +266,10 @@ static bool session_verify(struct session *s, const char *token, size_t len)
     return true;
 }
 
-static void join_done(struct pending *p, int status, const redisReply *r)
+static void join_done(void *ud, int status, const struct ledger_presence_reply *r)
 {
+    struct pending *p = ud;
+    pending_answered(p);
     struct session *s = p->s;
     struct app *app = p->app;
     struct room *room = rooms_get(app, p->room, false);
@@ -271,12 +287,12 @@ static void join_done(struct pending *p, int status, const redisReply *r)
     if (!stale) {
         s->joining[0] = '\0';
     }
-    if (status < 0 || r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+    if (status < 0) {
         if (!stale) {
             session_error(s, PROTO_ERR_LEDGER_UNAVAILABLE, "could not join: Redis unavailable",
                           NULL);
         }
-    } else if (r->element[0]->integer != 1) {
+    } else if (!r->live) {
         if (!stale) {
             session_error(s, PROTO_ERR_ROOM_NOT_LIVE, NULL, NULL);
         }
@@ -285,14 +301,14 @@ static void join_done(struct pending *p, int status, const redisReply *r)
         }
     } else if (!stale && room) {
         room->live = true;
-        snprintf(room->creator_id, sizeof(room->creator_id), "%s", r->element[1]->str);
-        snprintf(room->creator_name, sizeof(room->creator_name), "%s", r->element[2]->str);
-        long long seq = r->element[3]->integer;
+        snprintf(room->creator_id, sizeof(room->creator_id), "%s", r->creator_id);
+        snprintf(room->creator_name, sizeof(room->creator_name), "%s", r->creator_name);
+        long long seq = r->seq;
         if (s->room != room) {
             rooms_detach(s);
             rooms_attach(room, s, (uint64_t)seq);
         }
-        long long viewers = r->element[4]->integer;
+        long long viewers = r->viewers;
         if (viewers < room->nviewers) {
             viewers = room->nviewers;
         }
@@ -327,7 +343,7 @@ static void session_join(struct session *s, const char *name)
         session_error(s, PROTO_ERR_INTERNAL, "out of memory", NULL);
         return;
     }
-    struct pending *p = pending_new(app, s, NULL, join_done);
+    struct pending *p = pending_new(app, s, NULL, NULL);
     if (!p) {
         session_error(s, PROTO_ERR_INTERNAL, "out of memory", NULL);
         return;
@@ -335,9 +351,13 @@ static void session_join(struct session *s, const char *name)
     snprintf(p->room, sizeof(p->room), "%s", name);
     snprintf(s->joining, sizeof(s->joining), "%s", name);
     room->joining++;
-    struct presence_args a;
-    rooms_presence_args(app, &a, name, room->nviewers + 1, false);
-    if (pending_script(p, LEDGER_SCRIPT_ROOM_PRESENCE, a.argc, a.argv, NULL) < 0) {
+    struct ledger_presence_req pr;
+    rooms_presence_req(app, &pr, name, room->nviewers + 1, false);
+    struct ledger_req *req = NULL;
+    if (ledger_presence(app->ledger, &pr, join_done, p, &req) == 0) {
+        pending_track(p, req);
+    } else {
+        free(p);
         room->joining--;
         s->joining[0] = '\0';
         if (room->nviewers == 0 && room->joining == 0) {
