@@ -54,6 +54,10 @@ typedef void ledger_reply_cb(void *ud, int status, const redisReply *reply);
 typedef void ledger_message_cb(void *ud, const char *channel, size_t channel_len, const char *msg,
                                size_t msg_len);
 
+/** Pub/sub message on a room's channel: room (the room's name, not the channel) and msg are
+ * borrowed, valid during the call. */
+typedef void ledger_room_message_cb(void *ud, const char *room, const char *msg, size_t msg_len);
+
 typedef void ledger_state_cb(void *ud, enum ledger_state state);
 
 struct ledger_opts {
@@ -65,8 +69,9 @@ struct ledger_opts {
     long combo_window_ms;   /* gifts.combo_window_ms */
     long history_size;      /* events a room keeps for gap recovery */
     ledger_state_cb *on_state;
-    ledger_message_cb *on_message;
-    void *ud; /* passed to on_state and on_message */
+    ledger_message_cb *on_message;           /* every message, with its raw channel (may be NULL) */
+    ledger_room_message_cb *on_room_message; /* messages of room channels (may be NULL) */
+    void *ud; /* passed to on_state, on_message and on_room_message */
 };
 
 /** Parses a redis URL. out_host gets the host or the socket path. Returns 0 or -EINVAL. */
@@ -213,5 +218,256 @@ unsigned ledger_partition(const char *sub, long partitions);
 
 /** Milliseconds of CLOCK_REALTIME. */
 int64_t ledger_now_ms(void);
+
+/* ==== Typed operations (ops.c, ops_settle.c) ====
+ *
+ * The ledger's operations for server/: each builds its keys (the keyspace of keys.c) and its
+ * script's argument vector, and parses the reply into a typed struct. server/ never formats a
+ * key, a channel or an argument vector.
+ *
+ * Common contract of every operation below:
+ * - Returns 0 (the callback will be called exactly once, unless the request is cancelled with
+ *   ledger_req_cancel), -EAGAIN when the connection is down (nothing sent, callback not
+ *   called), -ENOMEM, or -EINVAL for a request that cannot be encoded (nothing sent).
+ * - Every pointer of a request is **borrowed** for the call only (it is copied).
+ * - cb may be NULL: the request is sent and its reply dropped. ud is passed to cb as is.
+ * - out_req (may be NULL) receives a handle valid until cb runs or ledger_req_cancel; a
+ *   cancelled operation frees its own state and never calls cb.
+ * - The callback's status: 0, r is the parsed reply; -EPROTO, Redis answered with an error
+ *   reply (a script error): r is a zeroed reply whose `error` is Redis's text; otherwise r is
+ *   NULL: -ETIMEDOUT (deadline passed), -ECONNRESET (connection lost after sending: outcome
+ *   unknown), -ECANCELED (ledger freed), -EBADMSG (a reply of an unexpected shape), -ENOMEM.
+ * - r and every pointer in it are **borrowed**, valid during the callback only.
+ */
+
+/* -- rooms -- */
+
+/** PUT /v1/rooms: open (or re-open) a room's live session. */
+struct ledger_room_open_req {
+    const char *room;
+    const char *creator_id;
+    const char *creator_name;
+    const char *title; /* NULL or "": keeps a live room's title, none for a new session */
+};
+struct ledger_room_open_reply {
+    bool accepted;     /* false: the room is live with another creator; nothing changed */
+    long long session; /* the live session's number (accepted) */
+    bool opened;       /* true: opened now; false: it was already live with this creator */
+    const char *error;
+};
+typedef void ledger_room_open_cb(void *ud, int status, const struct ledger_room_open_reply *r);
+/** Opens a room; a newly opened room's room_opened control message reaches every node that
+ * subscribed to it (ledger_opts.on_room_message). */
+int ledger_room_open(struct ledger *l, const struct ledger_room_open_req *req,
+                     ledger_room_open_cb *cb, void *ud, struct ledger_req **out_req);
+
+struct ledger_room_close_reply {
+    bool found;  /* false: the room never existed */
+    bool closed; /* true: it was live and is closed now (room_closed published) */
+    const char *error;
+};
+typedef void ledger_room_close_cb(void *ud, int status, const struct ledger_room_close_reply *r);
+/** Ends room's live session and publishes room_closed to its viewers on every node. */
+int ledger_room_close(struct ledger *l, const char *room, ledger_room_close_cb *cb, void *ud,
+                      struct ledger_req **out_req);
+
+/** One leaderboard entry of a room. */
+struct ledger_room_top {
+    const char *id;
+    const char *name_json; /* the sender's name as JSON text (a quoted string) */
+    long long coins;
+};
+struct ledger_room_info_reply {
+    bool found; /* false: no such room (other fields zero) */
+    bool live;
+    const char *creator_id;
+    const char *creator_name;
+    const char *title;
+    long long gifts, coins, diamonds; /* the session's totals */
+    long long viewers;                /* on every node, from the presence hash */
+    long long seq;                    /* the room's last event seq */
+    long long session;
+    const struct ledger_room_top *top; /* ntop entries, highest first */
+    size_t ntop;
+    const char *error;
+};
+typedef void ledger_room_info_cb(void *ud, int status, const struct ledger_room_info_reply *r);
+/** GET /v1/rooms/{room}: a room's public state with its top_n senders. */
+int ledger_room_info(struct ledger *l, const char *room, long top_n, ledger_room_info_cb *cb,
+                     void *ud, struct ledger_req **out_req);
+
+/** This node's viewer count of a room, written to (or read from) the room's presence. */
+struct ledger_presence_req {
+    const char *room;
+    const char *node_id;
+    long count;               /* this node's viewers; < 0: only read */
+    long ttl_ms;              /* the count expires unless refreshed within this time */
+    long publish_interval_ms; /* publish viewers, leaderboard at most this often; < 0 never */
+    long leaderboard_size;    /* entries of a published leaderboard */
+};
+struct ledger_presence_reply {
+    bool live;
+    const char *creator_id;
+    const char *creator_name;
+    long long seq;     /* the room's last event seq */
+    long long viewers; /* on every node */
+    const char *error;
+};
+typedef void ledger_presence_cb(void *ud, int status, const struct ledger_presence_reply *r);
+/** Records a node's viewer count of a room and reads the room's state. */
+int ledger_presence(struct ledger *l, const struct ledger_presence_req *req, ledger_presence_cb *cb,
+                    void *ud, struct ledger_req **out_req);
+
+struct ledger_combo_reply {
+    long long ended;       /* combos ended now (one combo_end event each) */
+    long long next_due_ms; /* the next combo deadline, Redis's clock; -1 none */
+    long long now_ms;      /* Redis's clock when the sweep ran */
+    const char *error;
+};
+typedef void ledger_combo_cb(void *ud, int status, const struct ledger_combo_reply *r);
+/** Ends the combos of room whose window has passed (all: every open combo, a room closing). */
+int ledger_combo_sweep(struct ledger *l, const char *room, bool all, ledger_combo_cb *cb, void *ud,
+                       struct ledger_req **out_req);
+
+/** SUBSCRIBE / UNSUBSCRIBE to room's channel (its messages reach on_room_message). 0, or
+ * -EAGAIN while the pub/sub connection is down. */
+int ledger_room_subscribe(struct ledger *l, const char *room);
+int ledger_room_unsubscribe(struct ledger *l, const char *room);
+
+/* -- users and money -- */
+
+struct ledger_recharge_req {
+    const char *user;
+    const char *payment_id;
+    long long coins; /* > 0 */
+};
+struct ledger_recharge_reply {
+    bool duplicate;     /* the payment was credited before: nothing changed */
+    long long credited; /* coins credited by this payment (the first time) */
+    long long balance;  /* the user's balance now */
+    const char *error;
+};
+typedef void ledger_recharge_cb(void *ud, int status, const struct ledger_recharge_reply *r);
+/** Credits coins to user once per payment_id. */
+int ledger_recharge(struct ledger *l, const struct ledger_recharge_req *req, ledger_recharge_cb *cb,
+                    void *ud, struct ledger_req **out_req);
+
+struct ledger_balance_reply {
+    long long coins;    /* 0 for an unknown user */
+    long long diamonds; /* 0 for an unknown user */
+    const char *error;
+};
+typedef void ledger_balance_cb(void *ud, int status, const struct ledger_balance_reply *r);
+/** A user's coins and diamonds. */
+int ledger_balance(struct ledger *l, const char *user, ledger_balance_cb *cb, void *ud,
+                   struct ledger_req **out_req);
+
+enum ledger_budget_op {
+    LEDGER_BUDGET_GET = 0, /* only read */
+    LEDGER_BUDGET_SET,     /* set the daily cap to daily_coins */
+    LEDGER_BUDGET_CLEAR,   /* remove the daily cap */
+};
+struct ledger_budget_req {
+    const char *user;
+    enum ledger_budget_op op;
+    long long daily_coins; /* LEDGER_BUDGET_SET: the cap, >= 0 */
+};
+struct ledger_budget_reply {
+    bool capped;           /* a daily cap is set */
+    long long daily_coins; /* the cap (capped) */
+    long long spent_today; /* coins spent on the current UTC day */
+    const char *error;
+};
+typedef void ledger_budget_cb(void *ud, int status, const struct ledger_budget_reply *r);
+/** Reads, sets or clears a user's daily coin budget. */
+int ledger_budget(struct ledger *l, const struct ledger_budget_req *req, ledger_budget_cb *cb,
+                  void *ud, struct ledger_req **out_req);
+
+/* -- settlement (SPEC 7; the flusher's four steps per partition) -- */
+
+/** One settlement row: the totals of one (creator, room, gift) in one batch. */
+struct ledger_settle_row {
+    char creator[65];
+    char room[65];
+    char gift[65];
+    long long count;
+    long long coins;
+    long long diamonds;
+    long long first_ts_ms;
+    long long last_ts_ms;
+};
+
+struct ledger_settle_begin_req {
+    unsigned partition;
+    const char *node_id; /* the flush lease's holder */
+    long lease_ms;       /* the lease's length; 0: the node leaves, give its lease up */
+};
+enum ledger_settle_outcome {
+    LEDGER_SETTLE_HELD = 0,  /* another node holds the partition's flush lease */
+    LEDGER_SETTLE_IDLE = 1,  /* nothing to settle */
+    LEDGER_SETTLE_BATCH = 2, /* a batch to settle: new, or the one a crash left (its old id) */
+};
+struct ledger_settle_begin_reply {
+    enum ledger_settle_outcome outcome;
+    char batch[64]; /* LEDGER_SETTLE_BATCH: "p<partition>-<seq>-<ms>" */
+    long long seq;  /* LEDGER_SETTLE_BATCH: the batch's seq in its partition */
+    const struct ledger_settle_row *rows; /* LEDGER_SETTLE_BATCH: nrows rows (copy to keep) */
+    size_t nrows;
+    const char *error;
+};
+typedef void ledger_settle_begin_cb(void *ud, int status,
+                                    const struct ledger_settle_begin_reply *r);
+/** Step 1: under the partition's flush lease, moves its pending earnings to a batch. A batch
+ * whose reply (or one of its rows) does not parse is answered -EBADMSG and stays in Redis. */
+int ledger_settle_begin(struct ledger *l, const struct ledger_settle_begin_req *req,
+                        ledger_settle_begin_cb *cb, void *ud, struct ledger_req **out_req);
+
+struct ledger_settle_stream_req {
+    const char *stream; /* the settlements stream's key (flush.stream) */
+    unsigned partition;
+    const char *batch;
+    long long seq;
+    const struct ledger_settle_row *rows;
+    size_t nrows;
+};
+struct ledger_settle_stream_reply {
+    long long added; /* entries added; 0: this batch was already written; -1: a later batch of
+                      * the partition was (a delayed re-delivery, nothing written) */
+    const char *error;
+};
+typedef void ledger_settle_stream_cb(void *ud, int status,
+                                     const struct ledger_settle_stream_reply *r);
+/** Step 2 (redis-stream sink): appends a batch's rows to the stream at most once. */
+int ledger_settle_stream(struct ledger *l, const struct ledger_settle_stream_req *req,
+                         ledger_settle_stream_cb *cb, void *ud, struct ledger_req **out_req);
+
+struct ledger_settle_credit_req {
+    const char *creator;
+    unsigned partition; /* the batch's partition */
+    long long seq;      /* the batch's seq */
+    long long diamonds;
+};
+struct ledger_settle_credit_reply {
+    bool credited; /* false: this batch (or a later one) was already credited */
+    const char *error;
+};
+typedef void ledger_settle_credit_cb(void *ud, int status,
+                                     const struct ledger_settle_credit_reply *r);
+/** Step 3: credits a creator's diamonds of one batch at most once. */
+int ledger_settle_credit(struct ledger *l, const struct ledger_settle_credit_req *req,
+                         ledger_settle_credit_cb *cb, void *ud, struct ledger_req **out_req);
+
+struct ledger_settle_end_req {
+    unsigned partition;
+    const char *batch;
+};
+struct ledger_settle_end_reply {
+    bool ended; /* false: it was no longer the partition's settling batch */
+    const char *error;
+};
+typedef void ledger_settle_end_cb(void *ud, int status, const struct ledger_settle_end_reply *r);
+/** Step 4: forgets a written and credited batch if it is still the partition's settling one. */
+int ledger_settle_end(struct ledger *l, const struct ledger_settle_end_req *req,
+                      ledger_settle_end_cb *cb, void *ud, struct ledger_req **out_req);
 
 #endif

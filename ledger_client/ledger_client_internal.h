@@ -1,7 +1,9 @@
-/* ledger_client internals: the keyspace. Only files of ledger_client/ include this. */
+/* ledger_client internals: the keyspace and the transport's hooks for the typed operations.
+ * Only files of ledger_client/ include this. */
 #ifndef GIFTD_LEDGER_CLIENT_INTERNAL_H
 #define GIFTD_LEDGER_CLIENT_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +29,8 @@ struct lgift_queue *lgift_queue_of(struct ledger *l);
 struct lgift_queue *lgift_queue_new(struct ledger *l, uv_loop_t *loop);
 void lgift_queue_free(struct lgift_queue *q);
 
+#include "ledger_client/ledger_client.h"
+
 /* Every key giftd writes starts with "giftd:" and carries a hash tag, so that the scripts run
  * unchanged on one Redis or a Redis Cluster: a room's keys are tagged "{r:<room>}", a user's
  * keys and what a debit writes live in the user's partition "{p<n>}" (n = ledger_partition). */
@@ -48,5 +52,53 @@ void lkey_spent_today(char *out, size_t len, long partitions, const char *sub);
 /** The room of a channel name (borrowed bytes), copied to out (65 bytes). -EINVAL when the
  * channel is not a room channel. */
 int lkey_channel_room(const char *channel, size_t chlen, char out[65]);
+
+/* ---- transport hooks (transport.c) ---- */
+
+/**
+ * Sends script (a LEDGER_SCRIPT_*, or -1 for a plain command argv) like ledger_script. ctx
+ * (ctx_len bytes, borrowed) is copied into the request, which owns it: cb receives the copy as
+ * ud, and a cancelled request frees it with itself. Same returns as ledger_script.
+ */
+int lreq_submit(struct ledger *l, int script, int argc, const char *const *argv,
+                const size_t *argvlen, ledger_reply_cb *cb, const void *ctx, size_t ctx_len,
+                struct ledger_req **out_req);
+/** ledger_opts.partitions (at least 1). */
+long lreq_partitions(const struct ledger *l);
+
+/* ---- typed operations (ops.c) ---- */
+
+/* A typed operation's state, copied into its request by lreq_submit: the caller's callback
+ * (NULL: the reply is dropped) and its ud. */
+struct lop {
+    union {
+        ledger_room_open_cb *room_open;
+        ledger_room_close_cb *room_close;
+        ledger_room_info_cb *room_info;
+        ledger_presence_cb *presence;
+        ledger_combo_cb *combo;
+        ledger_recharge_cb *recharge;
+        ledger_balance_cb *balance;
+        ledger_budget_cb *budget;
+        ledger_settle_begin_cb *settle_begin;
+        ledger_settle_stream_cb *settle_stream;
+        ledger_settle_credit_cb *settle_credit;
+        ledger_settle_end_cb *settle_end;
+    } cb;
+    void *ud;
+};
+
+/** Sends a typed operation: reply (the operation's parser) gets a copy of op as ud. */
+int lop_submit(struct ledger *l, int script, int argc, const char *const *argv,
+               ledger_reply_cb *reply, const struct lop *op, struct ledger_req **out_req);
+/**
+ * The typed status of a raw reply (r borrowed): the transport's status when < 0, -EPROTO for
+ * an error reply (*out_error: its text, borrowed like r), else 0.
+ */
+int lop_status(int status, const redisReply *r, const char **out_error);
+/** The integer of element i of an array reply, or false when it is not one. */
+bool lop_int(const redisReply *r, size_t i, long long *out);
+/** Writes "%lld" of v to out (24 bytes). Returns out. */
+const char *lop_num(char out[24], long long v);
 
 #endif

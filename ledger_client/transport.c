@@ -3,6 +3,7 @@
 #include "ledger_client/ledger_client_internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -559,8 +560,10 @@ static void sub_message(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
     redisReply *kind = r->element[0];
-    if (kind->type == REDIS_REPLY_STRING && kind->len == 7 && memcmp(kind->str, "message", 7) == 0 &&
-        l->opts.on_message) {
+    if (kind->type != REDIS_REPLY_STRING || kind->len != 7 || memcmp(kind->str, "message", 7) != 0) {
+        return;
+    }
+    if (l->opts.on_message) {
         /* gift.lua publishes a room's events of one batch as one message, one event per
          * line (JSON text holds no raw newline): each is delivered on its own. */
         const char *m = r->element[2]->str, *end = m + r->element[2]->len;
@@ -571,6 +574,12 @@ static void sub_message(redisAsyncContext *ac, void *reply, void *privdata)
                                (size_t)(stop - m));
             m = stop + 1;
         }
+    }
+    /* A room's channel: its room's name is what the layer above knows. */
+    char room[65];
+    if (l->opts.on_room_message &&
+        lkey_channel_room(r->element[1]->str, r->element[1]->len, room) == 0) {
+        l->opts.on_room_message(l->opts.ud, room, r->element[2]->str, r->element[2]->len);
     }
 }
 
@@ -787,8 +796,8 @@ bool ledger_ready(const struct ledger *l)
 }
 
 static int submit(struct ledger *l, int script, int argc, const char *const *argv,
-                  const size_t *argvlen, ledger_reply_cb *cb, void *ud,
-                  struct ledger_req **out_req, int64_t start_ms)
+                  const size_t *argvlen, ledger_reply_cb *cb, void *ud, const void *ctx,
+                  size_t ctx_len, struct ledger_req **out_req, int64_t start_ms)
 {
     if (!l->cmd_up || l->closing) {
         return -EAGAIN;
@@ -799,13 +808,22 @@ static int submit(struct ledger *l, int script, int argc, const char *const *arg
     for (int i = 0; i < argc; i++) {
         bytes += (argvlen ? argvlen[i] : strlen(argv[i])) + 1;
     }
-    /* One block: the request, the argv and length arrays, then the argument bytes. */
-    size_t head = sizeof(struct ledger_req) + (size_t)n * (sizeof(char *) + sizeof(size_t));
+    /* One block: the request, a typed operation's context (ctx_len bytes, aligned), the argv
+     * and length arrays, then the argument bytes. */
+    size_t align = _Alignof(max_align_t);
+    size_t base = (sizeof(struct ledger_req) + align - 1) / align * align;
+    size_t ctx_room = (ctx_len + align - 1) / align * align;
+    size_t head = base + ctx_room + (size_t)n * (sizeof(char *) + sizeof(size_t));
     struct ledger_req *r = calloc(1, head + bytes);
     if (!r) {
         return -ENOMEM;
     }
-    r->argv = (char **)(r + 1);
+    if (ctx_len) {
+        /* The context lives and dies with the request: a cancelled request frees it too. */
+        memcpy((char *)r + base, ctx, ctx_len);
+        ud = (char *)r + base;
+    }
+    r->argv = (char **)((char *)r + base + ctx_room);
     r->argvlen = (size_t *)(r->argv + n);
     char *p = (char *)(r->argvlen + n);
     if (script >= 0) {
@@ -847,20 +865,32 @@ static int submit(struct ledger *l, int script, int argc, const char *const *arg
 int ledger_command(struct ledger *l, int argc, const char *const *argv, const size_t *argvlen,
                    ledger_reply_cb *cb, void *ud, struct ledger_req **out_req)
 {
-    return submit(l, -1, argc, argv, argvlen, cb, ud, out_req, ledger_now_ms());
+    return submit(l, -1, argc, argv, argvlen, cb, ud, NULL, 0, out_req, ledger_now_ms());
 }
 
 int ledger_script(struct ledger *l, enum ledger_script script, int argc, const char *const *argv,
                   const size_t *argvlen, ledger_reply_cb *cb, void *ud,
                   struct ledger_req **out_req)
 {
-    return submit(l, (int)script, argc, argv, argvlen, cb, ud, out_req, ledger_now_ms());
+    return submit(l, (int)script, argc, argv, argvlen, cb, ud, NULL, 0, out_req, ledger_now_ms());
 }
 
 int lscript_since(struct ledger *l, enum ledger_script script, int argc, const char *const *argv,
                   const size_t *argvlen, ledger_reply_cb *cb, void *ud, int64_t start_ms)
 {
-    return submit(l, (int)script, argc, argv, argvlen, cb, ud, NULL, start_ms);
+    return submit(l, (int)script, argc, argv, argvlen, cb, ud, NULL, 0, NULL, start_ms);
+}
+
+int lreq_submit(struct ledger *l, int script, int argc, const char *const *argv,
+                const size_t *argvlen, ledger_reply_cb *cb, const void *ctx, size_t ctx_len,
+                struct ledger_req **out_req)
+{
+    return submit(l, script, argc, argv, argvlen, cb, NULL, ctx, ctx_len, out_req, ledger_now_ms());
+}
+
+long lreq_partitions(const struct ledger *l)
+{
+    return l->opts.partitions > 0 ? l->opts.partitions : 1;
 }
 
 void ledger_req_cancel(struct ledger_req *req)

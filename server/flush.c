@@ -10,11 +10,11 @@
  *   4. settle_end: settling is deleted if it still holds this batch.
  * A crash anywhere re-runs from 1 and changes nothing twice.
  *
- * Keys of partition n: giftd:{p<n>}:pending (the debit script's), :settling, :settling_batch,
- * :batchseq (the batch counter), :flushlease. The flush lease is its own key, not the outbox
- * sweeper's :lease: it lives 3 x flush.interval_ms + 500 ms (the sweeper's follows
- * ledger.outbox_grace_ms), is taken only for a partition with something to settle (an idle
- * partition is only read), and a node that shuts down gives its leases up. Leases are an
+ * The keys and scripts of each step are the ledger's (ledger_client/ops_settle.c: the
+ * ledger_settle_* operations). The flush lease is its own key, not the outbox sweeper's: it
+ * lives 3 x flush.interval_ms + 500 ms (the sweeper's follows ledger.outbox_grace_ms), is
+ * taken only for a partition with something to settle (an idle partition is only read), and a
+ * node that shuts down gives its leases up. Leases are an
  * economy, not the safety: two nodes settling one batch at once still change nothing twice.
  * Idempotence: batch ids are "p<n>-<seq>-<ms>", seq rising by one per batch of the partition,
  * and a batch begins only once the one before it ended, so "already applied" is "seq at or
@@ -55,10 +55,9 @@ struct flusher {
     uv_timer_t timer;
     enum sink_kind sink;
     struct pg_sink *pg;
-    char marks_key[300]; /* redis-stream: per-partition seq of the last batch written */
     unsigned nparts;
     int64_t *oldest; /* per partition: first_ts_ms of its unsettled batch's oldest row, 0 none */
-    char lease_ms[24];
+    long lease_ms;   /* the flush lease's length; 0 at shutdown: leases are given up */
     /* The current pass over the partitions. */
     bool pass_running;
     bool again;      /* another pass was asked for while one ran */
@@ -95,7 +94,7 @@ struct job {
     enum job_stage stage;
     char batch[64];
     long long seq;
-    struct settle_row *rows;
+    struct ledger_settle_row *rows;
     size_t nrows;
     long credits_waiting;
     bool credit_failed;
@@ -110,13 +109,6 @@ static double since_s(const struct timespec *t0)
 }
 
 static void pump(struct flusher *fl);
-
-static void part_key(char *out, size_t len, unsigned n, const char *suffix)
-{
-    char pre[64];
-    partition_prefix(pre, sizeof(pre), n);
-    snprintf(out, len, "%s%s", pre, suffix);
-}
 
 /* ---- pass scheduling ---- */
 
@@ -144,7 +136,7 @@ static void pass_done(struct flusher *fl)
     if (fl->final == FINAL_WAIT) {
         /* The pass that was running when shutdown began is over: now the last one. */
         fl->final = FINAL_RUNNING;
-        snprintf(fl->lease_ms, sizeof(fl->lease_ms), "0"); /* give the leases up */
+        fl->lease_ms = 0; /* give the leases up */
         start_pass(fl, true);
     } else if (fl->final == FINAL_RUNNING) {
         fl->final = FINAL_DONE;
@@ -207,17 +199,18 @@ static void sink_ok(struct flusher *fl)
 
 /* ---- step 4: settle_end ---- */
 
-static void on_end(void *ud, int status, const redisReply *r)
+static void on_end(void *ud, int status, const struct ledger_settle_end_reply *r)
 {
     struct job *j = ud;
     struct flusher *fl = j->fl;
-    if (fl->stopping || status < 0 || r->type != REDIS_REPLY_INTEGER) {
+    if (fl->stopping || status < 0) {
         job_failed(j);
         return;
     }
-    /* 0: another node ended this batch meanwhile (our lease had lapsed): settled all the same. */
+    /* Not ended: another node ended this batch meanwhile (our lease had lapsed): settled all
+     * the same. */
     fl->oldest[j->part] = 0;
-    if (r->integer == 1) {
+    if (r->ended) {
         fl->batches++;
         fl->rows += j->nrows;
         for (size_t i = 0; i < j->nrows; i++) {
@@ -240,12 +233,8 @@ static void end_batch(struct job *j)
 {
     struct flusher *fl = j->fl;
     j->stage = JOB_END;
-    char ks[96], kb[96];
-    part_key(ks, sizeof(ks), j->part, "settling");
-    part_key(kb, sizeof(kb), j->part, "settling_batch");
-    const char *argv[] = {"2", ks, kb, j->batch};
-    if (ledger_script(fl->app->ledger, LEDGER_SCRIPT_SETTLE_END, 4, argv, NULL, on_end, j, NULL) <
-        0) {
+    struct ledger_settle_end_req req = {.partition = j->part, .batch = j->batch};
+    if (ledger_settle_end(fl->app->ledger, &req, on_end, j, NULL) < 0) {
         job_failed(j);
     }
 }
@@ -268,14 +257,16 @@ static void credit_answered(struct job *j, bool ok)
     }
 }
 
-static void on_credit(void *ud, int status, const redisReply *r)
+static void on_credit(void *ud, int status, const struct ledger_settle_credit_reply *r)
 {
-    credit_answered(ud, status == 0 && r->type == REDIS_REPLY_INTEGER);
+    (void)r; /* credited now, or already: either way this batch's diamonds are in */
+    credit_answered(ud, status == 0);
 }
 
 static int by_creator(const void *a, const void *b)
 {
-    return strcmp(((const struct settle_row *)a)->creator, ((const struct settle_row *)b)->creator);
+    return strcmp(((const struct ledger_settle_row *)a)->creator,
+                  ((const struct ledger_settle_row *)b)->creator);
 }
 
 static void credit_creators(struct job *j)
@@ -284,9 +275,6 @@ static void credit_creators(struct job *j)
     struct app *app = fl->app;
     j->stage = JOB_CREDIT;
     qsort(j->rows, j->nrows, sizeof(*j->rows), by_creator);
-    char part[16], seq[24];
-    snprintf(part, sizeof(part), "%u", j->part);
-    snprintf(seq, sizeof(seq), "%lld", j->seq);
     /* One credit per creator; the count is held at one until every request is out, so a
      * reply cannot end the job while others are still being sent. */
     j->credits_waiting = 1;
@@ -297,13 +285,9 @@ static void credit_creators(struct job *j)
         for (; k < j->nrows && strcmp(j->rows[k].creator, creator) == 0; k++) {
             dia += j->rows[k].diamonds;
         }
-        char kdia[128], kmark[140], sdia[24];
-        user_key(app, kdia, sizeof(kdia), "dia", creator);
-        user_key(app, kmark, sizeof(kmark), "credited", creator);
-        snprintf(sdia, sizeof(sdia), "%lld", dia);
-        const char *argv[] = {"2", kdia, kmark, part, seq, sdia};
-        if (ledger_script(app->ledger, LEDGER_SCRIPT_SETTLE_CREDIT, 6, argv, NULL, on_credit, j,
-                          NULL) < 0) {
+        struct ledger_settle_credit_req req = {
+            .creator = creator, .partition = j->part, .seq = j->seq, .diamonds = dia};
+        if (ledger_settle_credit(app->ledger, &req, on_credit, j, NULL) < 0) {
             j->credit_failed = true;
             break;
         }
@@ -333,7 +317,7 @@ static void on_pg(void *ud, int status)
     credit_creators(j);
 }
 
-static void on_stream(void *ud, int status, const redisReply *r)
+static void on_stream(void *ud, int status, const struct ledger_settle_stream_reply *r)
 {
     struct job *j = ud;
     struct flusher *fl = j->fl;
@@ -341,16 +325,16 @@ static void on_stream(void *ud, int status, const redisReply *r)
         job_failed(j);
         return;
     }
-    if (status < 0 || r->type != REDIS_REPLY_INTEGER) {
-        if (status == 0 && r->type == REDIS_REPLY_ERROR) {
+    if (status < 0) {
+        if (status == -EPROTO) {
             log_warn("flush: writing batch %s to %s: %s", j->batch, fl->app->cfg.flush_stream,
-                     r->str);
+                     r->error);
             sink_failed(fl, "the stream script failed");
         }
         job_failed(j);
         return;
     }
-    if (r->integer <= 0) {
+    if (r->added <= 0) {
         /* Already written: a batch retried after a crash (0), or one that a node whose lease
          * had lapsed re-delivered after a later batch of the partition (-1). */
         fl->redeliveries++;
@@ -362,41 +346,13 @@ static void on_stream(void *ud, int status, const redisReply *r)
 static void write_stream(struct job *j)
 {
     struct flusher *fl = j->fl;
-    size_t argc = 6 + 8 * j->nrows;
-    const char **argv = calloc(argc, sizeof(*argv));
-    char(*nums)[5][24] = calloc(j->nrows ? j->nrows : 1, sizeof(*nums));
-    if (!argv || !nums) {
-        free(argv);
-        free(nums);
-        job_failed(j);
-        return;
-    }
-    char part[16], seq[24];
-    snprintf(part, sizeof(part), "%u", j->part);
-    snprintf(seq, sizeof(seq), "%lld", j->seq);
-    argv[0] = "2";
-    argv[1] = fl->app->cfg.flush_stream;
-    argv[2] = fl->marks_key;
-    argv[3] = j->batch;
-    argv[4] = part;
-    argv[5] = seq;
-    for (size_t i = 0; i < j->nrows; i++) {
-        const struct settle_row *r = &j->rows[i];
-        const char **a = argv + 6 + 8 * i;
-        long long v[5] = {r->count, r->coins, r->diamonds, r->first_ts_ms, r->last_ts_ms};
-        a[0] = r->creator;
-        a[1] = r->room;
-        a[2] = r->gift;
-        for (int k = 0; k < 5; k++) {
-            snprintf(nums[i][k], sizeof(nums[i][k]), "%lld", v[k]);
-            a[3 + k] = nums[i][k];
-        }
-    }
-    int rc = ledger_script(fl->app->ledger, LEDGER_SCRIPT_SETTLE_STREAM, (int)argc, argv, NULL,
-                           on_stream, j, NULL);
-    free(argv);
-    free(nums);
-    if (rc < 0) {
+    struct ledger_settle_stream_req req = {.stream = fl->app->cfg.flush_stream,
+                                           .partition = j->part,
+                                           .batch = j->batch,
+                                           .seq = j->seq,
+                                           .rows = j->rows,
+                                           .nrows = j->nrows};
+    if (ledger_settle_stream(fl->app->ledger, &req, on_stream, j, NULL) < 0) {
         job_failed(j);
     }
 }
@@ -415,101 +371,54 @@ static void write_sink(struct job *j)
 
 /* ---- step 1: settle_begin ---- */
 
-/* Copies a reply string of at most cap-1 bytes that is a valid identifier. */
-static bool copy_id(char *out, size_t cap, const char *s, size_t len)
-{
-    if (len == 0 || len >= cap || !proto_valid_id(s, len)) {
-        return false;
-    }
-    memcpy(out, s, len);
-    out[len] = '\0';
-    return true;
-}
-
-/* Parses field "creator\x1froom\x1fgift" and value "count coins diamonds first last". */
-static bool parse_row(const redisReply *f, const redisReply *v, struct settle_row *out)
-{
-    if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
-        return false;
-    }
-    const char *s = f->str, *end = f->str + f->len;
-    const char *a = memchr(s, 0x1f, (size_t)(end - s));
-    const char *b = a ? memchr(a + 1, 0x1f, (size_t)(end - a - 1)) : NULL;
-    if (!b || !copy_id(out->creator, sizeof(out->creator), s, (size_t)(a - s)) ||
-        !copy_id(out->room, sizeof(out->room), a + 1, (size_t)(b - a - 1)) ||
-        !copy_id(out->gift, sizeof(out->gift), b + 1, (size_t)(end - b - 1))) {
-        return false;
-    }
-    char val[128];
-    if (v->len >= sizeof(val)) {
-        return false;
-    }
-    memcpy(val, v->str, v->len);
-    val[v->len] = '\0';
-    int used = 0;
-    return sscanf(val, "%lld %lld %lld %lld %lld%n", &out->count, &out->coins, &out->diamonds,
-                  &out->first_ts_ms, &out->last_ts_ms, &used) == 5 &&
-           (size_t)used == v->len && out->count >= 0 && out->coins >= 0 && out->diamonds >= 0;
-}
-
-static void on_begin(void *ud, int status, const redisReply *r)
+static void on_begin(void *ud, int status, const struct ledger_settle_begin_reply *r)
 {
     struct job *j = ud;
     struct flusher *fl = j->fl;
-    if (fl->stopping || status < 0 || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-        r->element[0]->type != REDIS_REPLY_INTEGER) {
-        if (!fl->stopping && status == 0 && r->type == REDIS_REPLY_ERROR) {
-            log_warn("flush: settle_begin of partition %u: %s", j->part, r->str);
+    if (fl->stopping || status < 0) {
+        if (!fl->stopping && status == -EPROTO) {
+            log_warn("flush: settle_begin of partition %u: %s", j->part, r->error);
+        } else if (!fl->stopping && status == -EBADMSG) {
+            /* Pending rows are written only by the debit script: one that does not parse is a
+             * bug. The batch stays in Redis (nothing is lost). */
+            log_err("flush: partition %u: malformed settle_begin reply or a pending row that "
+                    "does not parse; batch held",
+                    j->part);
         }
         job_failed(j);
         return;
     }
-    long long kind = r->element[0]->integer;
-    if (kind != 2) {
-        /* 0: another node holds the partition (what this node added since may be left for
-         * the next pass); 1: nothing pending. */
-        if (kind == 0) {
+    if (r->outcome != LEDGER_SETTLE_BATCH) {
+        /* Held: another node holds the partition (what this node added since may be left for
+         * the next pass); idle: nothing pending. */
+        if (r->outcome == LEDGER_SETTLE_HELD) {
             fl->dirty[j->part] = 1;
         }
         fl->oldest[j->part] = 0;
         job_done(j);
         return;
     }
-    if (r->elements < 3 || r->element[1]->type != REDIS_REPLY_STRING ||
-        r->element[1]->len >= sizeof(j->batch) || r->element[2]->type != REDIS_REPLY_INTEGER ||
-        (r->elements - 3) % 2 != 0) {
-        log_err("flush: partition %u: malformed settle_begin reply", j->part);
-        job_failed(j);
-        return;
-    }
     /* This node holds the partition now: visit it again next pass, until it is idle (which
      * gives the lease up), so that what other nodes add meanwhile does not wait for the lease
      * to lapse. */
     fl->dirty[j->part] = 1;
-    memcpy(j->batch, r->element[1]->str, r->element[1]->len);
-    j->batch[r->element[1]->len] = '\0';
-    j->seq = r->element[2]->integer;
-    size_t n = (r->elements - 3) / 2;
-    j->rows = calloc(n ? n : 1, sizeof(*j->rows));
+    snprintf(j->batch, sizeof(j->batch), "%s", r->batch);
+    j->seq = r->seq;
+    j->rows = malloc((r->nrows ? r->nrows : 1) * sizeof(*j->rows));
     if (!j->rows) {
         job_failed(j);
         return;
     }
+    if (r->nrows) {
+        memcpy(j->rows, r->rows, r->nrows * sizeof(*j->rows));
+    }
+    j->nrows = r->nrows;
     int64_t oldest = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!parse_row(r->element[3 + 2 * i], r->element[4 + 2 * i], &j->rows[j->nrows])) {
-            /* Written only by the debit script: a row that does not parse is a bug. Leave the
-             * batch in Redis (nothing is lost) and say so. */
-            log_err("flush: partition %u batch %s: a pending row does not parse; batch held",
-                    j->part, j->batch);
-            job_failed(j);
-            return;
-        }
-        int64_t first = j->rows[j->nrows].first_ts_ms;
+    for (size_t i = 0; i < j->nrows; i++) {
+        int64_t first = j->rows[i].first_ts_ms;
         if (!oldest || first < oldest) {
             oldest = first;
         }
-        j->nrows++;
     }
     fl->oldest[j->part] = oldest;
     if (j->nrows == 0) {
@@ -530,17 +439,9 @@ static int begin_partition(struct flusher *fl, unsigned n)
     j->part = n;
     j->stage = JOB_BEGIN;
     clock_gettime(CLOCK_MONOTONIC, &j->t0);
-    char kp[96], ks[96], kb[96], kq[96], kl[96], sn[16], now[24];
-    part_key(kp, sizeof(kp), n, "pending");
-    part_key(ks, sizeof(ks), n, "settling");
-    part_key(kb, sizeof(kb), n, "settling_batch");
-    part_key(kq, sizeof(kq), n, "batchseq");
-    part_key(kl, sizeof(kl), n, "flushlease");
-    snprintf(sn, sizeof(sn), "%u", n);
-    snprintf(now, sizeof(now), "%lld", (long long)ledger_now_ms());
-    const char *argv[] = {"5", kp, ks, kb, kq, kl, fl->app->node_id, fl->lease_ms, sn, now};
-    int rc = ledger_script(fl->app->ledger, LEDGER_SCRIPT_SETTLE_BEGIN, 10, argv, NULL, on_begin, j,
-                           NULL);
+    struct ledger_settle_begin_req req = {
+        .partition = n, .node_id = fl->app->node_id, .lease_ms = fl->lease_ms};
+    int rc = ledger_settle_begin(fl->app->ledger, &req, on_begin, j, NULL);
     if (rc < 0) {
         free(j);
         return rc;
@@ -605,17 +506,7 @@ int flush_start(struct app *app)
     }
     /* The lease outlives a few passes, so a live node keeps its partitions; a dead node's
      * partitions are taken over once it lapses. */
-    snprintf(fl->lease_ms, sizeof(fl->lease_ms), "%ld", 3 * app->cfg.flush_interval_ms + 500);
-    const char *stream = app->cfg.flush_stream;
-    const char *open = strchr(stream, '{');
-    const char *close = open ? strchr(open + 1, '}') : NULL;
-    if (open && close && close > open + 1) {
-        /* The stream name has a hash tag: the marks share it. */
-        snprintf(fl->marks_key, sizeof(fl->marks_key), "%s:settled", stream);
-    } else {
-        /* {stream} hashes like the bare stream name: the same cluster slot. */
-        snprintf(fl->marks_key, sizeof(fl->marks_key), "{%s}:settled", stream);
-    }
+    fl->lease_ms = 3 * app->cfg.flush_interval_ms + 500;
     if (strcmp(app->cfg.flush_sink, "postgres") == 0) {
         fl->sink = SINK_POSTGRES;
         int rc = pg_sink_new(app->loop, app->cfg.flush_postgres, &fl->pg);

@@ -29,8 +29,8 @@ static const char create_sql[] =
 
 struct pg_job {
     struct pg_job *next;
-    const char *batch;             /* borrowed until cb */
-    const struct settle_row *rows; /* borrowed until cb */
+    const char *batch;                    /* borrowed until cb */
+    const struct ledger_settle_row *rows; /* borrowed until cb */
     size_t nrows;
     pg_sink_cb *cb;
     void *ud;
@@ -110,7 +110,8 @@ static int ensure_connection(struct pg_sink *s)
 }
 
 /* One INSERT of rows[0..n) of a batch. */
-static bool insert_rows(PGconn *conn, const char *batch, const struct settle_row *rows, size_t n)
+static bool insert_rows(PGconn *conn, const char *batch, const struct ledger_settle_row *rows,
+                        size_t n)
 {
     size_t nparams = n * COLUMNS;
     const char **vals = calloc(nparams, sizeof(*vals));
@@ -125,7 +126,7 @@ static bool insert_rows(PGconn *conn, const char *batch, const struct settle_row
                                   "INSERT INTO gift_settlements (batch, creator, room, gift, "
                                   "count, coins, diamonds, first_ts_ms, last_ts_ms) VALUES ");
     for (size_t i = 0; i < n; i++) {
-        const struct settle_row *r = &rows[i];
+        const struct ledger_settle_row *r = &rows[i];
         size_t b = i * COLUMNS;
         len += (size_t)snprintf(sql + len, sqlcap - len,
                                 "%s($%zu,$%zu,$%zu,$%zu,$%zu::bigint,$%zu::bigint,$%zu::bigint,"
@@ -280,8 +281,8 @@ int pg_sink_new(uv_loop_t *loop, const char *conninfo, struct pg_sink **out)
     return 0;
 }
 
-int pg_sink_write(struct pg_sink *s, const char *batch, const struct settle_row *rows, size_t nrows,
-                  pg_sink_cb *cb, void *ud)
+int pg_sink_write(struct pg_sink *s, const char *batch, const struct ledger_settle_row *rows,
+                  size_t nrows, pg_sink_cb *cb, void *ud)
 {
     struct pg_job *j = calloc(1, sizeof(*j));
     if (!j) {

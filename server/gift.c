@@ -80,7 +80,7 @@ static void send_done(void *ud, int status, const struct ledger_gift_reply *r)
 static void refuse_or_replay(struct session *s, const struct proto_msg *m, enum proto_err e)
 {
     struct app *app = s->app;
-    struct pending *p = pending_new(app, s, NULL, NULL);
+    struct pending *p = pending_new(app, s, NULL);
     if (!p) {
         reject(s, e, NULL, m->id);
         return;
@@ -93,7 +93,7 @@ static void refuse_or_replay(struct session *s, const struct proto_msg *m, enum 
         reject(s, e, NULL, m->id);
         return;
     }
-    pending_started(p);
+    pending_track(p);
 }
 
 static void reject(struct session *s, enum proto_err e, const char *msg, const char *id)
@@ -153,7 +153,7 @@ void gift_handle(struct session *s, const struct proto_msg *m)
                      g->coins, g->diamonds, gifts_tier_name(g->tier));
     proto_buf_json_cstr(&fg, g->animation);
     proto_buf_puts(&fg, "}");
-    struct pending *p = fg.oom || name.oom ? NULL : pending_new(app, s, NULL, NULL);
+    struct pending *p = fg.oom || name.oom ? NULL : pending_new(app, s, NULL);
     if (!p) {
         proto_buf_cleanup(&fg);
         proto_buf_cleanup(&name);
@@ -189,5 +189,5 @@ void gift_handle(struct session *s, const struct proto_msg *m)
                m->id);
         return;
     }
-    pending_started(p);
+    pending_track(p);
 }

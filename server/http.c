@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -253,39 +252,55 @@ static json_t *body_json(struct http_req *h)
     return j;
 }
 
-static bool ledger_failed(struct pending *p, int status, const redisReply *r)
+/* First step of a typed callback for an HTTP request: untracks p, then answers the request
+ * when the operation failed. True when the callback has nothing more to answer (failed, or
+ * the request went away). */
+static bool ledger_failed(struct pending *p, int status)
 {
+    pending_answered(p);
     if (!p->h) {
         return true;
     }
-    if (status < 0 || !r || r->type == REDIS_REPLY_ERROR) {
-        http_error(p->h, status == 0 ? PROTO_ERR_INTERNAL : PROTO_ERR_LEDGER_UNAVAILABLE,
-                   status == 0 && r ? "redis script error" : NULL);
-        return true;
+    switch (status) {
+    case 0:
+        return false;
+    case -EPROTO: /* Redis answered with an error */
+        http_error(p->h, PROTO_ERR_INTERNAL, "redis script error");
+        break;
+    case -EBADMSG:
+        http_error(p->h, PROTO_ERR_INTERNAL, "unexpected reply");
+        break;
+    case -ENOMEM:
+        http_error(p->h, PROTO_ERR_INTERNAL, "out of memory");
+        break;
+    default: /* no reply: timed out, connection lost */
+        http_error(p->h, PROTO_ERR_LEDGER_UNAVAILABLE, NULL);
+        break;
     }
-    return false;
+    return true;
 }
 
-static int submit_or_fail(struct http_req *h, struct pending *p, int script, int argc,
-                          const char **argv)
+/* After a typed ledger call for p (its result rc): tracks the request, or answers h and frees
+ * p when nothing was sent. Returns 0 (the dispatcher's result). */
+static int started(struct http_req *h, struct pending *p, int rc)
 {
-    int rc = script >= 0 ? pending_script(p, (enum ledger_script)script, argc, argv, NULL)
-                         : pending_command(p, argc, argv, NULL);
     if (rc < 0) {
+        free(p);
         http_error(h, PROTO_ERR_LEDGER_UNAVAILABLE, NULL);
+    } else {
+        pending_track(p);
     }
     return 0;
 }
 
 /* ---- rooms ---- */
 
-static void room_open_done(struct pending *p, int status, const redisReply *r)
+static void room_open_done(void *ud, int status, const struct ledger_room_open_reply *r)
 {
-    if (!ledger_failed(p, status, r)) {
+    struct pending *p = ud;
+    if (!ledger_failed(p, status)) {
         struct http_req *h = p->h;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
-            http_error(h, PROTO_ERR_INTERNAL, "unexpected reply");
-        } else if (r->element[0]->integer == 0) {
+        if (!r->accepted) {
             error_status(h, 409, PROTO_ERR_BAD_REQUEST,
                          "the room is live with another creator; close it first");
         } else {
@@ -297,8 +312,8 @@ static void room_open_done(struct pending *p, int status, const redisReply *r)
             proto_buf_json_cstr(&b, p->creator_id);
             proto_buf_puts(&b, ",\"name\":");
             proto_buf_json_cstr(&b, p->name);
-            proto_buf_printf(&b, "},\"session\":%lld,\"opened\":%s}", r->element[1]->integer,
-                             r->elements > 2 && r->element[2]->integer ? "true" : "false");
+            proto_buf_printf(&b, "},\"session\":%lld,\"opened\":%s}", r->session,
+                             r->opened ? "true" : "false");
             http_respond_buf(h, 200, &b);
             proto_buf_cleanup(&b);
             struct room *room = rooms_get(p->app, p->room, false);
@@ -331,41 +346,38 @@ static int room_open(struct http_req *h, const char *room)
     } else if (jt && !json_is_null(jt) && (!title || strlen(title) > 200)) {
         http_error(h, PROTO_ERR_BAD_REQUEST, "title: must be a string of at most 200 bytes");
     } else {
-        struct pending *p = pending_new(h->app, NULL, h, room_open_done);
+        struct pending *p = pending_new(h->app, NULL, h);
         if (!p) {
             http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         } else {
             snprintf(p->room, sizeof(p->room), "%s", room);
             snprintf(p->creator_id, sizeof(p->creator_id), "%s", cid);
             snprintf(p->name, sizeof(p->name), "%s", cname);
-            struct room_open_args a;
-            rooms_open_args_init(&a, room, cid, cname, title);
-            submit_or_fail(h, p, LEDGER_SCRIPT_ROOM_OPEN, a.argc, a.argv);
-            rooms_open_args_cleanup(&a);
+            struct ledger_room_open_req req = {
+                .room = room, .creator_id = cid, .creator_name = cname, .title = title};
+            started(h, p, ledger_room_open(h->app->ledger, &req, room_open_done, p, NULL));
         }
     }
     json_decref(j);
     return 0;
 }
 
-static void room_close_done(struct pending *p, int status, const redisReply *r)
+static void room_close_done(void *ud, int status, const struct ledger_room_close_reply *r)
 {
-    if (status == 0 && r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
+    struct pending *p = ud;
+    if (status == 0 && r->found) {
         flush_request(p->app); /* the room's pending totals are settled now (SPEC 5) */
     }
-    if (!ledger_failed(p, status, r)) {
+    if (!ledger_failed(p, status)) {
         struct http_req *h = p->h;
-        if (r->type != REDIS_REPLY_INTEGER) {
-            http_error(h, PROTO_ERR_INTERNAL, "unexpected reply");
-        } else if (r->integer < 0) {
+        if (!r->found) {
             http_error(h, PROTO_ERR_NOT_FOUND, "no such room");
         } else {
             struct proto_buf b;
             proto_buf_init(&b, 0);
             proto_buf_puts(&b, "{\"room\":");
             proto_buf_json_cstr(&b, p->room);
-            proto_buf_printf(&b, ",\"live\":false,\"closed\":%s}",
-                             r->integer == 1 ? "true" : "false");
+            proto_buf_printf(&b, ",\"live\":false,\"closed\":%s}", r->closed ? "true" : "false");
             http_respond_buf(h, 200, &b);
             proto_buf_cleanup(&b);
         }
@@ -378,57 +390,46 @@ static int room_close(struct http_req *h, const char *room)
     if (!require_service(h)) {
         return 0;
     }
-    struct pending *p = pending_new(h->app, NULL, h, room_close_done);
+    struct pending *p = pending_new(h->app, NULL, h);
     if (!p) {
         http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
     snprintf(p->room, sizeof(p->room), "%s", room);
     /* Open combos end first (their combo_end precedes room_closed on the same connection). */
-    rooms_combo_sweep(h->app, room, "all");
-    char k1[160], ch[128], now[24], ev[128];
-    rooms_key(k1, sizeof(k1), room, "meta");
-    rooms_channel(ch, sizeof(ch), room);
-    snprintf(now, sizeof(now), "%lld", (long long)ledger_now_ms());
-    snprintf(ev, sizeof(ev), "{\"type\":\"room_closed\",\"room\":\"%s\"}", room);
-    const char *argv[] = {"1", k1, now, ch, ev};
-    return submit_or_fail(h, p, LEDGER_SCRIPT_ROOM_CLOSE, 5, argv);
+    rooms_combo_sweep(h->app, room, true);
+    return started(h, p, ledger_room_close(h->app->ledger, room, room_close_done, p, NULL));
 }
 
-static void room_info_done(struct pending *p, int status, const redisReply *r)
+static void room_info_done(void *ud, int status, const struct ledger_room_info_reply *r)
 {
-    if (!ledger_failed(p, status, r)) {
+    struct pending *p = ud;
+    if (!ledger_failed(p, status)) {
         struct http_req *h = p->h;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
-            http_error(h, PROTO_ERR_INTERNAL, "unexpected reply");
-        } else if (r->element[0]->integer < 0 || r->elements < 11) {
+        if (!r->found) {
             http_error(h, PROTO_ERR_NOT_FOUND, "no such room");
         } else {
-            redisReply **e = r->element;
             struct proto_buf b;
             proto_buf_init(&b, 0);
             proto_buf_puts(&b, "{\"room\":");
             proto_buf_json_cstr(&b, p->room);
-            proto_buf_printf(&b, ",\"live\":%s,\"creator\":{\"id\":",
-                             e[0]->integer == 1 ? "true" : "false");
-            proto_buf_json_cstr(&b, e[1]->str);
+            proto_buf_printf(&b, ",\"live\":%s,\"creator\":{\"id\":", r->live ? "true" : "false");
+            proto_buf_json_cstr(&b, r->creator_id);
             proto_buf_puts(&b, ",\"name\":");
-            proto_buf_json_cstr(&b, e[2]->str);
+            proto_buf_json_cstr(&b, r->creator_name);
             proto_buf_puts(&b, "},\"title\":");
-            proto_buf_json_cstr(&b, e[3]->str);
+            proto_buf_json_cstr(&b, r->title);
             proto_buf_printf(&b,
                              ",\"viewers\":%lld,\"seq\":%lld,\"session\":%lld,"
                              "\"totals\":{\"gifts\":%lld,\"coins\":%lld,\"diamonds\":%lld},"
                              "\"top\":[",
-                             e[7]->integer, e[8]->integer, e[9]->integer, e[4]->integer,
-                             e[5]->integer, e[6]->integer);
-            redisReply *top = e[10];
-            for (size_t i = 0; top->type == REDIS_REPLY_ARRAY && i + 2 < top->elements; i += 3) {
+                             r->viewers, r->seq, r->session, r->gifts, r->coins, r->diamonds);
+            for (size_t i = 0; i < r->ntop; i++) {
                 proto_buf_puts(&b, i ? ",{\"id\":" : "{\"id\":");
-                proto_buf_json_cstr(&b, top->element[i]->str);
+                proto_buf_json_cstr(&b, r->top[i].id);
                 proto_buf_puts(&b, ",\"name\":"); /* stored as JSON text by publish */
-                proto_buf_puts(&b, top->element[i + 2]->str);
-                proto_buf_printf(&b, ",\"coins\":%lld}", strtoll(top->element[i + 1]->str, NULL, 10));
+                proto_buf_puts(&b, r->top[i].name_json);
+                proto_buf_printf(&b, ",\"coins\":%lld}", r->top[i].coins);
             }
             proto_buf_puts(&b, "]}");
             http_respond_buf(h, 200, &b);
@@ -440,44 +441,34 @@ static void room_info_done(struct pending *p, int status, const redisReply *r)
 
 static int room_info(struct http_req *h, const char *room)
 {
-    struct pending *p = pending_new(h->app, NULL, h, room_info_done);
+    struct pending *p = pending_new(h->app, NULL, h);
     if (!p) {
         http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
     snprintf(p->room, sizeof(p->room), "%s", room);
-    char k[6][160], now[24], top[16];
-    const char *suffix[6] = {"meta", "totals", "lb", "lbnames", "presence", "seq"};
-    for (int i = 0; i < 6; i++) {
-        rooms_key(k[i], sizeof(k[i]), room, suffix[i]);
-    }
-    snprintf(now, sizeof(now), "%lld", (long long)ledger_now_ms());
-    snprintf(top, sizeof(top), "%ld", h->app->cfg.rooms_leaderboard_size);
-    const char *argv[] = {"6", k[0], k[1], k[2], k[3], k[4], k[5], now, top};
-    return submit_or_fail(h, p, LEDGER_SCRIPT_ROOM_INFO, 9, argv);
+    int rc = ledger_room_info(h->app->ledger, room, h->app->cfg.rooms_leaderboard_size,
+                              room_info_done, p, NULL);
+    return started(h, p, rc);
 }
 
 /* ---- money ---- */
 
-static void recharge_done(struct pending *p, int status, const redisReply *r)
+static void recharge_done(void *ud, int status, const struct ledger_recharge_reply *r)
 {
-    if (!ledger_failed(p, status, r)) {
+    struct pending *p = ud;
+    if (!ledger_failed(p, status)) {
         struct http_req *h = p->h;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
-            http_error(h, PROTO_ERR_INTERNAL, "unexpected reply");
-        } else {
-            struct proto_buf b;
-            proto_buf_init(&b, 0);
-            proto_buf_puts(&b, "{\"user\":");
-            proto_buf_json_cstr(&b, p->sub);
-            proto_buf_puts(&b, ",\"payment_id\":");
-            proto_buf_json_cstr(&b, p->id);
-            proto_buf_printf(&b, ",\"credited\":%lld,\"balance\":%lld,\"duplicate\":%s}",
-                             r->element[1]->integer, r->element[2]->integer,
-                             r->element[0]->integer == 1 ? "false" : "true");
-            http_respond_buf(h, 200, &b);
-            proto_buf_cleanup(&b);
-        }
+        struct proto_buf b;
+        proto_buf_init(&b, 0);
+        proto_buf_puts(&b, "{\"user\":");
+        proto_buf_json_cstr(&b, p->sub);
+        proto_buf_puts(&b, ",\"payment_id\":");
+        proto_buf_json_cstr(&b, p->id);
+        proto_buf_printf(&b, ",\"credited\":%lld,\"balance\":%lld,\"duplicate\":%s}",
+                         r->credited, r->balance, r->duplicate ? "true" : "false");
+        http_respond_buf(h, 200, &b);
+        proto_buf_cleanup(&b);
     }
     free(p);
 }
@@ -511,45 +502,32 @@ static int recharge(struct http_req *h)
         http_error(h, PROTO_ERR_BAD_REQUEST, "coins: must be an integer from 1 to 1000000000");
     } else {
         coins = pkg ? pkg->coins : json_integer_value(jcoins);
-        struct pending *p = pending_new(h->app, NULL, h, recharge_done);
+        struct pending *p = pending_new(h->app, NULL, h);
         if (!p) {
             http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         } else {
             snprintf(p->sub, sizeof(p->sub), "%s", user);
             snprintf(p->id, sizeof(p->id), "%s", pay);
-            char kbal[200], kpay[300], kind[100], ktot[100], scoins[24];
-            user_key(h->app, kbal, sizeof(kbal), "bal", user);
-            snprintf(kind, sizeof(kind), "pay:%s", pay);
-            user_key(h->app, kpay, sizeof(kpay), kind, user);
-            partition_prefix(ktot, sizeof(ktot) - 12,
-                             ledger_partition(user, h->app->cfg.ledger_partitions));
-            strcat(ktot, "recharged");
-            snprintf(scoins, sizeof(scoins), "%lld", coins);
-            const char *argv[] = {"3", kbal, kpay, ktot, scoins};
-            submit_or_fail(h, p, LEDGER_SCRIPT_RECHARGE, 5, argv);
+            struct ledger_recharge_req req = {.user = user, .payment_id = pay, .coins = coins};
+            started(h, p, ledger_recharge(h->app->ledger, &req, recharge_done, p, NULL));
         }
     }
     json_decref(j);
     return 0;
 }
 
-static void balance_done(struct pending *p, int status, const redisReply *r)
+static void balance_done(void *ud, int status, const struct ledger_balance_reply *r)
 {
-    if (!ledger_failed(p, status, r)) {
+    struct pending *p = ud;
+    if (!ledger_failed(p, status)) {
         struct http_req *h = p->h;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            http_error(h, PROTO_ERR_INTERNAL, "unexpected reply");
-        } else {
-            struct proto_buf b;
-            proto_buf_init(&b, 0);
-            proto_buf_puts(&b, "{\"user\":");
-            proto_buf_json_cstr(&b, p->sub);
-            proto_buf_printf(&b, ",\"coins\":%lld,\"diamonds\":%lld}",
-                             r->element[0]->str ? strtoll(r->element[0]->str, NULL, 10) : 0,
-                             r->element[1]->str ? strtoll(r->element[1]->str, NULL, 10) : 0);
-            http_respond_buf(h, 200, &b);
-            proto_buf_cleanup(&b);
-        }
+        struct proto_buf b;
+        proto_buf_init(&b, 0);
+        proto_buf_puts(&b, "{\"user\":");
+        proto_buf_json_cstr(&b, p->sub);
+        proto_buf_printf(&b, ",\"coins\":%lld,\"diamonds\":%lld}", r->coins, r->diamonds);
+        http_respond_buf(h, 200, &b);
+        proto_buf_cleanup(&b);
     }
     free(p);
 }
@@ -559,58 +537,34 @@ static int balance(struct http_req *h, const char *user)
     if (!require_user_or_service(h, user)) {
         return 0;
     }
-    struct pending *p = pending_new(h->app, NULL, h, balance_done);
+    struct pending *p = pending_new(h->app, NULL, h);
     if (!p) {
         http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
     snprintf(p->sub, sizeof(p->sub), "%s", user);
-    char kbal[200], kdia[200];
-    user_key(h->app, kbal, sizeof(kbal), "bal", user);
-    user_key(h->app, kdia, sizeof(kdia), "dia", user);
-    const char *argv[] = {"MGET", kbal, kdia};
-    return submit_or_fail(h, p, -1, 3, argv);
+    return started(h, p, ledger_balance(h->app->ledger, user, balance_done, p, NULL));
 }
 
-static void budget_done(struct pending *p, int status, const redisReply *r)
+static void budget_done(void *ud, int status, const struct ledger_budget_reply *r)
 {
-    if (!ledger_failed(p, status, r)) {
+    struct pending *p = ud;
+    if (!ledger_failed(p, status)) {
         struct http_req *h = p->h;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            http_error(h, PROTO_ERR_INTERNAL, "unexpected reply");
+        struct proto_buf b;
+        proto_buf_init(&b, 0);
+        proto_buf_puts(&b, "{\"user\":");
+        proto_buf_json_cstr(&b, p->sub);
+        if (!r->capped) {
+            proto_buf_puts(&b, ",\"daily_coins\":null");
         } else {
-            struct proto_buf b;
-            proto_buf_init(&b, 0);
-            proto_buf_puts(&b, "{\"user\":");
-            proto_buf_json_cstr(&b, p->sub);
-            if (r->element[0]->integer < 0) {
-                proto_buf_puts(&b, ",\"daily_coins\":null");
-            } else {
-                proto_buf_printf(&b, ",\"daily_coins\":%lld", r->element[0]->integer);
-            }
-            proto_buf_printf(&b, ",\"spent_today\":%lld}", r->element[1]->integer);
-            http_respond_buf(h, 200, &b);
-            proto_buf_cleanup(&b);
+            proto_buf_printf(&b, ",\"daily_coins\":%lld", r->daily_coins);
         }
+        proto_buf_printf(&b, ",\"spent_today\":%lld}", r->spent_today);
+        http_respond_buf(h, 200, &b);
+        proto_buf_cleanup(&b);
     }
     free(p);
-}
-
-/* "YYYYMMDD" of the current UTC day: the daily budget's period. */
-static void utc_day(char *out, size_t len)
-{
-    time_t t = (time_t)(ledger_now_ms() / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, len, "%Y%m%d", &tm);
-}
-
-void gift_spent_key(const struct app *app, char *out, size_t len, const char *sub)
-{
-    char day[16], kind[32];
-    utc_day(day, sizeof(day));
-    snprintf(kind, sizeof(kind), "spent:%s", day);
-    user_key(app, out, len, kind, sub);
 }
 
 static int budget(struct http_req *h, const char *user)
@@ -618,7 +572,7 @@ static int budget(struct http_req *h, const char *user)
     if (!require_user_or_service(h, user)) {
         return 0;
     }
-    char cap[24] = "?";
+    struct ledger_budget_req req = {.user = user, .op = LEDGER_BUDGET_GET};
     if (h->method == HTTP_PUT) {
         json_t *j = body_json(h);
         if (!j) {
@@ -633,23 +587,20 @@ static int budget(struct http_req *h, const char *user)
             return 0;
         }
         if (json_is_null(d)) {
-            cap[0] = '\0';
+            req.op = LEDGER_BUDGET_CLEAR;
         } else {
-            snprintf(cap, sizeof(cap), "%lld", (long long)json_integer_value(d));
+            req.op = LEDGER_BUDGET_SET;
+            req.daily_coins = json_integer_value(d);
         }
         json_decref(j);
     }
-    struct pending *p = pending_new(h->app, NULL, h, budget_done);
+    struct pending *p = pending_new(h->app, NULL, h);
     if (!p) {
         http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
     snprintf(p->sub, sizeof(p->sub), "%s", user);
-    char kb[200], ks[200];
-    user_key(h->app, kb, sizeof(kb), "budget", user);
-    gift_spent_key(h->app, ks, sizeof(ks), user);
-    const char *argv[] = {"2", kb, ks, cap};
-    return submit_or_fail(h, p, LEDGER_SCRIPT_BUDGET, 4, argv);
+    return started(h, p, ledger_budget(h->app->ledger, &req, budget_done, p, NULL));
 }
 
 /* ---- dispatch ---- */

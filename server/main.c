@@ -10,6 +10,8 @@
 
 #include "server/server.h"
 
+#define PROG "giftd" /* the name messages start with */
+
 extern char **environ;
 
 void log_msg(const char *level, const char *fmt, ...)
@@ -166,33 +168,21 @@ static void presence_fired(uv_timer_t *t)
 
 /* ---- --dev ---- */
 
-static void dev_ignore(void *ud, int status, const redisReply *r)
-{
-    (void)ud;
-    (void)status;
-    (void)r;
-}
-
 static void dev_setup(struct app *app)
 {
-    char k[256], k2[256], k3[300], k5[64];
     int64_t now = ledger_now_ms();
-    struct room_open_args a;
-    rooms_open_args_init(&a, "demo", "demo_creator", "Demo Creator", "giftd demo");
-    ledger_script(app->ledger, LEDGER_SCRIPT_ROOM_OPEN, a.argc, a.argv, NULL, dev_ignore, NULL,
-                  NULL);
-    rooms_open_args_cleanup(&a);
+    /* Replies are not awaited: the ledger is up, and the banner below is what --dev is for. */
+    struct ledger_room_open_req room = {.room = "demo",
+                                        .creator_id = "demo_creator",
+                                        .creator_name = "Demo Creator",
+                                        .title = "giftd demo"};
+    ledger_room_open(app->ledger, &room, NULL, NULL, NULL);
     const char *users[] = {"alice", "bob"};
     for (int i = 0; i < 2; i++) {
         char pay[128];
-        user_key(app, k, sizeof(k), "bal", users[i]);
-        snprintf(pay, sizeof(pay), "pay:dev-credit-%s", users[i]);
-        user_key(app, k2, sizeof(k2), pay, users[i]);
-        unsigned p = ledger_partition(users[i], app->cfg.ledger_partitions);
-        partition_prefix(k5, sizeof(k5), p);
-        snprintf(k3, sizeof(k3), "%srecharged", k5);
-        const char *rc[] = {"3", k, k2, k3, "100000"};
-        ledger_script(app->ledger, LEDGER_SCRIPT_RECHARGE, 5, rc, NULL, dev_ignore, NULL, NULL);
+        snprintf(pay, sizeof(pay), "dev-credit-%s", users[i]);
+        struct ledger_recharge_req rc = {.user = users[i], .payment_id = pay, .coins = 100000};
+        ledger_recharge(app->ledger, &rc, NULL, NULL, NULL);
     }
     const char *secret = app->cfg.auth_secret;
     int64_t exp = now / 1000 + 7 * 86400;
@@ -257,9 +247,9 @@ void app_ledger_state(void *ud, enum ledger_state st)
     }
 }
 
-static void on_redis_message(void *ud, const char *ch, size_t chlen, const char *msg, size_t len)
+static void on_room_message(void *ud, const char *room, const char *msg, size_t len)
 {
-    rooms_on_message(ud, ch, chlen, msg, len);
+    rooms_on_message(ud, room, msg, len);
 }
 
 static const struct lws_protocols protocols[] = {
@@ -348,7 +338,7 @@ static int load_config(struct app *app, int argc, char **argv, bool *out_check, 
     const char *file = NULL;
     *out_exit = -1;
     if (config_init(&app->cfg) < 0) {
-        fprintf(stderr, "giftd: out of memory\n");
+        fprintf(stderr, "%s: out of memory\n", PROG);
         return -1;
     }
     for (int i = 1; i < argc; i++) {
@@ -374,16 +364,16 @@ static int load_config(struct app *app, int argc, char **argv, bool *out_check, 
         }
     }
     if (file && config_apply_file(&app->cfg, file, err, sizeof(err)) < 0) {
-        fprintf(stderr, "giftd: config: %s\n", err);
+        fprintf(stderr, "%s: config: %s\n", PROG, err);
         return -1;
     }
     if (config_apply_env(&app->cfg, environ, err, sizeof(err)) < 0) {
-        fprintf(stderr, "giftd: environment: %s\n", err);
+        fprintf(stderr, "%s: environment: %s\n", PROG, err);
         return -1;
     }
     const char *unknown = config_unknown_env(environ);
     if (unknown) {
-        fprintf(stderr, "giftd: environment: %.*s: names no configuration key\n",
+        fprintf(stderr, "%s: environment: %.*s: names no configuration key\n", PROG,
                 (int)strcspn(unknown, "="), unknown);
         return -1;
     }
@@ -398,7 +388,7 @@ static int load_config(struct app *app, int argc, char **argv, bool *out_check, 
             continue;
         }
         if (strncmp(a, "--", 2) != 0) {
-            fprintf(stderr, "giftd: unexpected argument '%s' (see --help)\n", a);
+            fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", PROG, a);
             return -1;
         }
         char key[128];
@@ -411,11 +401,11 @@ static int load_config(struct app *app, int argc, char **argv, bool *out_check, 
             snprintf(key, sizeof(key), "%s", a + 2);
             val = argv[++i];
         } else {
-            fprintf(stderr, "giftd: %s: missing value\n", a + 2);
+            fprintf(stderr, "%s: %s: missing value\n", PROG, a + 2);
             return -1;
         }
         if (config_set(&app->cfg, key, val, err, sizeof(err)) < 0) {
-            fprintf(stderr, "giftd: flag --%s\n", err);
+            fprintf(stderr, "%s: flag --%s\n", PROG, err);
             return -1;
         }
     }
@@ -423,12 +413,12 @@ static int load_config(struct app *app, int argc, char **argv, bool *out_check, 
         config_set(&app->cfg, "auth.secret", "dev-secret-not-for-production", err, sizeof(err));
     }
     if (config_validate(&app->cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "giftd: config: %s\n", err);
+        fprintf(stderr, "%s: config: %s\n", PROG, err);
         return -1;
     }
     struct gifts_catalog *cat = NULL;
     if (gifts_catalog_load(app->cfg.gifts_catalog, &cat, err, sizeof(err)) < 0) {
-        fprintf(stderr, "giftd: gifts.catalog: %s\n", err);
+        fprintf(stderr, "%s: gifts.catalog: %s\n", PROG, err);
         return -1;
     }
     app->catalog = cat;
@@ -448,7 +438,7 @@ int main(int argc, char **argv)
         return code >= 0 ? code : 2;
     }
     if (check) {
-        printf("giftd: configuration and catalog OK (%zu gifts, %zu packages)\n",
+        printf("%s: configuration and catalog OK (%zu gifts, %zu packages)\n", PROG,
                gifts_count(app->catalog), gifts_package_count(app->catalog));
         config_cleanup(&app->cfg);
         gifts_catalog_free(app->catalog);
@@ -500,7 +490,7 @@ int main(int argc, char **argv)
         .combo_window_ms = app->cfg.gifts_combo_window_ms,
         .history_size = 200,
         .on_state = app_ledger_state,
-        .on_message = on_redis_message,
+        .on_room_message = on_room_message,
         .ud = app,
     };
     int rcode = 1;

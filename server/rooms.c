@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -9,55 +10,7 @@
 
 #define BATCH_MAX_EVENTS 512
 
-void rooms_key(char *out, size_t len, const char *room, const char *suffix)
-{
-    snprintf(out, len, "giftd:{r:%s}:%s", room, suffix);
-}
-
-void rooms_channel(char *out, size_t len, const char *room)
-{
-    snprintf(out, len, "giftd:room:%s", room);
-}
-
-void partition_prefix(char *out, size_t len, unsigned n)
-{
-    snprintf(out, len, "giftd:{p%u}:", n);
-}
-
-void user_key(const struct app *app, char *out, size_t len, const char *kind, const char *sub)
-{
-    unsigned p = ledger_partition(sub, app->cfg.ledger_partitions);
-    snprintf(out, len, "giftd:{p%u}:%s:%s", p, kind, sub);
-}
-
-void rooms_open_args_init(struct room_open_args *a, const char *room, const char *creator_id,
-                          const char *creator_name, const char *title)
-{
-    static const char *const suffix[4] = {"meta", "totals", "lb", "lbnames"};
-    for (int i = 0; i < 4; i++) {
-        rooms_key(a->keys[i], sizeof(a->keys[i]), room, suffix[i]);
-    }
-    snprintf(a->now, sizeof(a->now), "%lld", (long long)ledger_now_ms());
-    rooms_channel(a->channel, sizeof(a->channel), room);
-    proto_buf_init(&a->ctl, 0);
-    proto_buf_puts(&a->ctl, "{\"type\":\"room_opened\",\"room\":");
-    proto_buf_json_cstr(&a->ctl, room);
-    proto_buf_puts(&a->ctl, ",\"creator\":{\"id\":");
-    proto_buf_json_cstr(&a->ctl, creator_id);
-    proto_buf_puts(&a->ctl, ",\"name\":");
-    proto_buf_json_cstr(&a->ctl, creator_name);
-    proto_buf_puts(&a->ctl, "}}");
-    const char *argv[11] = {"4",          a->keys[0],   a->keys[1], a->keys[2],
-                            a->keys[3],   creator_id,   creator_name, title ? title : "",
-                            a->now,       a->channel,   a->ctl.oom ? "{}" : proto_buf_text(&a->ctl)};
-    memcpy(a->argv, argv, sizeof(argv));
-    a->argc = 11;
-}
-
-void rooms_open_args_cleanup(struct room_open_args *a)
-{
-    proto_buf_cleanup(&a->ctl);
-}
+/* ---- rooms ---- */
 
 struct fanout_msg *fanout_msg_new(const char *text, size_t len)
 {
@@ -106,9 +59,7 @@ static int grow_table(struct app *app)
 
 static void subscribe(struct room *room)
 {
-    char ch[128];
-    rooms_channel(ch, sizeof(ch), room->name);
-    room->subscribed = ledger_subscribe(room->app->ledger, ch) == 0;
+    room->subscribed = ledger_room_subscribe(room->app->ledger, room->name) == 0;
 }
 
 struct room *rooms_get(struct app *app, const char *name, bool create)
@@ -155,43 +106,26 @@ struct room *rooms_get(struct app *app, const char *name, bool create)
     return r;
 }
 
-static void presence_ignore(void *ud, int status, const redisReply *r)
+void rooms_presence_req(const struct app *app, struct ledger_presence_req *out, const char *room,
+                        long count, bool publish)
 {
-    (void)ud;
-    (void)status;
-    (void)r;
-}
-
-void rooms_presence_args(struct app *app, struct presence_args *a, const char *room, long count,
-                         bool publish)
-{
-    static const char *const suffix[6] = {"meta", "seq", "presence", "state", "lb", "lbnames"};
-    for (int i = 0; i < 6; i++) {
-        rooms_key(a->keys[i], sizeof(a->keys[i]), room, suffix[i]);
-    }
-    snprintf(a->count, sizeof(a->count), "%ld", count);
-    snprintf(a->now, sizeof(a->now), "%lld", (long long)ledger_now_ms());
-    snprintf(a->ttl, sizeof(a->ttl), "%ld", app->cfg.rooms_presence_interval_ms * 3 + 2000);
-    if (publish) {
-        snprintf(a->interval, sizeof(a->interval), "%ld", app->cfg.rooms_presence_interval_ms);
-    } else {
-        snprintf(a->interval, sizeof(a->interval), "-");
-    }
-    rooms_channel(a->channel, sizeof(a->channel), room);
-    snprintf(a->top, sizeof(a->top), "%ld", app->cfg.rooms_leaderboard_size);
-    const char *argv[15] = {"6",        a->keys[0], a->keys[1],  a->keys[2], a->keys[3],
-                            a->keys[4], a->keys[5], app->node_id, a->count,  a->now,
-                            a->ttl,     a->interval, a->channel, room,       a->top};
-    memcpy(a->argv, argv, sizeof(argv));
-    a->argc = 15;
+    long interval = app->cfg.rooms_presence_interval_ms;
+    *out = (struct ledger_presence_req){
+        .room = room,
+        .node_id = app->node_id,
+        .count = count,
+        /* A node that dies stops refreshing its count: it lapses after a few intervals. */
+        .ttl_ms = interval * 3 + 2000,
+        .publish_interval_ms = publish ? interval : -1,
+        .leaderboard_size = app->cfg.rooms_leaderboard_size,
+    };
 }
 
 static void presence_write(struct app *app, struct room *room)
 {
-    struct presence_args a;
-    rooms_presence_args(app, &a, room->name, room->nviewers, room->nviewers > 0);
-    if (ledger_script(app->ledger, LEDGER_SCRIPT_ROOM_PRESENCE, a.argc, a.argv, NULL,
-                      presence_ignore, NULL, NULL) == 0) {
+    struct ledger_presence_req pr;
+    rooms_presence_req(app, &pr, room->name, room->nviewers, room->nviewers > 0);
+    if (ledger_presence(app->ledger, &pr, NULL, NULL, NULL) == 0) {
         room->reported = room->nviewers;
     }
 }
@@ -214,9 +148,7 @@ void rooms_release(struct app *app, struct room *room)
         presence_write(app, room);
     }
     if (room->subscribed && app->ledger) {
-        char ch[128];
-        rooms_channel(ch, sizeof(ch), room->name);
-        ledger_unsubscribe(app->ledger, ch);
+        ledger_room_unsubscribe(app->ledger, room->name);
     }
     if (room->dirty) {
         struct room **dp = &app->dirty_rooms;
@@ -485,18 +417,8 @@ static uint64_t parse_seq(const char *msg, size_t len)
     return strtoull(p + 6, NULL, 10);
 }
 
-void rooms_on_message(struct app *app, const char *channel, size_t chlen, const char *msg,
-                      size_t len)
+void rooms_on_message(struct app *app, const char *name, const char *msg, size_t len)
 {
-    static const char prefix[] = "giftd:room:";
-    if (chlen <= sizeof(prefix) - 1 || chlen > sizeof(prefix) - 1 + 64 ||
-        memcmp(channel, prefix, sizeof(prefix) - 1) != 0) {
-        return;
-    }
-    char name[65];
-    size_t n = chlen - (sizeof(prefix) - 1);
-    memcpy(name, channel + sizeof(prefix) - 1, n);
-    name[n] = '\0';
     struct room *room = rooms_get(app, name, false);
     if (!room) {
         return;
@@ -542,15 +464,15 @@ struct combo_ctx {
     char room[65];
 };
 
-static void combo_done(void *ud, int status, const redisReply *r)
+static void combo_done(void *ud, int status, const struct ledger_combo_reply *r)
 {
     struct combo_ctx *c = ud;
     struct room *room = rooms_get(c->app, c->room, false);
     if (room) {
         room->combo_sweeping = false;
-        if (status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
-            long long next = r->element[1]->integer;
-            long long redis_now = r->element[2]->integer;
+        if (status == 0) {
+            long long next = r->next_due_ms;
+            long long redis_now = r->now_ms;
             /* Redis's clock decides; translate its deadline to ours. */
             room->combo_due_ms =
                 next < 0 ? 0 : ledger_now_ms() + (next - redis_now) + 5;
@@ -561,7 +483,7 @@ static void combo_done(void *ud, int status, const redisReply *r)
     free(c);
 }
 
-void rooms_combo_sweep(struct app *app, const char *name, const char *mode)
+void rooms_combo_sweep(struct app *app, const char *name, bool all)
 {
     struct combo_ctx *c = malloc(sizeof(*c));
     if (!c) {
@@ -569,14 +491,7 @@ void rooms_combo_sweep(struct app *app, const char *name, const char *mode)
     }
     c->app = app;
     snprintf(c->room, sizeof(c->room), "%s", name);
-    char kseq[160], kc[160], kd[160], kh[160], ch[128];
-    rooms_key(kseq, sizeof(kseq), name, "seq");
-    rooms_key(kc, sizeof(kc), name, "combos");
-    rooms_key(kd, sizeof(kd), name, "combodue");
-    rooms_key(kh, sizeof(kh), name, "hist");
-    rooms_channel(ch, sizeof(ch), name);
-    const char *argv[] = {"4", kseq, kc, kd, kh, mode, ch, name, "200"};
-    if (ledger_script(app->ledger, LEDGER_SCRIPT_COMBO, 9, argv, NULL, combo_done, c, NULL) < 0) {
+    if (ledger_combo_sweep(app->ledger, name, all, combo_done, c, NULL) < 0) {
         free(c);
         return;
     }
@@ -595,7 +510,7 @@ void rooms_combo_tick(struct app *app)
     for (size_t i = 0; i < app->rooms_cap; i++) {
         for (struct room *r = app->rooms[i]; r; r = r->hnext) {
             if (r->combo_due_ms && r->combo_due_ms <= now && !r->combo_sweeping) {
-                rooms_combo_sweep(app, r->name, "due");
+                rooms_combo_sweep(app, r->name, false);
             }
         }
     }

@@ -107,9 +107,8 @@ int fanout_write(struct session *s);
 void rooms_attach(struct room *room, struct session *s, uint64_t after_seq);
 /** Removes a session from its room (releasing the room when it was the last). */
 void rooms_detach(struct session *s);
-/** Pub/sub message from Redis on a room channel. */
-void rooms_on_message(struct app *app, const char *channel, size_t chlen, const char *msg,
-                      size_t len);
+/** Pub/sub message from Redis for a room (name and msg borrowed, valid during the call). */
+void rooms_on_message(struct app *app, const char *room, const char *msg, size_t len);
 /** Subscribes again to every room with local viewers (after a pub/sub reconnect). */
 void rooms_resubscribe(struct app *app);
 /* The presence work of one interval is spread over this many ticks (a slice of the rooms
@@ -121,36 +120,14 @@ void rooms_resubscribe(struct app *app);
 void rooms_presence_tick(struct app *app, bool refresh_all, int slice);
 /** Ends due combos of rooms this node serves (timer). */
 void rooms_combo_tick(struct app *app);
-/** Runs the combo script for a room: mode "due" or "all" (room closing). */
-void rooms_combo_sweep(struct app *app, const char *room, const char *mode);
-/** Fills the presence script's arguments for room (count: this node's, or "-"); publish
- * says whether the script may publish viewers/leaderboard events. */
-struct presence_args {
-    char keys[6][160];
-    char count[24], now[24], ttl[24], interval[24], channel[128], top[16];
-    const char *argv[15];
-    int argc;
-};
-void rooms_presence_args(struct app *app, struct presence_args *a, const char *room, long count,
-                         bool publish);
+/** Ends a room's due combos (all: every open combo, the room is closing). */
+void rooms_combo_sweep(struct app *app, const char *room, bool all);
+/** Fills the presence request of room (name borrowed by out) with this node's count (< 0:
+ * only read); publish says whether the ledger may publish viewers/leaderboard events. */
+void rooms_presence_req(const struct app *app, struct ledger_presence_req *out, const char *room,
+                        long count, bool publish);
 /** Frees every room (shutdown). */
 void rooms_free_all(struct app *app);
-/** Builds a room's Redis key: "giftd:{r:<room>}:<suffix>". */
-void rooms_key(char *out, size_t len, const char *room, const char *suffix);
-/* The arguments of the room_open script (shared by PUT /v1/rooms and --dev). */
-struct room_open_args {
-    char keys[4][160];
-    char now[24];
-    char channel[128];
-    struct proto_buf ctl; /* the room_opened control message nodes consume */
-    const char *argv[11];
-    int argc;
-};
-void rooms_open_args_init(struct room_open_args *a, const char *room, const char *creator_id,
-                          const char *creator_name, const char *title);
-void rooms_open_args_cleanup(struct room_open_args *a);
-/** Channel name of a room. */
-void rooms_channel(char *out, size_t len, const char *room);
 
 /* ---- limits (limits.c) ---- */
 
@@ -234,15 +211,11 @@ struct pending {
     struct session *s;     /* owner session (NULL for HTTP or after detach) */
     struct http_req *h;    /* owner HTTP request */
     struct app *app;
-    struct ledger_req *req;
-    void (*done)(struct pending *p, int status, const redisReply *reply);
     /* Request-specific state. */
     char room[65];
     char id[65];
     char sub[65];
     char name[65];
-    const struct gift *gift_unused;
-    struct gift gift;
     long count;
     long cost;
     long balance;
@@ -257,17 +230,14 @@ struct pending {
 #define SESSION_MAX_PENDING 64
 
 /** Allocates a pending request owned by s or h. Returns NULL on OOM. */
-struct pending *pending_new(struct app *app, struct session *s, struct http_req *h,
-                            void (*done)(struct pending *, int, const redisReply *));
-/** Runs a script for p; on a synchronous failure frees p and returns the error. */
-int pending_script(struct pending *p, enum ledger_script script, int argc, const char **argv,
-                   const size_t *lens);
-int pending_command(struct pending *p, int argc, const char **argv, const size_t *lens);
-/** A typed ledger op was started for p (its callback gets p as ud): links p to its owner
- * (detached if the owner goes first) and applies the session's back-pressure. */
-void pending_started(struct pending *p);
-/** The typed op of p answered: first thing its callback does (the inverse of
- * pending_started). The callback then frees p. */
+struct pending *pending_new(struct app *app, struct session *s, struct http_req *h);
+/** After a typed ledger operation started with ud = p returned 0: links p to its owner
+ * (detached when the owner goes away) and counts it against the session's back-pressure.
+ * The operation's callback must call pending_answered(p) first. */
+void pending_track(struct pending *p);
+/** First step of a typed callback whose ud is a tracked p: p's request is answered (unlinked,
+ * back-pressure released). p->s / p->h then name its owner, NULL when the owner went away;
+ * the callback still frees p. */
 void pending_answered(struct pending *p);
 /** Detaches every pending request of a list (their replies will be ignored). */
 void pending_detach_all(struct pending **list);
@@ -320,25 +290,11 @@ union conn {
 
 /* ---- gifts path (gift.c) ---- */
 
-/** The key of sub's coins spent on the current UTC day (daily budget). */
-void gift_spent_key(const struct app *app, char *out, size_t len, const char *sub);
 
 /** Handles a parsed `gift` frame of a session. */
 void gift_handle(struct session *s, const struct proto_msg *m);
 
 /* ---- settlement flusher (flush.c, flush_pg.c) ---- */
-
-/* One settlement row of SPEC 7: the totals of one (creator, room, gift) in one batch. */
-struct settle_row {
-    char creator[65];
-    char room[65];
-    char gift[65];
-    long long count;
-    long long coins;
-    long long diamonds;
-    long long first_ts_ms;
-    long long last_ts_ms;
-};
 
 /** Starts the flusher (its timer, and the PostgreSQL thread for that sink). 0 or -errno. */
 int flush_start(struct app *app);
@@ -366,7 +322,7 @@ int pg_sink_new(uv_loop_t *loop, const char *conninfo, struct pg_sink **out);
 /** Queues one batch: its rows are inserted in one transaction (several batches queued
  * together share one), ON CONFLICT DO NOTHING. batch and rows are borrowed until cb, which
  * runs on the loop. Returns 0 or -ENOMEM. */
-int pg_sink_write(struct pg_sink *s, const char *batch, const struct settle_row *rows,
+int pg_sink_write(struct pg_sink *s, const char *batch, const struct ledger_settle_row *rows,
                   size_t nrows, pg_sink_cb *cb, void *ud);
 /** Stops the thread (cancelling a running statement), answers every queued write (its result,
  * or -ECANCELED) before returning; memory is freed when the loop runs again. NULL: no-op. */
@@ -440,10 +396,5 @@ void log_msg(const char *level, const char *fmt, ...) __attribute__((format(prin
 #define log_info(...) log_msg("info", __VA_ARGS__)
 #define log_warn(...) log_msg("warn", __VA_ARGS__)
 #define log_err(...)  log_msg("error", __VA_ARGS__)
-
-/** User keys on the sender's partition: "giftd:{p<n>}:<kind>:<sub>". */
-void user_key(const struct app *app, char *out, size_t len, const char *kind, const char *sub);
-/** The partition tag prefix "giftd:{p<n>}:" of partition n. */
-void partition_prefix(char *out, size_t len, unsigned n);
 
 #endif

@@ -5,7 +5,6 @@
 
 #include "server/server.h"
 
-
 static struct app *app_of(struct lws *wsi)
 {
     return lws_context_user(lws_get_context(wsi));
@@ -38,18 +37,9 @@ void pending_answered(struct pending *p)
             lws_rx_flow_control(s->wsi, 1);
         }
     }
-    p->req = NULL;
 }
 
-static void pending_reply(void *ud, int status, const redisReply *reply)
-{
-    struct pending *p = ud;
-    pending_answered(p);
-    p->done(p, status, reply);
-}
-
-struct pending *pending_new(struct app *app, struct session *s, struct http_req *h,
-                            void (*done)(struct pending *, int, const redisReply *))
+struct pending *pending_new(struct app *app, struct session *s, struct http_req *h)
 {
     struct pending *p = calloc(1, sizeof(*p));
     if (!p) {
@@ -58,7 +48,6 @@ struct pending *pending_new(struct app *app, struct session *s, struct http_req 
     p->app = app;
     p->s = s;
     p->h = h;
-    p->done = done;
     p->t0_ms = ledger_now_ms();
     return p;
 }
@@ -79,22 +68,7 @@ static void pending_link(struct pending *p)
     *list = p;
 }
 
-static int pending_submit(struct pending *p, int script, int argc, const char **argv,
-                          const size_t *lens)
-{
-    int rc = script >= 0 ? ledger_script(p->app->ledger, (enum ledger_script)script, argc, argv,
-                                         lens, pending_reply, p, &p->req)
-                         : ledger_command(p->app->ledger, argc, argv, lens, pending_reply, p,
-                                          &p->req);
-    if (rc < 0) {
-        free(p);
-        return rc;
-    }
-    pending_started(p);
-    return 0;
-}
-
-void pending_started(struct pending *p)
+void pending_track(struct pending *p)
 {
     pending_link(p);
     if (p->s) {
@@ -104,17 +78,6 @@ void pending_started(struct pending *p)
             lws_rx_flow_control(p->s->wsi, 0);
         }
     }
-}
-
-int pending_script(struct pending *p, enum ledger_script script, int argc, const char **argv,
-                   const size_t *lens)
-{
-    return pending_submit(p, (int)script, argc, argv, lens);
-}
-
-int pending_command(struct pending *p, int argc, const char **argv, const size_t *lens)
-{
-    return pending_submit(p, -1, argc, argv, lens);
 }
 
 void pending_detach_all(struct pending **list)
@@ -223,15 +186,15 @@ static void send_welcome(struct session *s, const char *balance)
     session_send_buf(s, b);
 }
 
-static void welcome_balance_done(struct pending *p, int status, const redisReply *r)
+static void welcome_balance_done(void *ud, int status, const struct ledger_balance_reply *r)
 {
+    struct pending *p = ud;
+    pending_answered(p);
     struct session *s = p->s;
     if (s) {
-        char bal[32] = "0";
-        if (status == 0 && r->type == REDIS_REPLY_STRING) {
-            snprintf(bal, sizeof(bal), "%lld", strtoll(r->str, NULL, 10));
-        } else if (status != 0 || r->type == REDIS_REPLY_ERROR) {
-            snprintf(bal, sizeof(bal), "null");
+        char bal[32] = "null";
+        if (status == 0) {
+            snprintf(bal, sizeof(bal), "%lld", r->coins); /* 0 for a user never recharged */
         }
         send_welcome(s, bal);
     }
@@ -246,11 +209,12 @@ static void session_authed(struct session *s, const char *room)
     s->authed = true;
     lws_set_timer_usecs(s->wsi, LWS_SET_TIMER_USEC_CANCEL);
     if (s->claims.role == AUTH_ROLE_VIEWER) {
-        struct pending *p = pending_new(s->app, s, NULL, welcome_balance_done);
-        char key[160];
-        user_key(s->app, key, sizeof(key), "bal", s->claims.sub);
-        const char *argv[] = {"GET", key};
-        if (!p || pending_command(p, 2, argv, NULL) < 0) {
+        struct app *app = s->app;
+        struct pending *p = pending_new(app, s, NULL);
+        if (p && ledger_balance(app->ledger, s->claims.sub, welcome_balance_done, p, NULL) == 0) {
+            pending_track(p);
+        } else {
+            free(p);
             send_welcome(s, "null");
         }
     } else {
@@ -279,8 +243,10 @@ static bool session_verify(struct session *s, const char *token, size_t len)
     return true;
 }
 
-static void join_done(struct pending *p, int status, const redisReply *r)
+static void join_done(void *ud, int status, const struct ledger_presence_reply *r)
 {
+    struct pending *p = ud;
+    pending_answered(p);
     struct session *s = p->s;
     struct app *app = p->app;
     struct room *room = rooms_get(app, p->room, false);
@@ -298,12 +264,12 @@ static void join_done(struct pending *p, int status, const redisReply *r)
     if (!stale) {
         s->joining[0] = '\0';
     }
-    if (status < 0 || r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+    if (status < 0) {
         if (!stale) {
             session_error(s, PROTO_ERR_LEDGER_UNAVAILABLE, "could not join: Redis unavailable",
                           NULL);
         }
-    } else if (r->element[0]->integer != 1) {
+    } else if (!r->live) {
         if (!stale) {
             session_error(s, PROTO_ERR_ROOM_NOT_LIVE, NULL, NULL);
         }
@@ -312,14 +278,14 @@ static void join_done(struct pending *p, int status, const redisReply *r)
         }
     } else if (!stale && room) {
         room->live = true;
-        snprintf(room->creator_id, sizeof(room->creator_id), "%s", r->element[1]->str);
-        snprintf(room->creator_name, sizeof(room->creator_name), "%s", r->element[2]->str);
-        long long seq = r->element[3]->integer;
+        snprintf(room->creator_id, sizeof(room->creator_id), "%s", r->creator_id);
+        snprintf(room->creator_name, sizeof(room->creator_name), "%s", r->creator_name);
+        long long seq = r->seq;
         if (s->room != room) {
             rooms_detach(s);
             rooms_attach(room, s, (uint64_t)seq);
         }
-        long long viewers = r->element[4]->integer;
+        long long viewers = r->viewers;
         if (viewers < room->nviewers) {
             viewers = room->nviewers;
         }
@@ -354,7 +320,7 @@ static void session_join(struct session *s, const char *name)
         session_error(s, PROTO_ERR_INTERNAL, "out of memory", NULL);
         return;
     }
-    struct pending *p = pending_new(app, s, NULL, join_done);
+    struct pending *p = pending_new(app, s, NULL);
     if (!p) {
         session_error(s, PROTO_ERR_INTERNAL, "out of memory", NULL);
         return;
@@ -362,9 +328,12 @@ static void session_join(struct session *s, const char *name)
     snprintf(p->room, sizeof(p->room), "%s", name);
     snprintf(s->joining, sizeof(s->joining), "%s", name);
     room->joining++;
-    struct presence_args a;
-    rooms_presence_args(app, &a, name, room->nviewers + 1, false);
-    if (pending_script(p, LEDGER_SCRIPT_ROOM_PRESENCE, a.argc, a.argv, NULL) < 0) {
+    struct ledger_presence_req pr;
+    rooms_presence_req(app, &pr, name, room->nviewers + 1, false);
+    if (ledger_presence(app->ledger, &pr, join_done, p, NULL) == 0) {
+        pending_track(p);
+    } else {
+        free(p);
         room->joining--;
         s->joining[0] = '\0';
         if (room->nviewers == 0 && room->joining == 0) {

@@ -1,0 +1,526 @@
+/* ops: the ledger's typed operations on rooms, users and money — keys, argument vectors and
+ * reply parsing of each script, so that server/ never sees either. */
+#include "ledger_client/ledger_client.h"
+#include "ledger_client/ledger_client_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+/* The room's capped event history: the publish script's cap, which combo_end events share. */
+#define HISTORY_CAP "200"
+#define KEY_MAX     256
+
+/* ---- shared plumbing ---- */
+
+int lop_submit(struct ledger *l, int script, int argc, const char *const *argv,
+               ledger_reply_cb *reply, const struct lop *op, struct ledger_req **out_req)
+{
+    return lreq_submit(l, script, argc, argv, NULL, reply, op, sizeof(*op), out_req);
+}
+
+int lop_status(int status, const redisReply *r, const char **out_error)
+{
+    *out_error = NULL;
+    if (status < 0) {
+        return status;
+    }
+    if (!r) {
+        return -EBADMSG;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        *out_error = r->str ? r->str : "";
+        return -EPROTO;
+    }
+    return 0;
+}
+
+bool lop_int(const redisReply *r, size_t i, long long *out)
+{
+    if (r->type != REDIS_REPLY_ARRAY || i >= r->elements ||
+        r->element[i]->type != REDIS_REPLY_INTEGER) {
+        return false;
+    }
+    *out = r->element[i]->integer;
+    return true;
+}
+
+const char *lop_num(char out[24], long long v)
+{
+    snprintf(out, 24, "%lld", v);
+    return out;
+}
+
+/* An identifier the keyspace accepts (a room, user, payment or creator id): 1-64 bytes. */
+static bool id_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    return n >= 1 && n <= 64;
+}
+
+/* Element i of an array reply as a string ("" when it is not one). */
+static const char *elem_str(const redisReply *r, size_t i)
+{
+    const redisReply *e = r->element[i];
+    return e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS ? e->str : "";
+}
+
+/* The argument vector of a script: "numkeys", the keys, then the arguments. */
+struct args {
+    const char *v[24];
+    int n;
+    char numkeys[8];
+};
+
+static void args_init(struct args *a, int nkeys)
+{
+    snprintf(a->numkeys, sizeof(a->numkeys), "%d", nkeys);
+    a->v[0] = a->numkeys;
+    a->n = 1;
+}
+
+static void args_add(struct args *a, const char *s)
+{
+    a->v[a->n++] = s;
+}
+
+/* ---- room_open ---- */
+
+static void room_open_reply(void *ud, int status, const redisReply *rr)
+{
+    const struct lop *op = ud;
+    if (!op->cb.room_open) {
+        return;
+    }
+    struct ledger_room_open_reply r = {0};
+    status = lop_status(status, rr, &r.error);
+    long long ok = 0, v = 0;
+    if (status == 0) {
+        /* {1, session, opened_now} or {0, other creator} */
+        if (rr->type != REDIS_REPLY_ARRAY || rr->elements < 2 || !lop_int(rr, 0, &ok)) {
+            status = -EBADMSG;
+        } else if (ok != 0) {
+            r.accepted = true;
+            r.session = lop_int(rr, 1, &v) ? v : 0;
+            r.opened = lop_int(rr, 2, &v) && v != 0;
+        }
+    }
+    op->cb.room_open(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+}
+
+int ledger_room_open(struct ledger *l, const struct ledger_room_open_req *req,
+                     ledger_room_open_cb *cb, void *ud, struct ledger_req **out_req)
+{
+    if (!id_ok(req->room) || !id_ok(req->creator_id) || !req->creator_name) {
+        return -EINVAL;
+    }
+    static const char *const suffix[4] = {"meta", "totals", "lb", "lbnames"};
+    char keys[4][KEY_MAX], now[24], channel[KEY_MAX];
+    struct args a;
+    args_init(&a, 4);
+    for (int i = 0; i < 4; i++) {
+        lkey_room(keys[i], sizeof(keys[i]), req->room, suffix[i]);
+        args_add(&a, keys[i]);
+    }
+    lkey_channel(channel, sizeof(channel), req->room);
+    /* The room_opened control message: nodes with viewers still attached to the room learn
+     * from it that the room is live again, and who its creator is. */
+    json_t *ctl = json_pack("{s:s, s:s, s:{s:s, s:s}}", "type", "room_opened", "room", req->room,
+                            "creator", "id", req->creator_id, "name", req->creator_name);
+    char *ctl_text = ctl ? json_dumps(ctl, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(ctl);
+    args_add(&a, req->creator_id);
+    args_add(&a, req->creator_name);
+    args_add(&a, req->title ? req->title : "");
+    args_add(&a, lop_num(now, ledger_now_ms()));
+    args_add(&a, channel);
+    args_add(&a, ctl_text ? ctl_text : "{}");
+    struct lop op = {.cb.room_open = cb, .ud = ud};
+    int rc = lop_submit(l, LEDGER_SCRIPT_ROOM_OPEN, a.n, a.v, room_open_reply, &op, out_req);
+    free(ctl_text);
+    return rc;
+}
+
+/* ---- room_close ---- */
+
+static void room_close_reply(void *ud, int status, const redisReply *rr)
+{
+    const struct lop *op = ud;
+    if (!op->cb.room_close) {
+        return;
+    }
+    struct ledger_room_close_reply r = {0};
+    status = lop_status(status, rr, &r.error);
+    if (status == 0) {
+        /* 1 closed now, 0 already closed, -1 never existed */
+        if (rr->type != REDIS_REPLY_INTEGER) {
+            status = -EBADMSG;
+        } else {
+            r.found = rr->integer >= 0;
+            r.closed = rr->integer == 1;
+        }
+    }
+    op->cb.room_close(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+}
+
+int ledger_room_close(struct ledger *l, const char *room, ledger_room_close_cb *cb, void *ud,
+                      struct ledger_req **out_req)
+{
+    if (!id_ok(room)) {
+        return -EINVAL;
+    }
+    char meta[KEY_MAX], now[24], channel[KEY_MAX], ev[128];
+    lkey_room(meta, sizeof(meta), room, "meta");
+    lkey_channel(channel, sizeof(channel), room);
+    /* A room name is an identifier: nothing in it needs escaping. */
+    snprintf(ev, sizeof(ev), "{\"type\":\"room_closed\",\"room\":\"%s\"}", room);
+    struct args a;
+    args_init(&a, 1);
+    args_add(&a, meta);
+    args_add(&a, lop_num(now, ledger_now_ms()));
+    args_add(&a, channel);
+    args_add(&a, ev);
+    struct lop op = {.cb.room_close = cb, .ud = ud};
+    return lop_submit(l, LEDGER_SCRIPT_ROOM_CLOSE, a.n, a.v, room_close_reply, &op, out_req);
+}
+
+/* ---- room_info ---- */
+
+static void room_info_reply(void *ud, int status, const redisReply *rr)
+{
+    const struct lop *op = ud;
+    if (!op->cb.room_info) {
+        return;
+    }
+    struct ledger_room_info_reply r = {0};
+    struct ledger_room_top *top = NULL;
+    status = lop_status(status, rr, &r.error);
+    long long found = 0;
+    if (status == 0) {
+        /* {-1} unknown, or {live, creator_id, creator_name, title, gifts, coins, diamonds,
+         * viewers, seq, session, {id, coins, name JSON, ...}} */
+        if (rr->type != REDIS_REPLY_ARRAY || rr->elements < 1) {
+            status = -EBADMSG;
+        } else {
+            found = rr->element[0]->type == REDIS_REPLY_INTEGER ? rr->element[0]->integer : 0;
+        }
+    }
+    if (status == 0 && found >= 0 && rr->elements >= 11) {
+        redisReply **e = rr->element;
+        long long *nums[6] = {&r.gifts, &r.coins, &r.diamonds, &r.viewers, &r.seq, &r.session};
+        for (size_t i = 0; i < 6; i++) {
+            if (!lop_int(rr, 4 + i, nums[i])) {
+                status = -EBADMSG;
+            }
+        }
+        const redisReply *t = e[10];
+        size_t n = t->type == REDIS_REPLY_ARRAY ? t->elements / 3 : 0;
+        if (status == 0 && n > 0) {
+            top = calloc(n, sizeof(*top));
+            if (!top) {
+                status = -ENOMEM;
+            }
+        }
+        for (size_t i = 0; status == 0 && i < n; i++) {
+            const redisReply *coins = t->element[3 * i + 1];
+            top[i].id = elem_str(t, 3 * i);
+            top[i].name_json = elem_str(t, 3 * i + 2);
+            top[i].coins = coins->type == REDIS_REPLY_STRING    ? strtoll(coins->str, NULL, 10)
+                           : coins->type == REDIS_REPLY_INTEGER ? coins->integer
+                                                                : 0;
+        }
+        if (status == 0) {
+            r.found = true;
+            r.live = found == 1;
+            r.creator_id = elem_str(rr, 1);
+            r.creator_name = elem_str(rr, 2);
+            r.title = elem_str(rr, 3);
+            r.top = top;
+            r.ntop = n;
+        }
+    }
+    op->cb.room_info(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+    free(top);
+}
+
+int ledger_room_info(struct ledger *l, const char *room, long top_n, ledger_room_info_cb *cb,
+                     void *ud, struct ledger_req **out_req)
+{
+    if (!id_ok(room) || top_n < 1) {
+        return -EINVAL;
+    }
+    static const char *const suffix[6] = {"meta", "totals", "lb", "lbnames", "presence", "seq"};
+    char keys[6][KEY_MAX], now[24], top[24];
+    struct args a;
+    args_init(&a, 6);
+    for (int i = 0; i < 6; i++) {
+        lkey_room(keys[i], sizeof(keys[i]), room, suffix[i]);
+        args_add(&a, keys[i]);
+    }
+    args_add(&a, lop_num(now, ledger_now_ms()));
+    args_add(&a, lop_num(top, top_n));
+    struct lop op = {.cb.room_info = cb, .ud = ud};
+    return lop_submit(l, LEDGER_SCRIPT_ROOM_INFO, a.n, a.v, room_info_reply, &op, out_req);
+}
+
+/* ---- presence ---- */
+
+static void presence_reply(void *ud, int status, const redisReply *rr)
+{
+    const struct lop *op = ud;
+    if (!op->cb.presence) {
+        return;
+    }
+    struct ledger_presence_reply r = {0};
+    status = lop_status(status, rr, &r.error);
+    long long live = 0;
+    /* {live, creator_id, creator_name, seq, viewers} */
+    if (status == 0 &&
+        (rr->type != REDIS_REPLY_ARRAY || rr->elements != 5 || !lop_int(rr, 0, &live) ||
+         !lop_int(rr, 3, &r.seq) || !lop_int(rr, 4, &r.viewers))) {
+        status = -EBADMSG;
+    }
+    if (status == 0) {
+        r.live = live == 1;
+        r.creator_id = elem_str(rr, 1);
+        r.creator_name = elem_str(rr, 2);
+    }
+    op->cb.presence(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+}
+
+int ledger_presence(struct ledger *l, const struct ledger_presence_req *req, ledger_presence_cb *cb,
+                    void *ud, struct ledger_req **out_req)
+{
+    if (!id_ok(req->room) || !req->node_id || req->leaderboard_size < 0) {
+        return -EINVAL;
+    }
+    static const char *const suffix[6] = {"meta", "seq", "presence", "state", "lb", "lbnames"};
+    char keys[6][KEY_MAX], count[24], now[24], ttl[24], interval[24], channel[KEY_MAX], top[24];
+    struct args a;
+    args_init(&a, 6);
+    for (int i = 0; i < 6; i++) {
+        lkey_room(keys[i], sizeof(keys[i]), req->room, suffix[i]);
+        args_add(&a, keys[i]);
+    }
+    lkey_channel(channel, sizeof(channel), req->room);
+    args_add(&a, req->node_id);
+    args_add(&a, req->count < 0 ? "-" : lop_num(count, req->count));
+    args_add(&a, lop_num(now, ledger_now_ms()));
+    args_add(&a, lop_num(ttl, req->ttl_ms));
+    args_add(&a, req->publish_interval_ms < 0 ? "-" : lop_num(interval, req->publish_interval_ms));
+    args_add(&a, channel);
+    args_add(&a, req->room);
+    args_add(&a, lop_num(top, req->leaderboard_size));
+    struct lop op = {.cb.presence = cb, .ud = ud};
+    return lop_submit(l, LEDGER_SCRIPT_ROOM_PRESENCE, a.n, a.v, presence_reply, &op, out_req);
+}
+
+/* ---- combo ---- */
+
+static void combo_reply(void *ud, int status, const redisReply *rr)
+{
+    const struct lop *op = ud;
+    if (!op->cb.combo) {
+        return;
+    }
+    struct ledger_combo_reply r = {0};
+    status = lop_status(status, rr, &r.error);
+    /* {ended, next deadline or -1, now} */
+    if (status == 0 &&
+        (rr->type != REDIS_REPLY_ARRAY || rr->elements != 3 || !lop_int(rr, 0, &r.ended) ||
+         !lop_int(rr, 1, &r.next_due_ms) || !lop_int(rr, 2, &r.now_ms))) {
+        status = -EBADMSG;
+    }
+    op->cb.combo(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+}
+
+int ledger_combo_sweep(struct ledger *l, const char *room, bool all, ledger_combo_cb *cb, void *ud,
+                       struct ledger_req **out_req)
+{
+    if (!id_ok(room)) {
+        return -EINVAL;
+    }
+    static const char *const suffix[4] = {"seq", "combos", "combodue", "hist"};
+    char keys[4][KEY_MAX], channel[KEY_MAX];
+    struct args a;
+    args_init(&a, 4);
+    for (int i = 0; i < 4; i++) {
+        lkey_room(keys[i], sizeof(keys[i]), room, suffix[i]);
+        args_add(&a, keys[i]);
+    }
+    lkey_channel(channel, sizeof(channel), room);
+    args_add(&a, all ? "all" : "due");
+    args_add(&a, channel);
+    args_add(&a, room);
+    args_add(&a, HISTORY_CAP);
+    struct lop op = {.cb.combo = cb, .ud = ud};
+    return lop_submit(l, LEDGER_SCRIPT_COMBO, a.n, a.v, combo_reply, &op, out_req);
+}
+
+/* ---- pub/sub ---- */
+
+int ledger_room_subscribe(struct ledger *l, const char *room)
+{
+    if (!id_ok(room)) {
+        return -EINVAL;
+    }
+    char channel[KEY_MAX];
+    lkey_channel(channel, sizeof(channel), room);
+    return ledger_subscribe(l, channel);
+}
+
+int ledger_room_unsubscribe(struct ledger *l, const char *room)
+{
+    if (!id_ok(room)) {
+        return -EINVAL;
+    }
+    char channel[KEY_MAX];
+    lkey_channel(channel, sizeof(channel), room);
+    return ledger_unsubscribe(l, channel);
+}
+
+/* ---- recharge ---- */
+
+static void recharge_reply(void *ud, int status, const redisReply *rr)
+{
+    const struct lop *op = ud;
+    if (!op->cb.recharge) {
+        return;
+    }
+    struct ledger_recharge_reply r = {0};
+    status = lop_status(status, rr, &r.error);
+    long long fresh = 0;
+    /* {1, credited, balance} or {0, credited the first time, balance} */
+    if (status == 0 &&
+        (rr->type != REDIS_REPLY_ARRAY || rr->elements != 3 || !lop_int(rr, 0, &fresh) ||
+         !lop_int(rr, 1, &r.credited) || !lop_int(rr, 2, &r.balance))) {
+        status = -EBADMSG;
+    }
+    if (status == 0) {
+        r.duplicate = fresh != 1;
+    }
+    op->cb.recharge(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+}
+
+int ledger_recharge(struct ledger *l, const struct ledger_recharge_req *req, ledger_recharge_cb *cb,
+                    void *ud, struct ledger_req **out_req)
+{
+    if (!id_ok(req->user) || !id_ok(req->payment_id) || req->coins < 1) {
+        return -EINVAL;
+    }
+    long P = lreq_partitions(l);
+    char kbal[KEY_MAX], kind[80], kpay[KEY_MAX], ktot[KEY_MAX], coins[24];
+    lkey_user(kbal, sizeof(kbal), P, "bal", req->user);
+    snprintf(kind, sizeof(kind), "pay:%s", req->payment_id);
+    lkey_user(kpay, sizeof(kpay), P, kind, req->user);
+    lkey_partition_key(ktot, sizeof(ktot), ledger_partition(req->user, P), "recharged");
+    struct args a;
+    args_init(&a, 3);
+    args_add(&a, kbal);
+    args_add(&a, kpay);
+    args_add(&a, ktot);
+    args_add(&a, lop_num(coins, req->coins));
+    struct lop op = {.cb.recharge = cb, .ud = ud};
+    return lop_submit(l, LEDGER_SCRIPT_RECHARGE, a.n, a.v, recharge_reply, &op, out_req);
+}
+
+/* ---- balance ---- */
+
+static long long opt_num(const redisReply *e)
+{
+    if (e->type == REDIS_REPLY_STRING) {
+        return strtoll(e->str, NULL, 10);
+    }
+    return e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
+}
+
+static void balance_reply(void *ud, int status, const redisReply *rr)
+{
+    const struct lop *op = ud;
+    if (!op->cb.balance) {
+        return;
+    }
+    struct ledger_balance_reply r = {0};
+    status = lop_status(status, rr, &r.error);
+    if (status == 0 && (rr->type != REDIS_REPLY_ARRAY || rr->elements != 2)) {
+        status = -EBADMSG;
+    }
+    if (status == 0) {
+        r.coins = opt_num(rr->element[0]);
+        r.diamonds = opt_num(rr->element[1]);
+    }
+    op->cb.balance(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+}
+
+int ledger_balance(struct ledger *l, const char *user, ledger_balance_cb *cb, void *ud,
+                   struct ledger_req **out_req)
+{
+    if (!id_ok(user)) {
+        return -EINVAL;
+    }
+    long P = lreq_partitions(l);
+    char kbal[KEY_MAX], kdia[KEY_MAX];
+    lkey_user(kbal, sizeof(kbal), P, "bal", user);
+    lkey_user(kdia, sizeof(kdia), P, "dia", user);
+    /* Both keys are in the user's partition: one slot. */
+    const char *argv[] = {"MGET", kbal, kdia};
+    struct lop op = {.cb.balance = cb, .ud = ud};
+    return lop_submit(l, -1, 3, argv, balance_reply, &op, out_req);
+}
+
+/* ---- budget ---- */
+
+static void budget_reply(void *ud, int status, const redisReply *rr)
+{
+    const struct lop *op = ud;
+    if (!op->cb.budget) {
+        return;
+    }
+    struct ledger_budget_reply r = {0};
+    status = lop_status(status, rr, &r.error);
+    long long cap = 0;
+    /* {cap or -1, spent today} */
+    if (status == 0 && (rr->type != REDIS_REPLY_ARRAY || rr->elements != 2 ||
+                        !lop_int(rr, 0, &cap) || !lop_int(rr, 1, &r.spent_today))) {
+        status = -EBADMSG;
+    }
+    if (status == 0 && cap >= 0) {
+        r.capped = true;
+        r.daily_coins = cap;
+    }
+    op->cb.budget(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+}
+
+int ledger_budget(struct ledger *l, const struct ledger_budget_req *req, ledger_budget_cb *cb,
+                  void *ud, struct ledger_req **out_req)
+{
+    if (!id_ok(req->user) || (req->op == LEDGER_BUDGET_SET && req->daily_coins < 0)) {
+        return -EINVAL;
+    }
+    long P = lreq_partitions(l);
+    char kbud[KEY_MAX], kspent[KEY_MAX], cap[24];
+    lkey_user(kbud, sizeof(kbud), P, "budget", req->user);
+    lkey_spent_today(kspent, sizeof(kspent), P, req->user);
+    struct args a;
+    args_init(&a, 2);
+    args_add(&a, kbud);
+    args_add(&a, kspent);
+    /* The script's cap argument: '?' only reads, '' clears. */
+    switch (req->op) {
+    case LEDGER_BUDGET_SET:
+        args_add(&a, lop_num(cap, req->daily_coins));
+        break;
+    case LEDGER_BUDGET_CLEAR:
+        args_add(&a, "");
+        break;
+    case LEDGER_BUDGET_GET:
+    default:
+        args_add(&a, "?");
+        break;
+    }
+    struct lop op = {.cb.budget = cb, .ud = ud};
+    return lop_submit(l, LEDGER_SCRIPT_BUDGET, a.n, a.v, budget_reply, &op, out_req);
+}
