@@ -563,23 +563,24 @@ static void sub_message(redisAsyncContext *ac, void *reply, void *privdata)
     if (kind->type != REDIS_REPLY_STRING || kind->len != 7 || memcmp(kind->str, "message", 7) != 0) {
         return;
     }
-    if (l->opts.on_message) {
-        /* gift.lua publishes a room's events of one batch as one message, one event per
-         * line (JSON text holds no raw newline): each is delivered on its own. */
-        const char *m = r->element[2]->str, *end = m + r->element[2]->len;
-        while (m < end && !l->closing) {
-            const char *nl = memchr(m, '\n', (size_t)(end - m));
-            const char *stop = nl ? nl : end;
-            l->opts.on_message(l->opts.ud, r->element[1]->str, r->element[1]->len, m,
-                               (size_t)(stop - m));
-            m = stop + 1;
-        }
-    }
     /* A room's channel: its room's name is what the layer above knows. */
     char room[65];
-    if (l->opts.on_room_message &&
-        lkey_channel_room(r->element[1]->str, r->element[1]->len, room) == 0) {
-        l->opts.on_room_message(l->opts.ud, room, r->element[2]->str, r->element[2]->len);
+    bool is_room = l->opts.on_room_message &&
+                   lkey_channel_room(r->element[1]->str, r->element[1]->len, room) == 0;
+    /* gift.lua publishes a room's events of one batch as one message, one event per line
+     * (JSON text holds no raw newline): each is delivered on its own. */
+    const char *m = r->element[2]->str, *end = m + r->element[2]->len;
+    while (m < end && !l->closing) {
+        const char *nl = memchr(m, '\n', (size_t)(end - m));
+        const char *stop = nl ? nl : end;
+        if (l->opts.on_message) {
+            l->opts.on_message(l->opts.ud, r->element[1]->str, r->element[1]->len, m,
+                               (size_t)(stop - m));
+        }
+        if (is_room) {
+            l->opts.on_room_message(l->opts.ud, room, m, (size_t)(stop - m));
+        }
+        m = stop + 1;
     }
 }
 
