@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // bench/report.js: the JSON side of bench/run.sh (node is there anyway: the peer needs it).
 //   report.js step FILE PLANNED_GIFTS P99_LIMIT_MS  -> shell assignments J_* for one giftload report
-//   report.js debits FILE PLANNED_GIFTS             -> J_OK, J_APS (accepted gifts/s), J_ACKED …
+//   report.js debits FILE                           -> J_ACKED, J_REFUSED, J_A99 … for one debits run
 //   report.js table RESULTS_TSV                     -> the markdown table
 //   report.js field FILE KEY                        -> one top-level number of a report, rounded
 'use strict';
@@ -48,24 +48,22 @@ function step(file, planned, limit) {
   });
 }
 
-// A debit step is kept up with when every gift is acked and answers and deliveries are all in
-// within 1 s of the end of sending.
-function debits(file, planned) {
+// One run of the debits scenario (gift cost or overload): counts, answer latency (send -> the
+// sender's ack or error, every send), delivery latency, accepted gifts/s up to the last answer.
+function debits(file) {
   const j = JSON.parse(fs.readFileSync(file, 'utf8'));
-  const why = [];
-  if (j.connect_failures > 0) why.push(`${j.connect_failures} joins failed`);
-  if (j.gifts_sent < 0.99 * planned) why.push(`sent ${j.gifts_sent} of ${planned}`);
-  if (j.gifts_rejected_total > 0) why.push(`${j.gifts_rejected_total} refused (${codes(j.gifts_rejected)})`);
-  if (j.gifts_unanswered > 0) why.push(`${j.gifts_unanswered} unanswered`);
-  if (j.drain_s > 1) why.push(`drain ${j.drain_s.toFixed(1)} s`);
-  const secs = (j.duration_s || 0) + (j.drain_s || 0);
+  const ms = (o, k) => (o && o[k] != null ? Number(o[k]).toFixed(1) : '');
   out({
-    J_OK: why.length ? 0 : 1,
-    J_WHY: why.length ? why.join(', ') : 'ok',
-    J_APS: why.length ? (secs > 0 ? Math.round(j.gifts_acked / secs) : 0) : Math.round(j.acked_per_sec),
-    J_ACKED: j.gifts_acked,
-    J_SENT: j.gifts_sent,
-    J_DRAIN: (j.drain_s || 0).toFixed(2),
+    J_SENT: j.gifts_sent || 0,
+    J_ACKED: j.gifts_acked || 0,
+    J_REFUSED: j.gifts_rejected_total || 0,
+    J_CODES: codes(j.gifts_rejected),
+    J_UNANSWERED: j.gifts_unanswered || 0,
+    J_APS_LAST: Math.round(j.acked_per_sec_to_last_answer || 0),
+    J_A50: ms(j.answer_latency_ms, 'p50'),
+    J_A99: ms(j.answer_latency_ms, 'p99'),
+    J_AMAX: ms(j.answer_latency_ms, 'max'),
+    J_D99: ms(j.latency_ms, 'p99'),
   });
 }
 
@@ -131,23 +129,26 @@ function table(file) {
   row('many rooms: 1,000 × 10 viewers, 1 gift/s each', 'deliveries/s', 'rooms.dps',
     (v, s) => `${fmt(v)} (${fmt(Number(get(s, 'rooms.pct')), 1)} %)`);
   row('', 'p99 send→deliver', 'rooms.p99', (v) => ms(v));
-  row('debits: 200 senders × 1 viewer per room', 'highest accepted gifts/s kept up with (all acked, drained within 1 s)', 'debits.aps',
-    (v, s) => (get(s, 'debits.rate') ? `**${fmt(v)}** (${fmt(Number(get(s, 'debits.rate')))}/s offered)` : `${fmt(v)} (no step kept up)`));
-  row('', 'redis-benchmark, debit.lua, same Redis, -c 50 -P 16', 'debits.rb_c50',
-    (v, s) => `${fmt(v)}/s (${get(s, 'debits.rb_c50_cpu')} µs Redis CPU each)`, false, '—');
-  row('', 'redis-benchmark, debit.lua, one connection per worker, -P 64', 'debits.rb_cw',
-    (v, s) => `${fmt(v)}/s`, false, '—');
-  const pctOf = (s, k) => {
-    const a = get(s, 'debits.aps'),
-      b = get(s, k);
-    if (R[`${s}.na`] !== undefined) return 'n/a';
-    return num(a) && num(b) && Number(b) > 0 ? `${fmt((100 * Number(a)) / Number(b))} %` : 'failed';
+  const msOf = (s, k) => (num(get(s, k)) ? ms(Number(get(s, k))) : '?');
+  const counts = (s, p) => {
+    const n = (k) => fmt(Number(get(s, `debits.${p}_${k}`) || 0));
+    const c = get(s, `debits.${p}_refused_codes`);
+    return `${n('acked')} acked of ${n('sent')}, ${n('refused')} refused${c ? ` (${c})` : ''}, ${n('unanswered')} unanswered`;
   };
-  rows.push(['', 'giftd accepted / redis-benchmark (-c 50 -P 16; one conn per worker)',
-    `${pctOf('w1', 'debits.rb_c50')}; ${pctOf('w1', 'debits.rb_cw')}`,
-    `${pctOf('w2', 'debits.rb_c50')}; ${pctOf('w2', 'debits.rb_cw')}`, '—', '—', '—']);
-  row('', 'Redis CPU µs per accepted gift (EVAL/EVALSHA calls per gift)', 'debits.redis_us',
-    (v, s) => `${fmt(v, 1)} (${get(s, 'debits.evals') || '?'})`);
+  row('gift cost: 200 rooms × 1 viewer, 200 senders, 4,000 gifts/s', 'Redis CPU µs per accepted gift', 'debits.cost_redis_us',
+    (v) => `**${fmt(v, 1)}**`);
+  row('', 'EVAL + EVALSHA calls per accepted gift', 'debits.cost_evals', (v) => fmt(v, 2));
+  row('', 'server CPU µs per accepted gift (process and its workers, /proc utime + stime)', 'debits.cost_server_us',
+    (v) => fmt(v, 1));
+  row('', 'answer p99 (send → ack or error)', 'debits.cost_ans_p99', (v) => ms(v));
+  row('', 'delivery p99 (send → deliver)', 'debits.cost_del_p99', (v) => ms(v));
+  row('', 'gifts acked, refused (by code), unanswered', 'debits.cost_acked', (v, s) => counts(s, 'cost'), false);
+  row('overload: same shape, 24,000 gifts/s offered, drain ≤ 10 s', 'accepted gifts/s up to the last answer',
+    'debits.over_aps', (v) => `**${fmt(v)}**`);
+  row('', 'answer p99 (p50, max)', 'debits.over_ans_p99',
+    (v, s) => `${ms(v)} (${msOf(s, 'debits.over_ans_p50')}, ${msOf(s, 'debits.over_ans_max')})`);
+  row('', 'gifts acked, refused (by code), unanswered', 'debits.over_refused', (v, s) => counts(s, 'over'), false);
+  row('', 'Redis CPU µs per accepted gift', 'debits.over_redis_us', (v) => fmt(v, 1));
   row('connections: 15,000 idle viewers, 1 room', 'server RSS per viewer', 'conns.kib_per_conn',
     (v, s) => `**${fmt(v, 2)} KiB** (${fmt(Number(get(s, 'conns.before_kib')) / 1024, 1)} → ${fmt(Number(get(s, 'conns.after_kib')) / 1024, 1)} MiB)`);
 
@@ -160,7 +161,7 @@ function table(file) {
   o.push('|---|---|---|---|---|---|---|');
   for (const r of rows) o.push(`| ${r.join(' | ')} |`);
   o.push('');
-  o.push('Ratios are giftd / peer (for p99 and RSS lower is better). "failed": the scenario did not produce the figure (see the raw reports).');
+  o.push('Ratios are giftd / peer (for p99, latencies, RSS, µs per gift and calls per gift lower is better). "failed": the scenario did not produce the figure (see the raw reports).');
   const notes = [];
   for (const [s, name] of cols) {
     if (R[`${s}.na`] !== undefined) notes.push(`${name}: not run (${R[`${s}.na`]}).`);
@@ -169,8 +170,6 @@ function table(file) {
     if (R[`${s}.fan10k.storm_why`] && R[`${s}.fan10k.storm_why`] !== 'ok')
       notes.push(`${name}, storm: ${R[`${s}.fan10k.storm_why`]}.`);
     if (R[`${s}.rooms.why`] && R[`${s}.rooms.why`] !== 'ok') notes.push(`${name}, many rooms: ${R[`${s}.rooms.why`]}.`);
-    if (R[`${s}.debits.steps`]) notes.push(`${name}, debit steps (offered gifts/s:outcome): ${R[`${s}.debits.steps`]}.`);
-    if (R[`${s}.debits.over`]) notes.push(`${name}, debits overloaded: ${R[`${s}.debits.over`]}.`);
   }
   if (notes.length) {
     o.push('');
@@ -181,7 +180,7 @@ function table(file) {
 
 const [mode, ...args] = process.argv.slice(2);
 if (mode === 'step') step(args[0], Number(args[1]), Number(args[2]));
-else if (mode === 'debits') debits(args[0], Number(args[1]));
+else if (mode === 'debits') debits(args[0]);
 else if (mode === 'table') table(args[0]);
 else if (mode === 'field') {
   try {
@@ -192,6 +191,6 @@ else if (mode === 'field') {
   }
 }
 else {
-  console.error('usage: report.js step FILE PLANNED P99_LIMIT | debits FILE | table RESULTS');
+  console.error('usage: report.js step FILE PLANNED P99_LIMIT | debits FILE | table RESULTS | field FILE KEY');
   process.exit(2);
 }

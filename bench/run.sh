@@ -29,12 +29,11 @@ STEP_S=${BENCH_STEP_S:-5}
 SECRET=bench-secret-0123456789abcdef
 SRC_ADDRS=127.0.0.1-127.0.0.20
 CATALOG=$ROOT/config/catalog.json
-DEBIT_LUA=$ROOT/ledger_client/scripts/debit.lua
 
 for f in "$GIFTD" "$GIFTLOAD"; do
     [ -x "$f" ] || { echo "bench: $f missing (run make build first)" >&2; exit 2; }
 done
-for c in redis-server redis-cli redis-benchmark node npm curl ss awk; do
+for c in redis-server redis-cli node getconf npm curl ss awk; do
     command -v "$c" >/dev/null 2>&1 || { echo "bench: $c not found" >&2; exit 2; }
 done
 
@@ -43,6 +42,7 @@ OUT=$BUILD/bench/$STAMP
 mkdir -p "$OUT"
 ln -sfn "$STAMP" "$BUILD/bench/latest"
 RES=$OUT/results.tsv
+CLK_TCK=$(getconf CLK_TCK)
 : >"$RES"
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -514,100 +514,93 @@ redis_evals() { # EVAL + EVALSHA calls so far
         awk -F'[:=,]' '/^cmdstat_eval(sha)?:/ { s += $3 } END { print s + 0 }'
 }
 
-# redis-benchmark running giftd's debit script on this Redis: rb CLIENTS PIPELINE -> RB_RPS,
-# RB_CPU (Redis CPU µs per debit). Keys in one partition's hash tag like giftd's; one balance with
-# plenty of coins; the idempotency key and payload carry __rand_int__ from a range of 10^8 so
-# that ids (almost) never repeat (a repeat takes the script's cheap retry path).
-rb() {
-    local c=$1 p=$2 sha now day us=$'\x1f' pl fg cpu0 cpu1 n=200000
-    RB_RPS="" RB_CPU=""
-    sha=$(redis-cli -p "$RPORT" script load "$(cat "$DEBIT_LUA")") || return 1
-    redis-cli -p "$RPORT" set 'giftd:{p7}:bal:bench-user' 1000000000000000 >/dev/null
-    now=$(($(date +%s) * 1000))
-    day=$(date -u +%Y%m%d)
-    fg='"from":{"id":"bench-user","name":"Bench User"},"gift":{"id":"rose","name":"Rose","coins":1,"diamonds":1,"tier":"small","animation":"rose"}'
-    pl="bench-room${us}bench-user${us}__rand_int__${us}Bench User${us}1${us}1${us}1${us}rose${us}1${us}${fg}${us},\"id\":\"__rand_int__\",${fg},\"count\":1,\"combo\":${us},\"ts_ms\":${now}}"
-    cpu0=$(redis_cpu_us)
-    redis-benchmark -h 127.0.0.1 -p "$RPORT" -n $n -c "$c" -P "$p" -r 100000000 --csv \
-        EVALSHA "$sha" 6 'giftd:{p7}:bal:bench-user' 'giftd:{p7}:idem:__rand_int__:bench-user' \
-        'giftd:{p7}:budget:bench-user' "giftd:{p7}:spent:$day:bench-user" 'giftd:{p7}:pending' \
-        'giftd:{p7}:outbox' rose:1 1 86400 "bench-creator${us}bench-room${us}rose" 1 1 "$now" "$pl" \
-        >"$OUT/redis-benchmark-c$c-P$p.csv" 2>&1 || return 1
-    cpu1=$(redis_cpu_us)
-    # The test name holds unescaped quotes: rps is the 7th field from the end.
-    RB_RPS=$(tail -n 1 "$OUT/redis-benchmark-c$c-P$p.csv" | awk -F, '{ v = $(NF - 6); gsub(/"/, "", v); printf "%.0f", v }')
-    RB_CPU=$(awk -v a="$cpu0" -v b="$cpu1" -v n=$n 'BEGIN { printf "%.1f", (b - a) / n }')
-    [ -n "$RB_RPS" ] && [ "$RB_RPS" != 0 ]
+# server_cpu_ticks: utime + stime (clock ticks, see CLK_TCK) of the server process and its children
+# (giftd's workers, the peer's cluster workers) so far.
+server_cpu_ticks() {
+    local s=0 p v
+    for p in $(tree_pids "$SPID"); do
+        # Fields after "pid (comm) ": state is the 1st, utime the 12th, stime the 13th.
+        v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null)
+        s=$((s + ${v:-0}))
+    done
+    echo "$s"
 }
 
-# 4. debits: 200 senders, 200 rooms with one viewer each. The offered gift rate doubles from
-# 5,000/s until a step is not kept up with (a gift refused or unanswered, or answers and deliveries
-# still arriving 1 s after sending ended), then one bisection step; the figure is the acked
-# gifts/s of the highest step kept up with. Then redis-benchmark with the debit script on the
-# same Redis.
-debit_step() { # TAG RATE -> J_*, D_CPU (Redis CPU µs per acked gift), D_EVALS (scripts per gift)
-    local tag=$1 r=$2 name="$1-debits-r$2" cpu0 cpu1 ev0 ev1
-    D_CPU="" D_EVALS="" J_OK=0 J_APS=""
+# debit_run TAG WHAT RATE DRAIN_S: one giftload run of the debits shape (200 rooms x 1 viewer, 200
+# senders, RATE gifts/s for STEP_S s), with Redis CPU, EVAL/EVALSHA calls and the server's CPU
+# counted over it; sets J_* (report.js debits), D_REDIS_US, D_EVALS, D_SERVER_US (per accepted
+# gift, "" when nothing was accepted). 1 when giftload gave no report.
+debit_run() {
+    local tag=$1 what=$2 r=$3 drain=$4 name="$1-debits-$2" cpu0 cpu1 ev0 ev1 t0 t1
+    D_REDIS_US="" D_EVALS="" D_SERVER_US="" J_ACKED=0
     cpu0=$(redis_cpu_us)
     ev0=$(redis_evals)
-    gl "$name" 90 --viewers 200 --rooms 200 --senders 200 --rate "$r" --duration 4 --drain 10 \
-        --connect-rate 2000 || { log "$tag debits ${r}/s: failed (see $OUT/$name.err)"; return 1; }
+    t0=$(server_cpu_ticks)
+    gl "$name" $((STEP_S + 90)) --viewers 200 --rooms 200 --senders 200 --rate "$r" \
+        --duration "$STEP_S" --drain "$drain" --connect-rate 2000 --prefix "$name" ||
+        { log "$tag debits $what: failed (see $OUT/$name.err)"; return 1; }
+    t1=$(server_cpu_ticks)
     cpu1=$(redis_cpu_us)
     ev1=$(redis_evals)
-    eval "$(node "$HERE/report.js" debits "$OUT/$name.json" $((r * 4)))"
+    eval "$(node "$HERE/report.js" debits "$OUT/$name.json")"
     if [ "${J_ACKED:-0}" -gt 0 ]; then
-        D_CPU=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$J_ACKED" 'BEGIN { printf "%.1f", (b - a) / n }')
-        D_EVALS=$(awk -v a="$ev0" -v b="$ev1" -v n="$J_ACKED" 'BEGIN { printf "%.2f", (b - a) / n }')
+        D_REDIS_US=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$J_ACKED" 'BEGIN { printf "%.1f", (b - a) / n }')
+        D_EVALS=$(awk -v a="$ev0" -v b="$ev1" -v n="$J_ACKED" 'BEGIN { printf "%.3f", (b - a) / n }')
+        D_SERVER_US=$(awk -v a="$t0" -v b="$t1" -v n="$J_ACKED" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
     fi
-    log "$tag debits ${r}/s: $J_APS acked/s, $J_ACKED of $J_SENT acked, drain $J_DRAIN s, Redis $D_CPU µs/gift -> $([ "$J_OK" = 1 ] && echo ok || echo "$J_WHY")"
-    DSTEPS="$DSTEPS ${r}:$([ "$J_OK" = 1 ] && echo ok || echo "${J_WHY// /_}")"
+    return 0
 }
+
+# 4. debits (the ledger issue): 200 senders, 200 rooms with one viewer each, on this server's own
+# Redis. After a short warm-up run (its own prefix): "gift cost" at 4,000 gifts/s for STEP_S s
+# (Redis CPU, EVAL/EVALSHA calls and server CPU per accepted gift, answer and delivery p99), then
+# "overload" at 24,000 gifts/s offered for STEP_S s with up to 10 s of drain (accepted gifts/s up
+# to the last answer, answer latency, refusals, Redis CPU per accepted gift). Each measured run
+# also opens its rooms and credits its senders (--setup), the same for every server.
 sc_debits() {
-    local tag=$1 r good=0 bad=0 m g_aps="" g_cpu="" g_ev="" b_aps=""
-    DSTEPS=""
-    for r in 5000 10000 20000 40000 80000; do
-        debit_step "$tag" "$r"
-        if [ "$J_OK" = 1 ]; then
-            good=$r g_aps=$J_APS g_cpu=$D_CPU g_ev=$D_EVALS
-        else
-            bad=$r b_aps=$J_APS
-            break
-        fi
-    done
-    if [ "$good" -gt 0 ] && [ "$bad" -gt 0 ]; then
-        m=$(awk -v a="$good" -v b="$bad" 'BEGIN { printf "%d", sqrt(a * b) / 1000 + 0.5 }')
-        m=$((m * 1000))
-        if [ "$m" -gt "$good" ] && [ "$m" -lt "$bad" ]; then
-            debit_step "$tag" "$m"
-            [ "$J_OK" = 1 ] && good=$m g_aps=$J_APS g_cpu=$D_CPU g_ev=$D_EVALS
-        fi
-    fi
-    put "$tag.debits.steps" "${DSTEPS# }"
-    if [ "$good" -gt 0 ]; then
-        put "$tag.debits.aps" "$g_aps"
-        put "$tag.debits.rate" "$good"
-        put "$tag.debits.redis_us" "$g_cpu"
-        put "$tag.debits.evals" "$g_ev"
+    local tag=$1 k
+    gl "$tag-debits-warmup" 60 --viewers 200 --rooms 200 --senders 200 --rate 200 --duration 1 \
+        --drain 3 --connect-rate 2000 --prefix "$tag-debits-warmup" ||
+        log "$tag debits warm-up: failed (see $OUT/$tag-debits-warmup.err)"
+    settle
+
+    if debit_run "$tag" cost 4000 5; then
+        put "$tag.debits.cost_sent" "$J_SENT"
+        put "$tag.debits.cost_acked" "$J_ACKED"
+        put "$tag.debits.cost_refused" "$J_REFUSED"
+        put "$tag.debits.cost_refused_codes" "$J_CODES"
+        put "$tag.debits.cost_unanswered" "$J_UNANSWERED"
+        put "$tag.debits.cost_ans_p99" "$J_A99"
+        put "$tag.debits.cost_del_p99" "$J_D99"
+        put "$tag.debits.cost_redis_us" "${D_REDIS_US:-failed}"
+        put "$tag.debits.cost_evals" "${D_EVALS:-failed}"
+        put "$tag.debits.cost_server_us" "${D_SERVER_US:-failed}"
+        log "$tag debits cost 4000/s: $J_ACKED of $J_SENT acked, $J_REFUSED refused, $J_UNANSWERED unanswered; Redis $D_REDIS_US µs, $D_EVALS scripts, server $D_SERVER_US µs per gift; answer p99 $J_A99 ms, delivery p99 $J_D99 ms"
     else
-        put "$tag.debits.aps" "${b_aps:-failed}"
+        for k in cost_acked cost_redis_us cost_evals cost_server_us cost_ans_p99 cost_del_p99; do
+            put "$tag.debits.$k" failed
+        done
     fi
-    [ "$bad" -gt 0 ] && put "$tag.debits.over" "${b_aps:-failed}/s acked over send + drain at $bad/s offered"
-    [ "$SKIND" = giftd ] || return 0
-    # The same pipelining as giftd (one connection per worker, requests streamed, up to
-    # ledger.max_inflight in flight) and the 50 x 16 of the usual redis-benchmark run.
-    if rb 50 16; then
-        put "$tag.debits.rb_c50" "$RB_RPS"
-        put "$tag.debits.rb_c50_cpu" "$RB_CPU"
-        log "$tag redis-benchmark debit.lua -c 50 -P 16: $RB_RPS/s ($RB_CPU µs Redis CPU each)"
+    settle
+
+    if debit_run "$tag" overload 24000 10; then
+        put "$tag.debits.over_sent" "$J_SENT"
+        put "$tag.debits.over_acked" "$J_ACKED"
+        put "$tag.debits.over_aps" "$J_APS_LAST"
+        put "$tag.debits.over_refused" "$J_REFUSED"
+        put "$tag.debits.over_refused_codes" "$J_CODES"
+        put "$tag.debits.over_unanswered" "$J_UNANSWERED"
+        put "$tag.debits.over_ans_p50" "$J_A50"
+        put "$tag.debits.over_ans_p99" "$J_A99"
+        put "$tag.debits.over_ans_max" "$J_AMAX"
+        put "$tag.debits.over_redis_us" "${D_REDIS_US:-failed}"
+        put "$tag.debits.over_evals" "${D_EVALS:-failed}"
+        put "$tag.debits.over_server_us" "${D_SERVER_US:-failed}"
+        log "$tag debits overload 24000/s: $J_APS_LAST accepted/s to the last answer, $J_ACKED of $J_SENT acked, $J_REFUSED refused ($J_CODES), $J_UNANSWERED unanswered; answer p50/p99/max $J_A50/$J_A99/$J_AMAX ms; Redis $D_REDIS_US µs per gift"
     else
-        put "$tag.debits.rb_c50" failed
-    fi
-    if rb "$SWORKERS" 64; then
-        put "$tag.debits.rb_cw" "$RB_RPS"
-        put "$tag.debits.rb_cw_cpu" "$RB_CPU"
-        log "$tag redis-benchmark debit.lua -c $SWORKERS -P 64: $RB_RPS/s ($RB_CPU µs Redis CPU each)"
-    else
-        put "$tag.debits.rb_cw" failed
+        for k in over_aps over_ans_p99 over_refused over_redis_us; do
+            put "$tag.debits.$k" failed
+        done
     fi
 }
 
