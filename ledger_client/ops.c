@@ -297,11 +297,12 @@ int ledger_presence(struct ledger *l, const struct ledger_presence_req *req, led
     if (!id_ok(req->room) || !req->node_id || req->leaderboard_size < 0) {
         return -EINVAL;
     }
-    static const char *const suffix[6] = {"meta", "seq", "presence", "state", "lb", "lbnames"};
-    char keys[6][KEY_MAX], count[24], now[24], ttl[24], interval[24], channel[KEY_MAX], top[24];
+    static const char *const suffix[7] = {"meta", "seq",     "presence", "state",
+                                          "lb",   "lbnames", "totals"};
+    char keys[7][KEY_MAX], count[24], now[24], ttl[24], interval[24], channel[KEY_MAX], top[24];
     struct args a;
-    args_init(&a, 6);
-    for (int i = 0; i < 6; i++) {
+    args_init(&a, 7);
+    for (int i = 0; i < 7; i++) {
         lkey_room(keys[i], sizeof(keys[i]), req->room, suffix[i]);
         args_add(&a, keys[i]);
     }

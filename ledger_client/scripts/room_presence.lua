@@ -2,7 +2,8 @@
 -- the room's viewers and leaderboard events when they changed (at most once per interval).
 -- Each node owns one field of the presence hash, "count:expires_ms"; a node that dies stops
 -- refreshing its field and its viewers stop counting once it expires.
--- KEYS: 1 meta, 2 seq, 3 presence, 4 room state (hash), 5 leaderboard, 6 leaderboard names
+-- KEYS: 1 meta, 2 seq, 3 presence, 4 room state (hash), 5 leaderboard, 6 leaderboard names,
+--       7 totals (string)
 -- ARGV: 1 node id, 2 this node's count ('-' to only read), 3 now_ms, 4 ttl_ms,
 --       5 interval ms ('-': publish nothing), 6 channel, 7 room, 8 leaderboard size
 -- Returns {live, creator_id, creator_name, seq, viewers (all nodes)}.
@@ -31,8 +32,8 @@ if live and ARGV[5] ~= '-' then
   local interval = tonumber(ARGV[5])
   local st = redis.call('HMGET', KEYS[4], 'vcount', 'vts', 'lbcoins', 'lbts')
   -- The leaderboard changed when the room's coins did (gift.lua keeps them in the totals
-  -- string "gifts coins diamonds", a key beside the seq key).
-  local tot = redis.pcall('GET', (string.gsub(KEYS[2], 'seq$', 'totals')))
+  -- string "gifts coins diamonds").
+  local tot = redis.pcall('GET', KEYS[7])
   local coins = type(tot) == 'string' and string.match(tot, '^%d+ (%d+)') or '0'
   if tonumber(st[1] or '-1') ~= sum and now - tonumber(st[2] or '0') >= interval then
     redis.call('HSET', KEYS[4], 'vcount', sum, 'vts', now)
