@@ -33,7 +33,6 @@ struct ledger_gift_op {
     ledger_gift_cb *cb; /* NULL once answered or cancelled */
     void *ud;
     int64_t start_ms;
-    bool lookup; /* an idempotency lookup (ledger_gift_lookup), not a send */
     char *arg[A__COUNT];
     size_t len[A__COUNT];
     /* argument bytes follow */
@@ -387,7 +386,6 @@ int ledger_gift_lookup(struct ledger *l, const char *sub, const char *id, const 
     if (!op) {
         return -ENOMEM;
     }
-    op->lookup = true;
     const char *argv[] = {"GET", key};
     int rc = ledger_command(l, 2, argv, NULL, lookup_reply, op, NULL);
     if (rc < 0) {
