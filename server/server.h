@@ -216,12 +216,8 @@ struct pending {
     char id[65];
     char sub[65];
     char name[65];
-    long count;
     long cost;
-    long balance;
-    bool duplicate;
     int stage;
-    int64_t t0_ms;
     char creator_id[65];
 };
 

@@ -48,7 +48,6 @@ struct pending *pending_new(struct app *app, struct session *s, struct http_req 
     p->app = app;
     p->s = s;
     p->h = h;
-    p->t0_ms = ledger_now_ms();
     return p;
 }
 
