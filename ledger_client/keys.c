@@ -42,14 +42,6 @@ void lkey_utc_day(char *out, size_t len)
     strftime(out, len, "%Y%m%d", &tm);
 }
 
-void lkey_spent_today(char *out, size_t len, long partitions, const char *sub)
-{
-    char day[16], kind[32];
-    lkey_utc_day(day, sizeof(day));
-    snprintf(kind, sizeof(kind), "spent:%s", day);
-    lkey_user(out, len, partitions, kind, sub);
-}
-
 int lkey_channel_room(const char *channel, size_t chlen, char out[65])
 {
     size_t n = sizeof(CHANNEL_PREFIX) - 1;

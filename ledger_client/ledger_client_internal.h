@@ -47,8 +47,6 @@ void lkey_partition_key(char *out, size_t len, unsigned n, const char *suffix);
 void lkey_user(char *out, size_t len, long partitions, const char *kind, const char *sub);
 /** The current UTC day, "YYYYMMDD" (the day of the daily budget). */
 void lkey_utc_day(char *out, size_t len);
-/** The key of sub's coins spent on the current UTC day (daily budget). */
-void lkey_spent_today(char *out, size_t len, long partitions, const char *sub);
 /** The room of a channel name (borrowed bytes), copied to out (65 bytes). -EINVAL when the
  * channel is not a room channel. */
 int lkey_channel_room(const char *channel, size_t chlen, char out[65]);

@@ -502,13 +502,12 @@ int ledger_budget(struct ledger *l, const struct ledger_budget_req *req, ledger_
         return -EINVAL;
     }
     long P = lreq_partitions(l);
-    char kbud[KEY_MAX], kspent[KEY_MAX], cap[24];
-    lkey_user(kbud, sizeof(kbud), P, "budget", req->user);
-    lkey_spent_today(kspent, sizeof(kspent), P, req->user);
+    char klim[KEY_MAX], cap[24], day[16];
+    lkey_user(klim, sizeof(klim), P, "limits", req->user);
+    lkey_utc_day(day, sizeof(day));
     struct args a;
-    args_init(&a, 2);
-    args_add(&a, kbud);
-    args_add(&a, kspent);
+    args_init(&a, 1);
+    args_add(&a, klim);
     /* The script's cap argument: '?' only reads, '' clears. */
     switch (req->op) {
     case LEDGER_BUDGET_SET:
@@ -522,6 +521,7 @@ int ledger_budget(struct ledger *l, const struct ledger_budget_req *req, ledger_
         args_add(&a, "?");
         break;
     }
+    args_add(&a, day);
     struct lop op = {.cb.budget = cb, .ud = ud};
     return lop_submit(l, LEDGER_SCRIPT_BUDGET, a.n, a.v, budget_reply, &op, out_req);
 }

@@ -4,12 +4,16 @@
 -- rollback); then the debit, the day's spending, the idempotency record, the creator's pending
 -- earnings, the room's seq, combo, totals, leaderboard, history and broadcast. Sends of one
 -- batch see each other's writes, so a duplicate inside a batch is answered as a retry.
--- Every redis.call costs about a microsecond and a half whatever it does, so the batch reads
--- every string key it needs in one MGET, works on them in Lua, and writes them back in one
--- MSET (and one SET ... EX per key that expires); the work shared by the sends of a room
--- (leaderboard, history, PUBLISH) or of a partition (pending earnings) is done once per batch.
+-- Cost: every redis.call costs about a microsecond and a half whatever it does, a Lua number
+-- handed to Redis another half (it is printed with %.17g), a small table a half, a pattern
+-- match a half. So the batch reads every string key it needs in one MGET, works on them in Lua
+-- with flat arrays, and writes them back as strings in one MSET (plus one SET ... EX per
+-- idempotency record); the work shared by the sends of a room (leaderboard, history, PUBLISH)
+-- or of a partition (pending earnings) is done once per batch.
 -- Time for combos is Redis's clock. Keys are derived from the prefixes the caller passes
 -- (ledger_client/keys.c names them); a room's keys share its hash tag.
+-- User keys: bal (string), limits (string "day spent_that_day" or "day spent_that_day cap";
+-- day is YYYYMMDD, "0" before any gift; budget.lua writes the cap), idem:<id>:<sub>.
 -- Room keys: seq (string), totals (string "gifts coins diamonds"), combos:<sub> (string
 -- "gift US count US total US deadline_ms US from+gift JSON"), combodue (zset: a combo's first
 -- deadline; combo.lua moves it on while the combo goes on), lb, lbnames, hist, the channel.
@@ -21,6 +25,8 @@
 -- Returns 3 values per send: 1, balance, seq (committed now); 2, balance, seq (a retry of a
 -- committed send: its first outcome); 0, refusal code, balance (nothing written); -1, 0, 0
 -- (the id was used with another gift or count: nothing written).
+local fmt = string.format
+local match = string.match
 local now = ARGV[1]
 local ttl = ARGV[2]
 local window = tonumber(ARGV[3])
@@ -28,215 +34,237 @@ local cap = tonumber(ARGV[4])
 local day = ARGV[5]
 local t = redis.call('TIME')
 local rnow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rnow_s = fmt('%d', rnow)
+local due_s = fmt('%d', rnow + window)
 
--- Every string key of the batch, read at once.
-local keys, seen = {}, {}
+-- Every string key of the batch, read at once. Per send j: its first ARGV index and its six
+-- keys (idem, bal, limits, seq, totals, combo) in flat arrays.
+local keys, slot = {}, {}
 local function want(k)
-  if not seen[k] then
-    seen[k] = true
-    keys[#keys + 1] = k
+  local n = slot[k]
+  if not n then
+    n = #keys + 1
+    keys[n] = k
+    slot[k] = n
   end
-  return k
+  return n
 end
-local send = {}
+local base, kidem, kbal, klim, kseq, ktot, kcombo = {}, {}, {}, {}, {}, {}, {}
+local ns = 0
 for i = 6, #ARGV, 12 do
-  local pre, sub, room = ARGV[i], ARGV[i + 1], ARGV[i + 6]
-  local rpre = 'giftd:{r:' .. room .. '}:'
-  send[#send + 1] = {
-    i = i, pre = pre, sub = sub, rpre = rpre,
-    kidem = want(pre .. 'idem:' .. ARGV[i + 2] .. ':' .. sub),
-    kbal = want(pre .. 'bal:' .. sub),
-    kbud = want(pre .. 'budget:' .. sub),
-    kspent = want(pre .. 'spent:' .. day .. ':' .. sub),
-    kseq = want(rpre .. 'seq'),
-    ktot = want(rpre .. 'totals'),
-    kcombo = want(rpre .. 'combos:' .. sub),
-  }
+  local pre, sub = ARGV[i], ARGV[i + 1]
+  local rpre = 'giftd:{r:' .. ARGV[i + 6] .. '}:'
+  ns = ns + 1
+  base[ns] = i
+  kidem[ns] = want(pre .. 'idem:' .. ARGV[i + 2] .. ':' .. sub)
+  kbal[ns] = want(pre .. 'bal:' .. sub)
+  klim[ns] = want(pre .. 'limits:' .. sub)
+  kseq[ns] = want(rpre .. 'seq')
+  ktot[ns] = want(rpre .. 'totals')
+  kcombo[ns] = want(rpre .. 'combos:' .. sub)
 end
-local val = {}
-local got = redis.call('MGET', unpack(keys))
-for k = 1, #keys do
-  val[keys[k]] = got[k]
-end
-local dirty, expiring = {}, {}
+-- val[n] is key n's value: a string, or false once deleted. dirty[n]: write it back.
+local val = redis.call('MGET', unpack(keys))
+local dirty = {}
 
 local out = {}
-local rooms, roomlist = {}, {}
-local pend, pendlist = {}, {}
+local no = 0
+-- Rooms of the batch, by name: index into the room arrays.
+local rooms, rname, rpre, rseq, rtot, rev, rlb, rlbn = {}, {}, {}, {}, {}, {}, {}, {}
+local nr = 0
+-- Pending earnings, by partition prefix: index into pkey/prow; prow[p][field] = {n, c, d}.
+local parts, pkey, prow, pord = {}, {}, {}, {}
+local np = 0
 
-local function room_of(name, s)
-  local r = rooms[name]
-  if not r then
-    r = {name = name, pre = s.rpre, kseq = s.kseq, ktot = s.ktot,
-         seq = tonumber(val[s.kseq] or '0'), events = {}, lb = {}, lborder = {}, names = {}}
-    local g, c, d = string.match(val[s.ktot] or '', '^(%d+) (%d+) (%d+)$')
-    r.gifts, r.coins, r.diamonds = tonumber(g or '0'), tonumber(c or '0'), tonumber(d or '0')
-    rooms[name] = r
-    roomlist[#roomlist + 1] = r
-  end
-  return r
-end
-
-local function emit(r, head, tail)
-  r.seq = r.seq + 1
-  r.events[#r.events + 1] = head .. r.seq .. tail
-  return r.seq
-end
-
-for _, s in ipairs(send) do
-  local i, sub = s.i, s.sub
-  local digest, cost = ARGV[i + 3], tonumber(ARGV[i + 4])
-  local rec = val[s.kidem]
+for j = 1, ns do
+  local i = base[j]
+  local sub, digest = ARGV[i + 1], ARGV[i + 3]
+  local rec = val[kidem[j]]
   if rec then
-    local d, bal, seq = string.match(rec, '^([^|]*)|([^|]*)|([^|]*)')
+    local d, bal, seq = match(rec, '^([^|]*)|([^|]*)|([^|]*)')
     if d ~= digest then
-      out[#out + 1] = -1; out[#out + 1] = 0; out[#out + 1] = 0
+      out[no + 1] = -1; out[no + 2] = 0; out[no + 3] = 0
     else
-      out[#out + 1] = 2; out[#out + 1] = tonumber(bal) or 0; out[#out + 1] = tonumber(seq) or 0
+      out[no + 1] = 2; out[no + 2] = tonumber(bal) or 0; out[no + 3] = tonumber(seq) or 0
     end
+    no = no + 3
   else
-    local bal = tonumber(val[s.kbal] or '0')
-    local spent = tonumber(val[s.kspent] or '0')
-    local budget = val[s.kbud]
-    if budget and spent + cost > tonumber(budget) then
-      out[#out + 1] = 0; out[#out + 1] = 'budget_exceeded'; out[#out + 1] = bal
+    local cost = tonumber(ARGV[i + 4])
+    local bal = tonumber(val[kbal[j]] or '0')
+    local lim = val[klim[j]]
+    local lday, spent, budget
+    if lim then
+      lday, spent, budget = match(lim, '^(%d+) (%d+) ?(%d*)$')
+    end
+    spent = (lday == day and tonumber(spent)) or 0
+    budget = budget and budget ~= '' and tonumber(budget) or nil
+    if budget and spent + cost > budget then
+      out[no + 1] = 0; out[no + 2] = 'budget_exceeded'; out[no + 3] = bal
+      no = no + 3
     elseif bal < cost then
-      out[#out + 1] = 0; out[#out + 1] = 'insufficient_funds'; out[#out + 1] = bal
+      out[no + 1] = 0; out[no + 2] = 'insufficient_funds'; out[no + 3] = bal
+      no = no + 3
     else
       -- Writes: the sender's side.
-      local nb = bal - cost
-      val[s.kbal] = nb
-      dirty[s.kbal] = true
-      val[s.kspent] = spent + cost
-      expiring[s.kspent] = 172800
-      local creator, room, count, dia = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
-      local gid, streak = string.match(ARGV[i + 11], '^([^|]*)|(.)$')
-      local field = creator .. '\31' .. room .. '\31' .. gid
-      local pk = s.pre .. 'pending'
-      local p = pend[pk]
+      local nb = fmt('%d', bal - cost)
+      val[kbal[j]] = nb
+      dirty[kbal[j]] = true
+      val[klim[j]] = day .. ' ' .. fmt('%d', spent + cost) .. (budget and ' ' .. fmt('%d', budget) or '')
+      dirty[klim[j]] = true
+      local room, count, cost_s, dia = ARGV[i + 6], ARGV[i + 7], ARGV[i + 4], ARGV[i + 8]
+      local gid, streak = match(ARGV[i + 11], '^([^|]*)|(.)$')
+      local field = ARGV[i + 5] .. '\31' .. room .. '\31' .. gid
+      local p = parts[ARGV[i]]
       if not p then
-        p = {key = pk, rows = {}, order = {}}
-        pend[pk] = p
-        pendlist[#pendlist + 1] = p
+        np = np + 1
+        p = np
+        parts[ARGV[i]] = p
+        pkey[p] = ARGV[i] .. 'pending'
+        prow[p] = {}
+        pord[p] = {}
       end
-      local row = p.rows[field]
-      if not row then
-        row = {0, 0, 0}
-        p.rows[field] = row
-        p.order[#p.order + 1] = field
+      local row = prow[p][field]
+      if row then
+        row[1] = row[1] + tonumber(count)
+        row[2] = row[2] + cost
+        row[3] = row[3] + tonumber(dia)
+      else
+        prow[p][field] = {tonumber(count), cost, tonumber(dia)}
+        pord[p][#pord[p] + 1] = field
       end
-      row[1] = row[1] + tonumber(count)
-      row[2] = row[2] + cost
-      row[3] = row[3] + tonumber(dia)
       -- The room's side: the sender's combo, then the gift event.
-      local r = room_of(room, s)
-      local name, fg = ARGV[i + 9], ARGV[i + 10]
+      local r = rooms[room]
+      if not r then
+        nr = nr + 1
+        r = nr
+        rooms[room] = r
+        rname[r] = room
+        rpre[r] = 'giftd:{r:' .. room .. '}:'
+        rseq[r] = tonumber(val[kseq[j]] or '0')
+        local g, c, d = match(val[ktot[j]] or '', '^(%d+) (%d+) (%d+)$')
+        rtot[r] = {tonumber(g or '0'), tonumber(c or '0'), tonumber(d or '0'), kseq[j], ktot[j]}
+        rev[r] = {}
+        rlb[r] = {}
+        rlbn[r] = {}
+      end
+      local ev = rev[r]
       local combo = 'null'
       local continues = false
-      local state = val[s.kcombo]
+      local kc = kcombo[j]
+      local state = val[kc]
       if state then
-        local g, n, total, due, ofg =
-          string.match(state, '^([^\31]*)\31(%d+)\31(%d+)\31(%d+)\31(.*)$')
+        local g, n, total, due, at = match(state, '^([^\31]*)\31(%d+)\31(%d+)\31(%d+)\31()')
         if streak == '1' and g == gid and rnow <= tonumber(due) then
           continues = true
-          n = tonumber(n) + 1
-          val[s.kcombo] = g .. '\31' .. n .. '\31' .. (tonumber(total) + tonumber(count)) ..
-            '\31' .. (rnow + window) .. '\31' .. ofg
+          n = fmt('%d', tonumber(n) + 1)
+          val[kc] = g .. '\31' .. n .. '\31' .. fmt('%d', tonumber(total) + tonumber(count)) ..
+            '\31' .. due_s .. '\31' .. string.sub(state, at)
           combo = '{"count":' .. n .. '}'
         else
-          emit(r, '{"type":"combo_end","room":"' .. room .. '","seq":', ',' .. ofg ..
-            ',"combo":{"count":' .. n .. '},"total_count":' .. total .. ',"ts_ms":' .. rnow .. '}')
-          val[s.kcombo] = false
+          rseq[r] = rseq[r] + 1
+          ev[#ev + 1] = '{"type":"combo_end","room":"' .. room .. '","seq":' .. fmt('%d', rseq[r]) ..
+            ',' .. string.sub(state, at) .. ',"combo":{"count":' .. n .. '},"total_count":' ..
+            total .. ',"ts_ms":' .. rnow_s .. '}'
+          val[kc] = false
           if streak ~= '1' then
-            redis.call('ZREM', r.pre .. 'combodue', sub)
+            redis.call('ZREM', rpre[r] .. 'combodue', sub)
           end
         end
-        dirty[s.kcombo] = true
+        dirty[kc] = true
       end
+      local fg = ARGV[i + 10]
       if streak == '1' and not continues then
-        val[s.kcombo] = gid .. '\31' .. '1\31' .. count .. '\31' .. (rnow + window) .. '\31' .. fg
-        dirty[s.kcombo] = true
-        redis.call('ZADD', r.pre .. 'combodue', rnow + window, sub)
+        val[kc] = gid .. '\31' .. '1\31' .. count .. '\31' .. due_s .. '\31' .. fg
+        dirty[kc] = true
+        redis.call('ZADD', rpre[r] .. 'combodue', due_s, sub)
         combo = '{"count":1}'
       end
-      local seq = emit(r, '{"type":"gift","room":"' .. room .. '","seq":', ',"id":"' ..
+      rseq[r] = rseq[r] + 1
+      local seq = rseq[r]
+      local seq_s = fmt('%d', seq)
+      ev[#ev + 1] = '{"type":"gift","room":"' .. room .. '","seq":' .. seq_s .. ',"id":"' ..
         ARGV[i + 2] .. '",' .. fg .. ',"count":' .. count .. ',"combo":' .. combo ..
-        ',"ts_ms":' .. now .. '}')
-      val[s.kidem] = digest .. '|' .. nb .. '|' .. seq
-      expiring[s.kidem] = ttl
-      r.gifts = r.gifts + tonumber(count)
-      r.coins = r.coins + cost
-      r.diamonds = r.diamonds + tonumber(dia)
-      if not r.lb[sub] then
-        r.lb[sub] = 0
-        r.lborder[#r.lborder + 1] = sub
-        r.names[sub] = name
+        ',"ts_ms":' .. now .. '}'
+      local rec = digest .. '|' .. nb .. '|' .. seq_s
+      val[kidem[j]] = rec
+      redis.call('SET', keys[kidem[j]], rec, 'EX', ttl)
+      local tot = rtot[r]
+      tot[1] = tot[1] + tonumber(count)
+      tot[2] = tot[2] + cost
+      tot[3] = tot[3] + tonumber(dia)
+      local lb = rlb[r]
+      if not lb[sub] then
+        lb[sub] = cost
+        lb[#lb + 1] = sub
+        rlbn[r][sub] = ARGV[i + 9]
+      else
+        lb[sub] = lb[sub] + cost
       end
-      r.lb[sub] = r.lb[sub] + cost
-      out[#out + 1] = 1; out[#out + 1] = nb; out[#out + 1] = seq
+      out[no + 1] = 1; out[no + 2] = bal - cost; out[no + 3] = seq
+      no = no + 3
     end
   end
 end
 
 -- Once per partition: the creators' pending earnings ("count coins diamonds first last").
-for _, p in ipairs(pendlist) do
-  local cur = redis.call('HMGET', p.key, unpack(p.order))
+for p = 1, np do
+  local order, rows = pord[p], prow[p]
+  local cur = redis.call('HMGET', pkey[p], unpack(order))
   local set = {}
-  for k, field in ipairs(p.order) do
-    local row = p.rows[field]
+  for k, field in ipairs(order) do
+    local row = rows[field]
     set[#set + 1] = field
     if cur[k] then
-      local n, c, d, first = string.match(cur[k], '^(%d+) (%d+) (%d+) (%d+) %d+$')
-      set[#set + 1] = (tonumber(n) + row[1]) .. ' ' .. (tonumber(c) + row[2]) .. ' ' ..
-        (tonumber(d) + row[3]) .. ' ' .. first .. ' ' .. now
+      local n, c, d, first = match(cur[k], '^(%d+) (%d+) (%d+) (%d+) %d+$')
+      set[#set + 1] = fmt('%d %d %d ', tonumber(n) + row[1], tonumber(c) + row[2],
+        tonumber(d) + row[3]) .. first .. ' ' .. now
     else
-      set[#set + 1] = row[1] .. ' ' .. row[2] .. ' ' .. row[3] .. ' ' .. now .. ' ' .. now
+      set[#set + 1] = fmt('%d %d %d ', row[1], row[2], row[3]) .. now .. ' ' .. now
     end
   end
-  redis.call('HSET', p.key, unpack(set))
+  redis.call('HSET', pkey[p], unpack(set))
 end
 
--- Once per room: leaderboard, history, and one PUBLISH of its events.
-for _, r in ipairs(roomlist) do
-  if #r.events > 0 then
-    val[r.kseq] = r.seq
-    dirty[r.kseq] = true
-    if #r.lborder > 0 then
-      val[r.ktot] = r.gifts .. ' ' .. r.coins .. ' ' .. r.diamonds
-      dirty[r.ktot] = true
+-- Once per room: seq, totals, leaderboard, history, and one PUBLISH of its events.
+for r = 1, nr do
+  local tot, ev = rtot[r], rev[r]
+  val[tot[4]] = fmt('%d', rseq[r])
+  dirty[tot[4]] = true
+  val[tot[5]] = fmt('%d %d %d', tot[1], tot[2], tot[3])
+  dirty[tot[5]] = true
+  -- A sender's name is recorded when the sender enters the session's leaderboard.
+  local pre, lb, names = rpre[r], rlb[r], nil
+  local klb = pre .. 'lb'
+  for k = 1, #lb do
+    local sub = lb[k]
+    local inc = fmt('%d', lb[sub])
+    if redis.call('ZINCRBY', klb, inc, sub) == inc then
+      names = names or {}
+      names[#names + 1] = sub
+      names[#names + 1] = rlbn[r][sub]
     end
-    -- A sender's name is recorded when the sender enters the session's leaderboard.
-    local klb, names = r.pre .. 'lb', {}
-    for _, sub in ipairs(r.lborder) do
-      if tonumber(redis.call('ZINCRBY', klb, r.lb[sub], sub)) == r.lb[sub] then
-        names[#names + 1] = sub
-        names[#names + 1] = r.names[sub]
-      end
-    end
-    if #names > 0 then
-      redis.call('HSET', r.pre .. 'lbnames', unpack(names))
-    end
-    -- Newest first; trimmed back to the cap once it is 64 over.
-    local kh = r.pre .. 'hist'
-    if redis.call('LPUSH', kh, unpack(r.events)) > cap + 64 then
-      redis.call('LTRIM', kh, 0, cap - 1)
-    end
-    redis.call('PUBLISH', 'giftd:room:' .. r.name, table.concat(r.events, '\n'))
   end
+  if names then
+    redis.call('HSET', pre .. 'lbnames', unpack(names))
+  end
+  -- Newest first; trimmed back to the cap once it is 64 over.
+  local kh = pre .. 'hist'
+  if redis.call('LPUSH', kh, unpack(ev)) > cap + 64 then
+    redis.call('LTRIM', kh, 0, cap - 1)
+  end
+  redis.call('PUBLISH', 'giftd:room:' .. rname[r], table.concat(ev, '\n'))
 end
 
--- The string keys written, at once; those that expire one by one.
+-- The string keys written, at once.
 local mset, del = {}, {}
-for _, k in ipairs(keys) do
-  if dirty[k] then
-    if val[k] then
-      mset[#mset + 1] = k
-      mset[#mset + 1] = val[k]
+for n = 1, #keys do
+  if dirty[n] then
+    if val[n] then
+      mset[#mset + 1] = keys[n]
+      mset[#mset + 1] = val[n]
     else
-      del[#del + 1] = k
+      del[#del + 1] = keys[n]
     end
-  elseif expiring[k] then
-    redis.call('SET', k, val[k], 'EX', expiring[k])
   end
 end
 if #mset > 0 then

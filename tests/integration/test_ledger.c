@@ -314,7 +314,7 @@ Test(ledger, gift_script_checks_each_send_before_writing)
 {
     redisContext *rc = tk_redis_connect(&redis);
     freeReplyObject(redisCommand(rc, "SET d:bal:ann 10"));
-    freeReplyObject(redisCommand(rc, "SET d:budget:ann 8"));
+    freeReplyObject(redisCommand(rc, "SET d:limits:ann %s", "0 0 8"));
     /* Over the budget; then over the balance once the budget is gone: nothing written. */
     const char *ids1[] = {"a"};
     const char *dg1[] = {"rose:9"};
@@ -323,7 +323,7 @@ Test(ledger, gift_script_checks_each_send_before_writing)
     cr_assert_eq(r->element[0]->integer, 0);
     cr_assert_str_eq(r->element[1]->str, "budget_exceeded");
     freeReplyObject(r);
-    freeReplyObject(redisCommand(rc, "DEL d:budget:ann"));
+    freeReplyObject(redisCommand(rc, "DEL d:limits:ann"));
     /* One batch: refused, committed, a duplicate of it, a reuse of its id, committed. */
     const char *ids[] = {"b", "c", "c", "c", "e"};
     const char *dg[] = {"rose:11", "rose:4", "rose:4", "rose:5", "rose:1"};
@@ -345,7 +345,9 @@ Test(ledger, gift_script_checks_each_send_before_writing)
     freeReplyObject(r);
     cr_assert_eq(get_int(rc, "GET d:bal:ann"), 5);
     cr_assert_eq(get_int(rc, "EXISTS d:idem:a:ann d:idem:b:ann"), 0, "a refusal wrote");
-    cr_assert_eq(get_int(rc, "GET d:spent:20260101:ann"), 5);
+    r = redisCommand(rc, "GET d:limits:ann");
+    cr_assert_str_eq(r->str, "20260101 5", "the day and what was spent on it");
+    freeReplyObject(r);
     cr_assert_eq(get_int(rc, "GET giftd:{r:droom}:seq"), seq + 1);
     cr_assert_eq(get_int(rc, "LLEN giftd:{r:droom}:hist"), 2, "one history entry per gift");
     r = redisCommand(rc, "HGET d:pending cara\x1f" "droom\x1frose");
