@@ -256,7 +256,13 @@ enum proto_err proto_parse(const char *buf, size_t len, long max_count, struct p
     out->gift[0] = '\0';
     out->count = 1;
 
-    json_t *root = buf != NULL ? json_loadb(buf, len, 0, NULL) : NULL;
+    json_error_t jerr;
+    json_t *root = buf != NULL ? json_loadb(buf, len, 0, &jerr) : NULL;
+    if (root == NULL && buf != NULL && json_error_code(&jerr) == json_error_numeric_overflow) {
+        /* Valid JSON with an integer beyond 64 bits (a count of 2^63, say): read it as a real,
+         * so the frame is judged on its fields and its id comes back with the error. */
+        root = json_loadb(buf, len, JSON_DECODE_INT_AS_REAL, NULL);
+    }
     if (!json_is_object(root)) {
         detail = "the frame is not a JSON object";
         rc = PROTO_ERR_BAD_JSON;

@@ -253,9 +253,18 @@ Test(proto_parse, bad_request_for_count_out_of_range)
                PROTO_ERR_BAD_REQUEST, "count");
     expect_err("{\"type\":\"gift\",\"id\":\"m1\",\"gift\":\"rose\",\"count\":100}",
                PROTO_ERR_BAD_REQUEST, "count");
-    expect_err("{\"type\":\"gift\",\"id\":\"m1\",\"gift\":\"rose\",\"count\":"
-               "99999999999999999999}",
-               PROTO_ERR_BAD_JSON, NULL); /* beyond json_int_t: jansson refuses the number */
+    /* Beyond 64 bits: still valid JSON, so bad_request with the id, not bad_json. */
+    expect_err("{\"type\":\"gift\",\"id\":\"m7\",\"gift\":\"rose\",\"count\":"
+               "9223372036854775808}",
+               PROTO_ERR_BAD_REQUEST, "count");
+    cr_assert_str_eq(msg.id, "m7");
+    expect_err("{\"type\":\"gift\",\"id\":\"m8\",\"gift\":\"rose\",\"count\":"
+               "-99999999999999999999}",
+               PROTO_ERR_BAD_REQUEST, "count");
+    cr_assert_str_eq(msg.id, "m8");
+    /* A huge number is no excuse for broken JSON. */
+    expect_err("{\"type\":\"gift\",\"id\":\"m9\",\"count\":99999999999999999999",
+               PROTO_ERR_BAD_JSON, NULL);
     cr_assert_eq(parse("{\"type\":\"gift\",\"id\":\"m1\",\"gift\":\"rose\",\"count\":99}", NULL),
                  PROTO_OK);
     cr_assert_eq(msg.count, 99);
