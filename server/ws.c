@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "server/server.h"
 
@@ -503,6 +505,88 @@ static int session_receive(struct session *s, const char *in, size_t len)
 
 /* Sends a close frame with code and reason now (from WRITEABLE), then drops the connection:
  * the client sees the code even when the process is about to exit. */
+/* ---- lingering close ----
+ * A socket closed while the client is still sending is reset by the kernel, and the reset
+ * takes with it what the server sent last (the error and the close frame): the client sees
+ * 1006. So when giftd closes a connection for what the client sent (a frame over the limit, a
+ * flood), the socket lives on under a duplicate descriptor after lws has let it go (lws shuts
+ * its sending side, so the FIN follows the close frame), and what still arrives is read and
+ * dropped until the client closes too, LINGER_MAX_BYTES arrived or LINGER_MS passed. */
+#define LINGER_MS        2000
+#define LINGER_MAX_BYTES (64u << 20)
+
+struct lingering {
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int fd;
+    int open; /* handles not yet closed */
+    size_t got;
+};
+
+static void linger_closed(uv_handle_t *h)
+{
+    struct lingering *lg = h->data;
+    if (--lg->open == 0) {
+        close(lg->fd);
+        free(lg);
+    }
+}
+
+static void linger_end(struct lingering *lg)
+{
+    if (!uv_is_closing((uv_handle_t *)&lg->poll)) {
+        uv_close((uv_handle_t *)&lg->poll, linger_closed);
+        uv_close((uv_handle_t *)&lg->timer, linger_closed);
+    }
+}
+
+static void linger_read(uv_poll_t *h, int status, int events)
+{
+    (void)events;
+    struct lingering *lg = h->data;
+    char buf[16384];
+    while (status == 0) {
+        ssize_t n = recv(lg->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        }
+        if (n <= 0 || (lg->got += (size_t)n) > LINGER_MAX_BYTES) {
+            break; /* the client closed, or failed, or keeps sending: enough */
+        }
+    }
+    linger_end(lg);
+}
+
+static void linger_expired(uv_timer_t *t)
+{
+    linger_end(t->data);
+}
+
+static void linger_start(struct app *app, struct lws *wsi)
+{
+    struct lingering *lg = calloc(1, sizeof(*lg));
+    if (!lg) {
+        return;
+    }
+    lg->fd = dup(lws_get_socket_fd(wsi));
+    if (lg->fd < 0 || uv_poll_init(app->loop, &lg->poll, lg->fd) != 0) {
+        if (lg->fd >= 0) {
+            close(lg->fd);
+        }
+        free(lg);
+        return;
+    }
+    uv_timer_init(app->loop, &lg->timer);
+    lg->open = 2;
+    lg->poll.data = lg;
+    lg->timer.data = lg;
+    uv_poll_start(&lg->poll, UV_READABLE, linger_read);
+    uv_timer_start(&lg->timer, linger_expired, LINGER_MS, 0);
+}
+
 int session_close_now(struct session *s, int code, const char *reason)
 {
     unsigned char buf[LWS_PRE + 125];
@@ -518,6 +602,9 @@ int session_close_now(struct session *s, int code, const char *reason)
     }
     /* 4 is the close opcode: lws 4.1 handles it but no longer names it in its headers. */
     lws_write(s->wsi, p, n + 2, (enum lws_write_protocol)4);
+    if (code == LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE || code == LWS_CLOSE_STATUS_POLICY_VIOLATION) {
+        linger_start(s->app, s->wsi);
+    }
     return -1;
 }
 
