@@ -241,12 +241,42 @@ void rooms_detach(struct session *s)
     }
 }
 
+/* Events every viewer has been sent are freed, except the last ROOM_RETAIN: a join that races
+ * new events finds those in the ring (rooms_attach). Without this each room held ring_cap
+ * events (4,096 by default, about 1.5 MiB) however fast its viewers read, and RSS grew with
+ * every event until the rings were full. The viewers are scanned at most once per
+ * ROOM_RETAIN events, so a viewer that lags costs no more. */
+#define ROOM_RETAIN 64
+
+static void ring_trim(struct room *room)
+{
+    uint64_t lo = room->head > room->ring_cap ? room->head - room->ring_cap : 0;
+    if (room->tail < lo) {
+        room->tail = lo; /* overwritten (and freed) by rooms_broadcast */
+    }
+    uint64_t upto = room->head > ROOM_RETAIN ? room->head - ROOM_RETAIN : 0;
+    for (struct session *s = room->viewers; s && upto > room->tail; s = s->rnext) {
+        if (s->cursor < upto) {
+            upto = s->cursor;
+        }
+    }
+    for (; room->tail < upto; room->tail++) {
+        size_t slot = room->tail & (room->ring_cap - 1);
+        free(room->ring[slot]);
+        room->ring[slot] = NULL;
+    }
+}
+
 void rooms_broadcast(struct room *room, struct fanout_msg *msg)
 {
     size_t slot = room->head & (room->ring_cap - 1);
     free(room->ring[slot]);
     room->ring[slot] = msg;
     room->head++;
+    if (room->head >= room->trim_at) {
+        ring_trim(room);
+        room->trim_at = room->head + ROOM_RETAIN;
+    }
     if (msg->closes_room) {
         room->live = false;
     }

@@ -85,7 +85,9 @@ struct room {
     bool combo_sweeping;  /* a combo sweep of this room awaits Redis */
     struct fanout_msg **ring; /* ring_cap slots, indexed by absolute position % ring_cap */
     size_t ring_cap;
-    uint64_t head; /* absolute position of the next event */
+    uint64_t head;    /* absolute position of the next event */
+    uint64_t tail;    /* events before it are freed (sent to every viewer, or overwritten) */
+    uint64_t trim_at; /* head at which to look for events to free next */
 };
 
 /** The room record for name, created (empty, not subscribed) when create is true. */
