@@ -24,12 +24,22 @@
  * giftd:{p<m>}:credited:<creator> beside giftd:{p<m>}:dia:<creator>. Both are bounded (one
  * field per partition) and never expire. PostgreSQL dedups on its primary key instead. */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "server/server.h"
+#include <uv.h>
+
+#include "config/config.h"
+#include "ledger_client/ledger_client.h"
+#include "protocol/protocol.h"
+#include "server/app.h"
+#include "server/flush.h"
+#include "server/flush_pg.h"
+#include "server/log.h"
 
 #define FLUSH_WINDOW         256  /* partitions being settled at once */
 #define FLUSH_BACKOFF_MIN_MS 250  /* after a sink failure, first wait */

@@ -2,6 +2,7 @@
  * queued batches, so giftd's event loop never waits for the database. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,8 +10,10 @@
 #include <time.h>
 
 #include <libpq-fe.h>
+#include <uv.h>
 
-#include "server/server.h"
+#include "ledger_client/ledger_client.h"
+#include "server/flush_pg.h"
 
 /* Batches queued together are written in one transaction (group commit): at most this many
  * rows per transaction, and at most this many rows per INSERT statement. */

@@ -1,10 +1,25 @@
 /* gift: the gift path — validate locally, then one ledger send (charged and broadcast
  * atomically, coalesced with the other sends of the loop turn), then ack or error. */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/server.h"
+#include "auth/auth.h"
+#include "config/config.h"
+#include "gifts/gifts.h"
+#include "ledger_client/ledger_client.h"
+#include "protocol/protocol.h"
+#include "server/app.h"
+#include "server/flush.h"
+#include "server/gift.h"
+#include "server/limits.h"
+#include "server/metrics.h"
+#include "server/pending.h"
+#include "server/rooms.h"
+#include "server/session.h"
 
 static void send_ack(struct session *s, const char *id, long long balance, long long seq,
                      bool dup)

@@ -1,11 +1,25 @@
 /* http: the HTTP API of SPEC 5 — health, metrics, catalog, rooms, recharge, balance, budget. */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
+#include <libwebsockets.h>
 
-#include "server/server.h"
+#include "auth/auth.h"
+#include "config/config.h"
+#include "gifts/gifts.h"
+#include "ledger_client/ledger_client.h"
+#include "protocol/protocol.h"
+#include "server/app.h"
+#include "server/flush.h"
+#include "server/http.h"
+#include "server/metrics.h"
+#include "server/pending.h"
+#include "server/rooms.h"
+#include "server/ws.h"
 
 #define HTTP_MAX_BODY (64 * 1024)
 

@@ -1,9 +1,14 @@
 /* limits: token buckets for limits.frames_per_sec (per connection) and limits.gifts_per_sec
  * (per user, across that user's connections on this process). */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/server.h"
+#include "config/config.h"
+#include "server/app.h"
+#include "server/limits.h"
 
 struct user_bucket {
     struct user_bucket *next;

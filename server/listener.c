@@ -3,11 +3,18 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "server/server.h"
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "server/app.h"
+#include "server/listener.h"
+#include "server/log.h"
 
 static void on_acceptable(uv_poll_t *h, int status, int events)
 {

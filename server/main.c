@@ -1,14 +1,34 @@
 /* giftd: entry point — configuration, the libuv loop, lws context, ledger, signals, --dev. */
-#include <errno.h>
+#include <malloc.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <malloc.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "server/server.h"
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include "auth/auth.h"
+#include "config/config.h"
+#include "gifts/gifts.h"
+#include "ledger_client/ledger_client.h"
+#include "protocol/protocol.h"
+#include "server/app.h"
+#include "server/flush.h"
+#include "server/limits.h"
+#include "server/listener.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "server/redis_child.h"
+#include "server/rooms.h"
+#include "server/session.h"
+#include "server/workers.h"
+#include "server/ws.h"
 
 #define PROG "giftd" /* the name messages start with */
 
@@ -46,6 +66,13 @@ static void usage(FILE *out)
     config_print_help(out);
 }
 
+/* Frees the catalog in force and installs cat (steals). */
+static void app_set_catalog(struct app *app, struct gifts_catalog *cat)
+{
+    gifts_catalog_free(app->catalog);
+    app->catalog = cat;
+}
+
 static void app_load_catalog_or_keep(struct app *app)
 {
     char err[512];
@@ -58,12 +85,6 @@ static void app_load_catalog_or_keep(struct app *app)
     app_set_catalog(app, cat);
     log_info("SIGHUP: catalog %s reloaded (%zu gifts)", app->cfg.gifts_catalog,
              gifts_count(cat));
-}
-
-void app_set_catalog(struct app *app, struct gifts_catalog *cat)
-{
-    gifts_catalog_free(app->catalog);
-    app->catalog = cat;
 }
 
 static void finish_shutdown(struct app *app)
@@ -226,7 +247,8 @@ static void dev_setup(struct app *app)
     }
 }
 
-void app_ledger_state(void *ud, enum ledger_state st)
+/* Called when the ledger's state changes. */
+static void app_ledger_state(void *ud, enum ledger_state st)
 {
     struct app *app = ud;
     switch (st) {

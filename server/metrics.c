@@ -1,8 +1,14 @@
 /* metrics: /metrics in the Prometheus text format, giftd_ prefixed. */
-#include <string.h>
+#include <stdint.h>
 #include <unistd.h>
 
-#include "server/server.h"
+#include "ledger_client/ledger_client.h"
+#include "protocol/protocol.h"
+#include "server/app.h"
+#include "server/flush.h"
+#include "server/metrics.h"
+#include "server/rooms.h"
+#include "server/session.h"
 
 static void counter(struct proto_buf *b, const char *name, const char *help, uint64_t v)
 {

@@ -1,12 +1,22 @@
 /* rooms: this node's rooms — viewers, a ring of encoded events per room, pub/sub, presence. */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
+#include <libwebsockets.h>
+#include <uv.h>
 
-#include "server/server.h"
+#include "config/config.h"
+#include "ledger_client/ledger_client.h"
+#include "protocol/protocol.h"
+#include "server/app.h"
+#include "server/metrics.h"
+#include "server/rooms.h"
+#include "server/session.h"
 
 #define BATCH_MAX_EVENTS 512
 

@@ -3,14 +3,15 @@
  * fan-out across workers is the same path as across machines. */
 #include <errno.h>
 #include <signal.h>
-#include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "server/server.h"
+#include "server/log.h"
+#include "server/workers.h"
 
 #define WORKERS_MAX 256
 

@@ -1,11 +1,29 @@
 /* ws: the lws protocol callback — WebSocket sessions (SPEC 3) and HTTP requests (SPEC 5). */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "server/server.h"
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include "auth/auth.h"
+#include "config/config.h"
+#include "ledger_client/ledger_client.h"
+#include "protocol/protocol.h"
+#include "server/app.h"
+#include "server/gift.h"
+#include "server/http.h"
+#include "server/limits.h"
+#include "server/metrics.h"
+#include "server/pending.h"
+#include "server/rooms.h"
+#include "server/session.h"
+#include "server/ws.h"
 
 static struct app *app_of(struct lws *wsi)
 {
