@@ -140,8 +140,10 @@ void ledger_get_stats(const struct ledger *l, struct ledger_stats *out);
 
 /* The most sends in one script call. */
 #define LEDGER_GIFT_BATCH_MAX 256
-/* Under load, a batch leaves at most this often (the sends of the meantime join it). */
-#define LEDGER_GIFT_BATCH_INTERVAL_MS 2
+/* Under load, a batch leaves at most this often (the sends of the meantime join it). 4 ms
+ * rather than 2 costs p99 answers 2 ms at 4,000 gifts/s and saves about a tenth of Redis's CPU
+ * per gift (twice the sends share each call's fixed cost: parsing, syscalls, MGET/MSET). */
+#define LEDGER_GIFT_BATCH_INTERVAL_MS 4
 /* Batches waiting for Redis before new sends wait for the next turn (and grow the batch). */
 #define LEDGER_GIFT_BATCHES_INFLIGHT 2
 
