@@ -49,6 +49,10 @@
       "client frames per second per connection")                                                 \
     X(limits_gifts_per_sec, "limits.gifts_per_sec", INT, 20, 1, 1000000,                           \
       "gift sends per second per user")                                                          \
+    X(limits_max_connections, "limits.max_connections", INT, 0, 0, 10000000,                       \
+      "open connections per process (0: the open-file limit less 64); past it 1013 / 503")       \
+    X(limits_connections_per_ip_per_sec, "limits.connections_per_ip_per_sec", INT, 0, 0, 10000000, \
+      "new connections per second from one address (0: no limit); past it 1013 / 503")           \
     X(fanout_max_queue, "fanout.max_queue", INT, 1024, 16, 1048576,                                \
       "events a viewer may fall behind its room before it is closed (4008)")                     \
     X(flush_interval_ms, "flush.interval_ms", INT, 1000, 10, 3600000,                              \

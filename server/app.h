@@ -43,6 +43,10 @@ struct app {
     int presence_slice;                /* the slice of rooms the next presence tick visits */
     struct user_bucket **user_buckets; /* limits.gifts_per_sec per user */
     size_t user_buckets_cap;
+    struct ip_count *ip_counts;        /* limits.connections_per_ip_per_sec (limits.c) */
+    long open_sockets;                 /* accepted sockets lws holds (WSI_CREATE..DESTROY) */
+    long max_connections;              /* limits.max_connections, resolved */
+    uv_timer_t accept_pause;           /* out of descriptors: accept again after a pause */
     uv_timer_t presence_timer;
     uv_timer_t shutdown_timer;
     uv_timer_t combo_timer;

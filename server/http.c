@@ -41,6 +41,8 @@ void http_cleanup(struct http_req *h)
     h->app = NULL;
 }
 
+static void error_status(struct http_req *h, int status, enum proto_err e, const char *message);
+
 int http_begin(struct http_req *h, struct lws *wsi, const char *uri, size_t len)
 {
     struct app *app = lws_context_user(lws_get_context(wsi));
@@ -74,6 +76,11 @@ int http_begin(struct http_req *h, struct lws *wsi, const char *uri, size_t len)
                             ledger_now_ms() / 1000, &h->claims) < 0) {
             h->auth_bad = true;
         }
+    }
+    const char *over = lws_get_opaque_user_data(wsi); /* listener.c: over the limits */
+    if (over) {
+        error_status(h, 503, PROTO_ERR_RATE_LIMITED, over);
+        return 0;
     }
     char cl[32];
     long content_length = 0;
@@ -176,6 +183,9 @@ int http_writeable(struct http_req *h)
                                         end) ||
             lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                         (const unsigned char *)"no-store", 8, &p, end) ||
+            (lws_get_opaque_user_data(wsi) &&
+             lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                         (const unsigned char *)"close", 5, &p, end)) ||
             lws_finalize_write_http_header(wsi, start, &p, end)) {
             return -1;
         }
@@ -187,8 +197,8 @@ int http_writeable(struct http_req *h)
         int n = lws_write(wsi, (unsigned char *)h->resp + LWS_PRE, h->resp_len,
                           LWS_WRITE_HTTP_FINAL);
         reset(h);
-        if (n < 0) {
-            return -1;
+        if (n < 0 || lws_get_opaque_user_data(wsi)) {
+            return -1; /* over the connection limits: the 503 ends the connection */
         }
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     }

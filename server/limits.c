@@ -1,10 +1,13 @@
 /* limits: token buckets for limits.frames_per_sec (per connection) and limits.gifts_per_sec
- * (per user, across that user's connections on this process). */
+ * (per user, across that user's connections on this process); limits.max_connections and
+ * limits.connections_per_ip_per_sec for new connections. */
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "config/config.h"
 #include "server/app.h"
@@ -91,4 +94,83 @@ void limits_gc(struct app *app, int64_t now_ms, bool all)
         app->user_buckets = NULL;
         app->user_buckets_cap = 0;
     }
+}
+
+/* ---- new connections per address ----
+ * A fixed table of IP_SLOTS counters for the current second, indexed by a hash of the address
+ * with a short linear probe; a slot from an earlier second is free. When every probed slot
+ * counts another address in this second, the least used one is taken over: an attacker
+ * cycling through addresses can evict a counter, never make the table grow. */
+#define IP_SLOTS 4096
+#define IP_PROBE 8
+
+struct ip_count {
+    unsigned char addr[16]; /* IPv6, or IPv4 mapped into IPv6 */
+    int64_t sec;
+    long n;
+};
+
+static bool addr_key(const struct sockaddr *sa, unsigned char out[16])
+{
+    memset(out, 0, 16);
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &in->sin_addr, 4);
+        return true;
+    }
+    if (sa->sa_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        return true;
+    }
+    return false;
+}
+
+const char *limits_connection(struct app *app, const struct sockaddr *sa, int64_t now_ms)
+{
+    if (app->max_connections > 0 && app->open_sockets >= app->max_connections) {
+        return "over limits.max_connections";
+    }
+    long per_sec = app->cfg.limits_connections_per_ip_per_sec;
+    unsigned char key[16];
+    if (per_sec <= 0 || !sa || !addr_key(sa, key)) {
+        return NULL;
+    }
+    if (!app->ip_counts) {
+        app->ip_counts = calloc(IP_SLOTS, sizeof(*app->ip_counts));
+        if (!app->ip_counts) {
+            return NULL; /* out of memory: fail open, the other limits still hold */
+        }
+    }
+    int64_t sec = now_ms / 1000;
+    uint64_t h = 14695981039346656037u;
+    for (int i = 0; i < 16; i++) {
+        h = (h ^ key[i]) * 1099511628211u;
+    }
+    struct ip_count *slot = NULL, *victim = NULL;
+    for (int i = 0; i < IP_PROBE; i++) {
+        struct ip_count *c = &app->ip_counts[(h + (uint64_t)i) % IP_SLOTS];
+        if (c->sec == sec && memcmp(c->addr, key, 16) == 0) {
+            slot = c;
+            break;
+        }
+        /* Free (an earlier second) beats least used. */
+        long use = c->sec == sec ? c->n : -1;
+        if (!victim || use < (victim->sec == sec ? victim->n : -1)) {
+            victim = c;
+        }
+    }
+    if (!slot) {
+        slot = victim;
+        memcpy(slot->addr, key, 16);
+        slot->sec = sec;
+        slot->n = 0;
+    }
+    return ++slot->n > per_sec ? "over limits.connections_per_ip_per_sec" : NULL;
+}
+
+void limits_connection_cleanup(struct app *app)
+{
+    free(app->ip_counts);
+    app->ip_counts = NULL;
 }

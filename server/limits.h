@@ -1,5 +1,6 @@
 /* limits: token buckets for limits.frames_per_sec (per connection) and limits.gifts_per_sec
- * (per user, across that user's connections on this process). */
+ * (per user, across that user's connections on this process); limits.max_connections and
+ * limits.connections_per_ip_per_sec for new connections. */
 #ifndef GIFTD_SERVER_LIMITS_H
 #define GIFTD_SERVER_LIMITS_H
 
@@ -21,5 +22,16 @@ bool bucket_take(struct bucket *b, double rate, int64_t now_ms);
 bool limits_user_gift(struct app *app, const char *sub, int64_t now_ms);
 /** Forgets idle users' buckets (all: every bucket, at shutdown). */
 void limits_gc(struct app *app, int64_t now_ms, bool all);
+
+/* New connections per address in the current second (limits.connections_per_ip_per_sec). */
+struct ip_count;
+struct sockaddr;
+
+/** Counts a new connection from sa (borrowed) and returns NULL when it is within the limits,
+ * else the limit it is over, as text for the close reason or error message (static). The
+ * open-connection count is app->open_sockets, kept by the lws callback. */
+const char *limits_connection(struct app *app, const struct sockaddr *sa, int64_t now_ms);
+/** Frees the per-address counts (shutdown). */
+void limits_connection_cleanup(struct app *app);
 
 #endif

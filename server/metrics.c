@@ -43,6 +43,12 @@ void metrics_render(struct app *app, struct proto_buf *b)
     gauge(b, "giftd_connections", "open WebSocket connections", m->connections);
     counter(b, "giftd_connections_total", "WebSocket connections accepted",
             m->connections_total);
+    counter(b, "giftd_connections_refused_total",
+            "connections refused (1013 or 503) over limits.max_connections or "
+            "limits.connections_per_ip_per_sec",
+            m->connections_refused_total);
+    gauge(b, "giftd_open_sockets", "accepted sockets open (WebSocket and HTTP)",
+          app->open_sockets);
     gauge(b, "giftd_rooms", "rooms with viewers on this process", app->nrooms);
     counter(b, "giftd_frames_in_total", "WebSocket frames received", m->frames_in);
     counter(b, "giftd_frames_out_total", "WebSocket frames sent", m->frames_out);

@@ -10,6 +10,7 @@ struct app;
 
 struct metrics {
     uint64_t connections_total;
+    uint64_t connections_refused_total; /* over limits.max_connections or per-address rate */
     long connections;
     uint64_t frames_in;
     uint64_t frames_out;

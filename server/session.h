@@ -21,6 +21,9 @@ struct out_msg {
     unsigned char buf[]; /* LWS_PRE + text */
 };
 
+/* Close code 1013 (try again later: over the connection limits); lws 4.1 has no name for it. */
+#define SESSION_CLOSE_TRY_AGAIN_LATER 1013
+
 struct session {
     int kind; /* CONN_WS: first member, shared with struct http_req */
     struct lws *wsi;
@@ -38,6 +41,7 @@ struct session {
     size_t rx_len;
     size_t rx_cap;
     int close_code;           /* close after the queue drains, 0 none */
+    const char *close_reason; /* its reason text (static), NULL none */
     long pending_ledger;      /* this session's requests awaiting Redis */
     struct pending *pendings; /* the same, to detach them when the session closes */
     bool going_away;

@@ -620,7 +620,8 @@ int session_close_now(struct session *s, int code, const char *reason)
     }
     /* 4 is the close opcode: lws 4.1 handles it but no longer names it in its headers. */
     lws_write(s->wsi, p, n + 2, (enum lws_write_protocol)4);
-    if (code == LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE || code == LWS_CLOSE_STATUS_POLICY_VIOLATION) {
+    if (code == LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE || code == LWS_CLOSE_STATUS_POLICY_VIOLATION ||
+        code == SESSION_CLOSE_TRY_AGAIN_LATER) {
         linger_start(s->app, s->wsi);
     }
     return -1;
@@ -654,7 +655,8 @@ static int session_writeable(struct session *s)
     }
     /* A pending close goes out once the personal messages (its error) are sent. */
     if (s->close_code) {
-        return session_close_now(s, s->close_code, s->close_code == 4008 ? "slow consumer" : NULL);
+        return session_close_now(s, s->close_code,
+                                 s->close_code == 4008 ? "slow consumer" : s->close_reason);
     }
     if (s->room && s->cursor < s->room->head) {
         int rc = fanout_write(s);
@@ -688,6 +690,13 @@ static void session_open(struct session *s, struct lws *wsi)
     if (app->shutting_down) {
         s->going_away = true;
         lws_callback_on_writable(wsi);
+        return;
+    }
+    const char *over = lws_get_opaque_user_data(wsi); /* listener.c: over the limits */
+    if (over) {
+        s->close_code = SESSION_CLOSE_TRY_AGAIN_LATER;
+        s->close_reason = over;
+        session_wake(s);
         return;
     }
 
@@ -766,6 +775,12 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, v
         return is_ws_path(wsi) ? 0 : 1;
     case LWS_CALLBACK_ESTABLISHED:
         session_open(&c->s, wsi);
+        return 0;
+    case LWS_CALLBACK_WSI_CREATE: /* every accepted socket, WebSocket or HTTP (user is NULL) */
+        app_of(wsi)->open_sockets++;
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        app_of(wsi)->open_sockets--;
         return 0;
     case LWS_CALLBACK_RECEIVE:
         if (c->s.close_code || c->s.going_away) {

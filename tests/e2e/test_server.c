@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "tests/support/fixture.h"
 
@@ -263,6 +265,97 @@ Test(server, guests_only_when_allowed)
     cr_assert_eq(tk_ws_send_json(g, "{\"type\":\"gift\",\"id\":\"g1\",\"gift\":\"rose\"}"), 0);
     expect_error(g, "forbidden");
     tk_ws_free(g);
+}
+
+/* limits.max_connections: the connection past it is accepted, hears 1013 (WebSocket) or 503
+ * (HTTP) and is closed; once one closes, a new one gets in. */
+Test(server, max_connections_closes_1013_and_answers_503)
+{
+    const char *extra[] = {"--limits.max_connections=3", NULL};
+    fx_start_node(&f, 1, extra);
+    f.nodes = 2;
+    int port = f.node[1].port;
+    struct tk_ws *c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = tk_ws_connect(port, "/ws");
+        cr_assert_not_null(c[i]);
+        expect_pong(c[i]);
+    }
+    struct tk_ws *x = tk_ws_connect(port, "/ws");
+    cr_assert_not_null(x, "the connection over the limit is still upgraded, to hear why");
+    cr_assert(tk_ws_wait_closed(x, 5000));
+    cr_assert_eq(tk_ws_close_code(x), 1013);
+    tk_ws_free(x);
+    struct tk_http_resp r = {0};
+    cr_assert_eq(tk_http(port, "GET", "/healthz", NULL, NULL, &r), 0);
+    cr_assert_eq(r.status, 503);
+    cr_assert_str_eq(fx_str(json_object_get(r.json, "error"), "code"), "rate_limited");
+    cr_assert_not_null(strstr(fx_str(json_object_get(r.json, "error"), "message"),
+                              "limits.max_connections"));
+    tk_http_resp_cleanup(&r);
+    for (int i = 0; i < 3; i++) {
+        expect_pong(c[i]); /* the connections within the limit are untouched */
+    }
+    tk_ws_free(c[0]);
+    struct tk_ws *y = NULL;
+    for (int i = 0; i < 50 && !y; i++) { /* the server sees the close a moment later */
+        struct tk_ws *t = tk_ws_connect(port, "/ws");
+        cr_assert_not_null(t);
+        if (tk_ws_send_json(t, "{\"type\":\"ping\"}") == 0 && tk_ws_expect(t, "pong", 500)) {
+            y = t;
+        } else {
+            tk_ws_free(t);
+        }
+    }
+    cr_assert_not_null(y, "a freed place is not given to a new connection");
+    tk_ws_free(y);
+    tk_ws_free(c[1]);
+    tk_ws_free(c[2]);
+    cr_assert_eq(tk_http(port, "GET", "/metrics", NULL, NULL, &r), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_null(strstr(r.body, "\ngiftd_connections_refused_total 0\n"), "%s", r.body);
+    tk_http_resp_cleanup(&r);
+}
+
+/* limits.connections_per_ip_per_sec: within one second, the connections past it from one
+ * address hear 1013 / 503; the next second they get in again. */
+Test(server, connections_per_ip_per_sec_closes_1013_and_answers_503)
+{
+    const char *extra[] = {"--limits.connections_per_ip_per_sec=4", NULL};
+    fx_start_node(&f, 1, extra);
+    f.nodes = 2;
+    int port = f.node[1].port;
+    /* Start just after a second begins, so that the burst falls within one second. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    usleep((useconds_t)((1000000000L - ts.tv_nsec) / 1000 + 20000));
+    int refused = 0, served = 0, http503 = 0;
+    struct tk_ws *c[6];
+    for (int i = 0; i < 6; i++) {
+        c[i] = tk_ws_connect(port, "/ws");
+        cr_assert_not_null(c[i]);
+    }
+    struct tk_http_resp r = {0};
+    cr_assert_eq(tk_http(port, "GET", "/healthz", NULL, NULL, &r), 0);
+    http503 += r.status == 503;
+    tk_http_resp_cleanup(&r);
+    for (int i = 0; i < 6; i++) {
+        if (tk_ws_wait_closed(c[i], 300)) {
+            cr_assert_eq(tk_ws_close_code(c[i]), 1013);
+            refused++;
+        } else {
+            served++;
+        }
+        tk_ws_free(c[i]);
+    }
+    cr_assert_eq(served, 4, "served %d refused %d", served, refused);
+    cr_assert_eq(refused, 2);
+    cr_assert_eq(http503, 1, "the 7th connection of the second, HTTP, is refused too");
+    sleep(1);
+    struct tk_ws *a = tk_ws_connect(port, "/ws");
+    cr_assert_not_null(a);
+    expect_pong(a);
+    tk_ws_free(a);
 }
 
 Test(server, http_health_ready_metrics_and_catalog)
