@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 ARGS       ?=
 
-.PHONY: all setup build build-asan run test test-fast bench clean format
+.PHONY: all setup build build-asan run test test-fast bench soak clean format
 
 all: build
 
@@ -35,6 +35,10 @@ test-fast: build
 
 bench: build
 	./bench/run.sh $(BUILD)
+
+# Ten minutes of 15,000 viewers and steady gifts: RSS and p99 every 10 s (bench/soak.sh).
+soak: build
+	./bench/soak.sh $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -63,6 +63,11 @@ static const char usage_text[] =
     "                       carry no type) — five times cheaper\n"
     "  --seed N             seed of the gift mix and masks (default: time and pid)\n"
     "  --json FILE          write the report as JSON\n"
+    "  --windows FILE       during the send phase, append one JSON line per window to FILE:\n"
+    "                       t_s, sent, acked, rejected, deliveries_per_sec, p50/p99/max_ms\n"
+    "                       (send->deliver, this window), answer_p99_ms, joined,\n"
+    "                       closed_early (so far) — for soak runs\n"
+    "  --window S           length of a --windows window in seconds (default 10)\n"
     "  --quiet              no progress line and no table (errors still go to stderr)\n"
     "  --help               this text\n"
     "\n"
@@ -93,6 +98,8 @@ enum opt_id {
     OPT_SEED,
     OPT_FULL_SCAN,
     OPT_JSON,
+    OPT_WINDOWS,
+    OPT_WINDOW,
     OPT_QUIET,
     OPT_HELP,
 };
@@ -119,6 +126,8 @@ static const struct option long_opts[] = {
     {"seed", required_argument, NULL, OPT_SEED},
     {"full-scan", no_argument, NULL, OPT_FULL_SCAN},
     {"json", required_argument, NULL, OPT_JSON},
+    {"windows", required_argument, NULL, OPT_WINDOWS},
+    {"window", required_argument, NULL, OPT_WINDOW},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -279,6 +288,7 @@ static int parse_args(struct load *L, int argc, char **argv)
     o->connect_rate = 2000;
     o->connect_timeout = 10;
     o->drain = 2;
+    o->window = 10;
     snprintf(o->secret, sizeof(o->secret), "dev-secret-not-for-production");
     o->coins = 1000000;
     snprintf(o->prefix, sizeof(o->prefix), "gl%ld", (long)getpid());
@@ -393,6 +403,16 @@ static int parse_args(struct load *L, int argc, char **argv)
         case OPT_JSON:
             if (copy_str(o->json_path, sizeof(o->json_path), optarg) < 0) {
                 return usage_error("--json", optarg);
+            }
+            break;
+        case OPT_WINDOWS:
+            if (copy_str(o->windows_path, sizeof(o->windows_path), optarg) < 0) {
+                return usage_error("--windows", optarg);
+            }
+            break;
+        case OPT_WINDOW:
+            if (parse_double(optarg, 0.1, 86400, &o->window) < 0) {
+                return usage_error("--window", optarg);
             }
             break;
         case OPT_QUIET:
@@ -525,6 +545,7 @@ static void record_answer(struct load *L, const struct load_ev *ev)
     if (load_id_time(ev->id, ev->id_len, &sent_us) == 0) {
         uint64_t now_us = (now - L->t0_ns) / 1000;
         load_hist_record(&L->answer_hist, now_us > sent_us ? now_us - sent_us : 0);
+        load_hist_record(&L->win_answer_hist, now_us > sent_us ? now_us - sent_us : 0);
     }
 }
 
@@ -541,6 +562,7 @@ void load_on_event(struct load_conn *c, const struct load_ev *ev)
             if (ev->id && load_id_time(ev->id, ev->id_len, &sent_us) == 0) {
                 uint64_t now_us = (now - L->t0_ns) / 1000;
                 load_hist_record(&L->hist, now_us > sent_us ? now_us - sent_us : 0);
+                load_hist_record(&L->win_hist, now_us > sent_us ? now_us - sent_us : 0);
             } else {
                 L->latency_samples_dropped++;
             }
@@ -644,15 +666,60 @@ static void on_send(uv_timer_t *t)
 static void start_drain(struct load *L)
 {
     uv_timer_stop(&L->t_send);
+    uv_timer_stop(&L->t_window);
     L->t_send_end_ns = uv_hrtime();
     L->t_drain_start_ns = L->t_send_end_ns;
     L->phase = LOAD_PHASE_DRAIN;
+}
+
+static uint64_t codes_total(const struct load_codes *c)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < c->used; i++) {
+        n += c->n[i];
+    }
+    return n;
+}
+
+/* One --windows line: what happened since the last one. */
+static void on_window(uv_timer_t *t)
+{
+    struct load *L = t->data;
+    uint64_t now = uv_hrtime();
+    double secs = (double)(now - L->win_t_ns) / NS;
+    fprintf(L->windows,
+            "{\"t_s\":%.1f,\"sent\":%llu,\"acked\":%llu,\"rejected\":%llu,"
+            "\"deliveries_per_sec\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,"
+            "\"answer_p99_ms\":%.2f,\"joined\":%u,\"closed_early\":%llu}\n",
+            (double)(now - L->t_send_ns) / NS,
+            (unsigned long long)(L->gifts_sent - L->win_sent),
+            (unsigned long long)(L->gifts_acked - L->win_acked),
+            (unsigned long long)(L->gifts_rejected_n - L->win_rejected),
+            secs > 0 ? (double)(L->deliveries - L->win_deliveries) / secs : 0.0,
+            (double)load_hist_quantile(&L->win_hist, 0.50) / 1000.0,
+            (double)load_hist_quantile(&L->win_hist, 0.99) / 1000.0,
+            (double)(L->win_hist.total ? L->win_hist.max : 0) / 1000.0,
+            (double)load_hist_quantile(&L->win_answer_hist, 0.99) / 1000.0, L->joined,
+            (unsigned long long)codes_total(&L->closed_early));
+    fflush(L->windows);
+    L->win_t_ns = now;
+    L->win_sent = L->gifts_sent;
+    L->win_acked = L->gifts_acked;
+    L->win_rejected = L->gifts_rejected_n;
+    L->win_deliveries = L->deliveries;
+    load_hist_init(&L->win_hist);
+    load_hist_init(&L->win_answer_hist);
 }
 
 static void start_send(struct load *L)
 {
     L->phase = LOAD_PHASE_SEND;
     L->t_send_ns = uv_hrtime();
+    if (L->windows) {
+        L->win_t_ns = L->t_send_ns;
+        uint64_t ms = (uint64_t)llround(L->o.window * 1000.0);
+        uv_timer_start(&L->t_window, on_window, ms, ms);
+    }
     L->gifts_total = (uint64_t)llround(L->o.rate * L->o.duration);
     if (L->gifts_total == 0) {
         /* No gifts: the send phase is just the duration (an idle-connections run). */
@@ -684,6 +751,7 @@ static void finish(struct load *L)
     }
     uv_close((uv_handle_t *)&L->t_send, on_handle_closed);
     uv_close((uv_handle_t *)&L->t_tick, on_handle_closed);
+    uv_close((uv_handle_t *)&L->t_window, on_handle_closed);
     uv_close((uv_handle_t *)&L->t_control, on_handle_closed);
     uv_close((uv_handle_t *)&L->sigint, on_handle_closed);
     uv_close((uv_handle_t *)&L->sigterm, on_handle_closed);
@@ -1018,6 +1086,9 @@ static void cleanup(struct load *L)
     free(L->readbuf);
     free(L->src);
     free(L->service_token);
+    if (L->windows) {
+        fclose(L->windows);
+    }
 }
 
 int main(int argc, char **argv)
@@ -1036,9 +1107,18 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     load_hist_init(&L->hist);
     load_hist_init(&L->answer_hist);
+    load_hist_init(&L->win_hist);
+    load_hist_init(&L->win_answer_hist);
     L->rng = L->o.seed * 0x9E3779B97F4A7C15ull + 1;
     L->stderr_tty = isatty(STDERR_FILENO) == 1;
     int status = 1;
+    if (L->o.windows_path[0]) {
+        L->windows = fopen(L->o.windows_path, "a");
+        if (!L->windows) {
+            fprintf(stderr, "giftload: cannot open %s\n", L->o.windows_path);
+            goto out;
+        }
+    }
     if (resolve(L) < 0 || prepare(L) < 0) {
         goto out;
     }
@@ -1054,6 +1134,8 @@ int main(int argc, char **argv)
     uv_timer_init(&loop, &L->t_send);
     uv_timer_init(&loop, &L->t_tick);
     uv_timer_init(&loop, &L->t_control);
+    uv_timer_init(&loop, &L->t_window);
+    L->t_window.data = L;
     uv_signal_init(&loop, &L->sigint);
     L->t_send.data = L->t_tick.data = L->t_control.data = L;
     L->sigint.data = L;

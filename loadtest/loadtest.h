@@ -170,6 +170,8 @@ struct load_opts {
     char prefix[32];
     double sample;
     char json_path[512];
+    char windows_path[512]; /* --windows: one JSON line per window of the send phase */
+    double window;          /* s, --window */
     bool quiet;
     bool full_scan; /* no pattern counting on non-sampled viewers */
     char source_addrs[512];
@@ -238,6 +240,12 @@ struct load {
     struct load_hist hist;
     struct load_hist answer_hist; /* send -> the sender's ack or error, every send */
     uint64_t t_last_answer_ns;
+    /* --windows: the same, for the current window only, and the counts at its start. */
+    struct load_hist win_hist, win_answer_hist;
+    uint64_t win_deliveries, win_acked, win_rejected, win_sent;
+    uint64_t win_t_ns;
+    FILE *windows;
+    uv_timer_t t_window;
 
     uv_timer_t t_send, t_tick, t_control;
     uv_signal_t sigint, sigterm; /* first: stop sending and drain; second: stop */
