@@ -422,6 +422,19 @@ Test(server, room_endpoints_need_a_service_token)
     cr_assert_eq(r.status, 400);
     cr_assert_str_eq(fx_str(json_object_get(r.json, "error"), "code"), "bad_request");
     tk_http_resp_cleanup(&r);
+    /* A body over 64 KiB is 413 too_large, read no further. */
+    size_t big_len = 70 * 1024;
+    char *big = malloc(big_len + 1);
+    cr_assert_not_null(big);
+    memset(big, ' ', big_len);
+    big[0] = '{';
+    big[big_len - 1] = '}';
+    big[big_len] = '\0';
+    cr_assert_eq(tk_http(f.node[0].port, "PUT", "/v1/rooms/r7", f.service, big, &r), 0);
+    free(big);
+    cr_assert_eq(r.status, 413);
+    cr_assert_str_eq(fx_str(json_object_get(r.json, "error"), "code"), "too_large");
+    tk_http_resp_cleanup(&r);
     cr_assert_eq(tk_http(f.node[0].port, "GET", "/v1/rooms/r7", NULL, NULL, &r), 0);
     cr_assert_eq(r.status, 404);
     tk_http_resp_cleanup(&r);
