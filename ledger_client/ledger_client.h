@@ -158,7 +158,8 @@ struct ledger_gift_req {
     long coins, diamonds;        /* per unit, from the catalog */
     long count;                  /* >= 1 */
     bool streakable;             /* may continue a combo */
-    const char *event_from_gift; /* the event's "from":{…},"gift":{…} JSON text */
+    bool anonymous;              /* not on the leaderboard; its combo is apart from named ones */
+    const char *event_from_gift; /* the event's "from":…,"anonymous":…,"gift":{…} JSON text */
 };
 
 enum ledger_gift_outcome {

@@ -301,7 +301,8 @@ int ledger_gift_send(struct ledger *l, const struct ledger_gift_req *req, ledger
     snprintf(cost, sizeof(cost), "%ld", req->coins * req->count);
     snprintf(count, sizeof(count), "%ld", req->count);
     snprintf(dia, sizeof(dia), "%ld", req->diamonds * req->count);
-    snprintf(gift, sizeof(gift), "%s|%d", req->gift, req->streakable ? 1 : 0);
+    snprintf(gift, sizeof(gift), "%s|%d|%d", req->gift, req->streakable ? 1 : 0,
+             req->anonymous ? 1 : 0);
     const char *val[A__COUNT] = {
         [A_PREFIX] = prefix,        [A_SUB] = req->sub,
         [A_ID] = req->id,           [A_DIGEST] = digest,

@@ -185,6 +185,12 @@ static enum proto_err parse_gift(const json_t *root, long max_count, struct prot
         *detail = "gift must be an identifier (1-64 bytes of [A-Za-z0-9_.:-])";
         return PROTO_ERR_BAD_REQUEST;
     }
+    const json_t *anon = json_object_get(root, "anonymous");
+    if (anon != NULL && !json_is_boolean(anon)) {
+        *detail = "anonymous must be true or false";
+        return PROTO_ERR_BAD_REQUEST;
+    }
+    out->anonymous = json_is_true(anon);
     const json_t *count = json_object_get(root, "count");
     if (count == NULL) {
         out->count = 1;
@@ -255,6 +261,7 @@ enum proto_err proto_parse(const char *buf, size_t len, long max_count, struct p
     out->id[0] = '\0';
     out->gift[0] = '\0';
     out->count = 1;
+    out->anonymous = false;
 
     json_error_t jerr;
     json_t *root = buf != NULL ? json_loadb(buf, len, 0, &jerr) : NULL;

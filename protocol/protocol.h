@@ -71,6 +71,7 @@ struct proto_msg {
                                         carry it */
     char gift[65];                   /* gift */
     long count;                      /* gift, default 1 */
+    bool anonymous;                  /* gift: shown without its sender, default false */
 };
 
 /**

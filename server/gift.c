@@ -156,11 +156,18 @@ void gift_handle(struct session *s, const struct proto_msg *m)
     proto_buf_init(&fg, 0);
     proto_buf_init(&name, 0);
     proto_buf_json_cstr(&name, s->claims.name);
-    proto_buf_puts(&fg, "\"from\":{\"id\":");
-    proto_buf_json_cstr(&fg, s->claims.sub);
-    proto_buf_puts(&fg, ",\"name\":");
-    proto_buf_append(&fg, proto_buf_text(&name), name.len);
-    proto_buf_puts(&fg, "},\"gift\":{\"id\":");
+    if (m->anonymous) {
+        /* The sender is in no frame: not even its own connection's (its app matches the
+         * event by id). */
+        proto_buf_puts(&fg, "\"from\":null,\"anonymous\":true");
+    } else {
+        proto_buf_puts(&fg, "\"from\":{\"id\":");
+        proto_buf_json_cstr(&fg, s->claims.sub);
+        proto_buf_puts(&fg, ",\"name\":");
+        proto_buf_append(&fg, proto_buf_text(&name), name.len);
+        proto_buf_puts(&fg, "},\"anonymous\":false");
+    }
+    proto_buf_puts(&fg, ",\"gift\":{\"id\":");
     proto_buf_json_cstr(&fg, g->id);
     proto_buf_puts(&fg, ",\"name\":");
     proto_buf_json_cstr(&fg, g->name);
@@ -188,6 +195,7 @@ void gift_handle(struct session *s, const struct proto_msg *m)
         .diamonds = g->diamonds,
         .count = m->count,
         .streakable = g->streakable,
+        .anonymous = m->anonymous,
         .event_from_gift = proto_buf_text(&fg),
     };
     /* Before the answer: a send that times out may still have committed. */

@@ -20,8 +20,10 @@
 -- ARGV: 1 now_ms (node clock: ts_ms of the events, pending windows), 2 idempotency ttl (s),
 --       3 combo window ms, 4 history cap, 5 UTC day (YYYYMMDD), then 12 per send:
 --       partition prefix, sub, id, digest (gift:count), cost, creator, room, count,
---       diamonds, sender name as JSON text, '"from":{...},"gift":{...}' text,
---       gift id .. ('|1' streakable | '|0')
+--       diamonds, sender name as JSON text, '"from":...,"anonymous":...,"gift":{...}' text,
+--       gift id .. '|' .. (1 streakable | 0) .. '|' .. (1 anonymous | 0)
+-- An anonymous send stays off the leaderboard (its event's totals.sender_coins is null) and
+-- its combo is apart from the sender's named one (the combo's gift is "<id>*").
 -- Returns 3 values per send: 1, balance, seq (committed now); 2, balance, seq (a retry of a
 -- committed send: its first outcome); 0, refusal code, balance (nothing written); -1, 0, 0
 -- (the id was used with another gift or count: nothing written).
@@ -112,7 +114,8 @@ for j = 1, ns do
       val[klim[j]] = day .. ' ' .. fmt('%d', spent + cost) .. (budget and ' ' .. fmt('%d', budget) or '')
       dirty[klim[j]] = true
       local room, count, cost_s, dia = ARGV[i + 6], ARGV[i + 7], ARGV[i + 4], ARGV[i + 8]
-      local gid, streak = match(ARGV[i + 11], '^([^|]*)|(.)$')
+      local gid, streak, anon = match(ARGV[i + 11], '^([^|]*)|(.)|(.)$')
+      local cgid = anon == '1' and gid .. '*' or gid
       local field = ARGV[i + 5] .. '\31' .. room .. '\31' .. gid
       local p = parts[ARGV[i]]
       if not p then
@@ -154,7 +157,7 @@ for j = 1, ns do
       local state = val[kc]
       if state then
         local g, n, total, due, at = match(state, '^([^\31]*)\31(%d+)\31(%d+)\31(%d+)\31()')
-        if streak == '1' and g == gid and rnow <= tonumber(due) then
+        if streak == '1' and g == cgid and rnow <= tonumber(due) then
           continues = true
           n = fmt('%d', tonumber(n) + 1)
           val[kc] = g .. '\31' .. n .. '\31' .. fmt('%d', tonumber(total) + tonumber(count)) ..
@@ -174,32 +177,47 @@ for j = 1, ns do
       end
       local fg = ARGV[i + 10]
       if streak == '1' and not continues then
-        val[kc] = gid .. '\31' .. '1\31' .. count .. '\31' .. due_s .. '\31' .. fg
+        val[kc] = cgid .. '\31' .. '1\31' .. count .. '\31' .. due_s .. '\31' .. fg
         dirty[kc] = true
         redis.call('ZADD', rpre[r] .. 'combodue', due_s, sub)
         combo = '{"count":1}'
+      end
+      local tot = rtot[r]
+      tot[1] = tot[1] + tonumber(count)
+      tot[2] = tot[2] + cost
+      tot[3] = tot[3] + tonumber(dia)
+      -- The sender's coins in this room's session: the leaderboard's score. Its first send in
+      -- the batch takes it from ZINCRBY; later ones add in Lua, and the rest goes in at the end.
+      local sender_coins = 'null'
+      if anon ~= '1' then
+        local lb = rlb[r]
+        local e = lb[sub]
+        if not e then
+          local got = redis.call('ZINCRBY', rpre[r] .. 'lb', cost_s, sub)
+          if got == cost_s then
+            local names = rlbn[r]
+            names[#names + 1] = sub
+            names[#names + 1] = ARGV[i + 9]
+          end
+          e = {tonumber(got), 0}
+          lb[sub] = e
+          lb[#lb + 1] = sub
+        else
+          e[1] = e[1] + cost
+          e[2] = e[2] + cost
+        end
+        sender_coins = fmt('%d', e[1])
       end
       rseq[r] = rseq[r] + 1
       local seq = rseq[r]
       local seq_s = fmt('%d', seq)
       ev[#ev + 1] = '{"type":"gift","room":"' .. room .. '","seq":' .. seq_s .. ',"id":"' ..
         ARGV[i + 2] .. '",' .. fg .. ',"count":' .. count .. ',"combo":' .. combo ..
-        ',"ts_ms":' .. now .. '}'
+        ',"totals":{"room_coins":' .. fmt('%d', tot[2]) .. ',"sender_coins":' .. sender_coins ..
+        '},"ts_ms":' .. now .. '}'
       local rec = digest .. '|' .. nb .. '|' .. seq_s
       val[kidem[j]] = rec
       redis.call('SET', keys[kidem[j]], rec, 'EX', ttl)
-      local tot = rtot[r]
-      tot[1] = tot[1] + tonumber(count)
-      tot[2] = tot[2] + cost
-      tot[3] = tot[3] + tonumber(dia)
-      local lb = rlb[r]
-      if not lb[sub] then
-        lb[sub] = cost
-        lb[#lb + 1] = sub
-        rlbn[r][sub] = ARGV[i + 9]
-      else
-        lb[sub] = lb[sub] + cost
-      end
       out[no + 1] = 1; out[no + 2] = bal - cost; out[no + 3] = seq
       no = no + 3
     end
@@ -232,19 +250,16 @@ for r = 1, nr do
   dirty[tot[4]] = true
   val[tot[5]] = fmt('%d %d %d', tot[1], tot[2], tot[3])
   dirty[tot[5]] = true
-  -- A sender's name is recorded when the sender enters the session's leaderboard.
-  local pre, lb, names = rpre[r], rlb[r], nil
-  local klb = pre .. 'lb'
+  -- The leaderboard: what later sends of the batch added; a sender's name is recorded when
+  -- the sender enters the session's leaderboard.
+  local pre, lb, names = rpre[r], rlb[r], rlbn[r]
   for k = 1, #lb do
-    local sub = lb[k]
-    local inc = fmt('%d', lb[sub])
-    if redis.call('ZINCRBY', klb, inc, sub) == inc then
-      names = names or {}
-      names[#names + 1] = sub
-      names[#names + 1] = rlbn[r][sub]
+    local e = lb[lb[k]]
+    if e[2] > 0 then
+      redis.call('ZINCRBY', pre .. 'lb', fmt('%d', e[2]), lb[k])
     end
   end
-  if names then
+  if #names > 0 then
     redis.call('HSET', pre .. 'lbnames', unpack(names))
   end
   -- Newest first; trimmed back to the cap once it is 64 over.

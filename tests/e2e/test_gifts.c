@@ -805,3 +805,136 @@ Test(gifts_redis_failure, a_stalled_redis_answers_every_send_within_the_deadline
     redisFree(rc);
     tk_ws_free(a);
 }
+
+/* Reads frames until the ack or error answering id; every other frame goes to seen (text) and,
+ * when it is a gift or combo_end, is counted. Returns the answer (new). */
+static json_t *answer_of(struct tk_ws *ws, const char *id, json_t *seen)
+{
+    for (;;) {
+        json_t *j = tk_ws_recv(ws, 5000);
+        cr_assert_not_null(j, "no answer to %s", id);
+        const char *t = fx_str(j, "type");
+        json_t *jid = json_object_get(j, "id");
+        if ((strcmp(t, "ack") == 0 || strcmp(t, "error") == 0) && json_is_string(jid) &&
+            strcmp(json_string_value(jid), id) == 0) {
+            return j;
+        }
+        json_array_append_new(seen, j);
+    }
+}
+
+/* Anonymous gifts (SPEC 3.1, 3.2): the sender is in no frame anyone gets, its own connection's
+ * included, nor on the leaderboard (events and HTTP); the coins count in the room's totals.
+ * Running totals: room_coins counts every gift, sender_coins only the sender's named ones. */
+Test(gifts, anonymous_gifts_hide_the_sender_everywhere_and_count_in_the_totals)
+{
+    fx_open_room(&f, "an1", "cara");
+    cr_assert_eq(fx_recharge(&f, "anonann", 1000), 1000);
+    struct tk_ws *ann = fx_viewer(&f, 0, "anonann", "an1");
+    struct tk_ws *ben = fx_viewer(&f, 1, "anonben", "an1");
+    json_t *seen = json_array();
+
+    cr_assert_eq(tk_ws_send_json(ann, "{\"type\":\"gift\",\"id\":\"x1\",\"gift\":\"rose\","
+                                      "\"anonymous\":true}"),
+                 0);
+    json_t *a = answer_of(ann, "x1", seen);
+    cr_assert_str_eq(fx_str(a, "type"), "ack");
+    json_decref(a);
+    cr_assert_eq(tk_ws_send_json(ann, "{\"type\":\"gift\",\"id\":\"x2\",\"gift\":\"doughnut\","
+                                      "\"anonymous\":true}"),
+                 0);
+    a = answer_of(ann, "x2", seen);
+    cr_assert_str_eq(fx_str(a, "type"), "ack");
+    json_decref(a);
+    /* A named one: its sender_coins leave the anonymous coins out (else they would tell). */
+    cr_assert_eq(tk_ws_send_json(ann, "{\"type\":\"gift\",\"id\":\"x3\",\"gift\":\"rose\"}"), 0);
+    a = answer_of(ann, "x3", seen);
+    cr_assert_str_eq(fx_str(a, "type"), "ack");
+    json_decref(a);
+    /* Not a boolean: bad_request with the id, nothing charged. */
+    cr_assert_eq(tk_ws_send_json(ann, "{\"type\":\"gift\",\"id\":\"x4\",\"gift\":\"rose\","
+                                      "\"anonymous\":\"yes\"}"),
+                 0);
+    a = answer_of(ann, "x4", seen);
+    cr_assert_str_eq(fx_str(a, "code"), "bad_request");
+    json_decref(a);
+    cr_assert_eq(fx_balance(&f, "anonann"), 1000 - 1 - 30 - 1);
+
+    /* What both connections saw of the three gifts (and a combo_end or leaderboard or two). */
+    for (int who = 0; who < 2; who++) {
+        struct tk_ws *ws = who == 0 ? ann : ben;
+        json_t *j;
+        while ((j = tk_ws_recv(ws, 1500))) {
+            json_array_append_new(seen, j);
+        }
+    }
+    int gifts = 0;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(seen, i, ev)
+    {
+        char *text = json_dumps(ev, JSON_COMPACT);
+        const char *t = fx_str(ev, "type");
+        const char *id = json_string_value(json_object_get(ev, "id"));
+        bool anon_send = id && (strcmp(id, "x1") == 0 || strcmp(id, "x2") == 0);
+        if (strcmp(t, "gift") == 0) {
+            gifts++;
+            json_t *totals = json_object_get(ev, "totals");
+            cr_assert(json_is_object(totals), "%s", text);
+            long room_coins = (long)json_integer_value(json_object_get(totals, "room_coins"));
+            if (anon_send) {
+                cr_assert(json_is_null(json_object_get(ev, "from")), "%s", text);
+                cr_assert(json_is_true(json_object_get(ev, "anonymous")), "%s", text);
+                cr_assert(json_is_null(json_object_get(totals, "sender_coins")), "%s", text);
+                cr_assert_eq(room_coins, strcmp(id, "x1") == 0 ? 1 : 31, "%s", text);
+            } else {
+                cr_assert(json_is_false(json_object_get(ev, "anonymous")), "%s", text);
+                cr_assert_str_eq(fx_str(json_object_get(ev, "from"), "id"), "anonann");
+                cr_assert_eq(room_coins, 32, "%s", text);
+                cr_assert_eq(json_integer_value(json_object_get(totals, "sender_coins")), 1,
+                             "%s", text);
+            }
+        }
+        bool anon_combo = false;
+        if (strcmp(t, "combo_end") == 0) {
+            /* The anonymous roses' combo ends apart from the named one, and says nothing of
+             * its sender; the named rose's ends named. */
+            anon_combo = json_is_true(json_object_get(ev, "anonymous"));
+            if (anon_combo) {
+                cr_assert(json_is_null(json_object_get(ev, "from")), "%s", text);
+            } else {
+                cr_assert(json_is_false(json_object_get(ev, "anonymous")), "%s", text);
+                cr_assert_str_eq(fx_str(json_object_get(ev, "from"), "id"), "anonann");
+            }
+        }
+        if (strcmp(t, "leaderboard") == 0) {
+            json_t *top = json_object_get(ev, "top");
+            cr_assert_eq(json_array_size(top), 1, "%s", text);
+            cr_assert_eq(json_integer_value(json_object_get(json_array_get(top, 0), "coins")), 1,
+                         "%s", text);
+        }
+        /* The sender's id is in no frame about its anonymous sends. */
+        if (anon_send || anon_combo) {
+            cr_assert_null(strstr(text, "anonann"), "the sender leaked: %s", text);
+        }
+        free(text);
+    }
+    cr_assert_eq(gifts, 6, "three gifts, to each of two connections");
+    json_decref(seen);
+    /* HTTP: the leaderboard holds the named coins only. */
+    struct tk_http_resp r = {0};
+    cr_assert_eq(tk_http(f.node[0].port, "GET", "/v1/rooms/an1", NULL, NULL, &r), 0);
+    cr_assert_eq(r.status, 200);
+    char *body = json_dumps(r.json, JSON_COMPACT);
+    json_t *lb = json_object_get(r.json, "top");
+    cr_assert(json_is_array(lb), "%s", body);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(r.json, "totals"), "coins")),
+                 32, "%s", body);
+    cr_assert_eq(json_array_size(lb), 1, "%s", body);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(lb, 0), "coins")), 1, "%s",
+                 body);
+    free(body);
+    tk_http_resp_cleanup(&r);
+    tk_ws_free(ann);
+    tk_ws_free(ben);
+}

@@ -289,7 +289,7 @@ static redisReply *gift_batch(redisContext *rc, int n, const char *const ids[],
     for (int i = 0; i < n; i++) {
         snprintf(cost[i], sizeof(cost[i]), "%ld", costs[i]);
         const char *send[12] = {"d:", "ann", ids[i], digests[i], cost[i], "cara", "droom", "1",
-                                "1", "\"Ann\"", "\"from\":{\"id\":\"ann\"}", "rose|0"};
+                                "1", "\"Ann\"", "\"from\":{\"id\":\"ann\"}", "rose|0|0"};
         for (int k = 0; k < 12; k++) {
             argv[argc++] = send[k];
         }
@@ -350,6 +350,16 @@ Test(ledger, gift_script_checks_each_send_before_writing)
     freeReplyObject(r);
     cr_assert_eq(get_int(rc, "GET giftd:{r:droom}:seq"), seq + 1);
     cr_assert_eq(get_int(rc, "LLEN giftd:{r:droom}:hist"), 2, "one history entry per gift");
+    /* Running totals: the room's coins and the sender's, each send included. */
+    r = redisCommand(rc, "LINDEX giftd:{r:droom}:hist 1");
+    cr_assert_not_null(strstr(r->str, "\"totals\":{\"room_coins\":4,\"sender_coins\":4}"), "%s",
+                       r->str);
+    freeReplyObject(r);
+    r = redisCommand(rc, "LINDEX giftd:{r:droom}:hist 0");
+    cr_assert_not_null(strstr(r->str, "\"totals\":{\"room_coins\":5,\"sender_coins\":5}"), "%s",
+                       r->str);
+    freeReplyObject(r);
+    cr_assert_eq(get_int(rc, "ZSCORE giftd:{r:droom}:lb ann"), 5);
     r = redisCommand(rc, "HGET d:pending cara\x1f" "droom\x1frose");
     cr_assert_str_eq(r->str, "2 5 2 1000 1000", "count coins diamonds first last");
     freeReplyObject(r);

@@ -270,6 +270,25 @@ Test(proto_parse, bad_request_for_count_out_of_range)
     cr_assert_eq(msg.count, 99);
 }
 
+Test(proto_parse, gift_anonymous_is_a_boolean_defaulting_to_false)
+{
+    cr_assert_eq(parse("{\"type\":\"gift\",\"id\":\"m1\",\"gift\":\"rose\"}", NULL), PROTO_OK);
+    cr_assert(!msg.anonymous);
+    cr_assert_eq(parse("{\"type\":\"gift\",\"id\":\"m1\",\"gift\":\"rose\",\"anonymous\":true}",
+                       NULL),
+                 PROTO_OK);
+    cr_assert(msg.anonymous);
+    cr_assert_eq(parse("{\"type\":\"gift\",\"id\":\"m1\",\"gift\":\"rose\",\"anonymous\":false}",
+                       NULL),
+                 PROTO_OK);
+    cr_assert(!msg.anonymous);
+    expect_err("{\"type\":\"gift\",\"id\":\"m2\",\"gift\":\"rose\",\"anonymous\":1}",
+               PROTO_ERR_BAD_REQUEST, "anonymous");
+    cr_assert_str_eq(msg.id, "m2");
+    expect_err("{\"type\":\"gift\",\"id\":\"m3\",\"gift\":\"rose\",\"anonymous\":\"true\"}",
+               PROTO_ERR_BAD_REQUEST, "anonymous");
+}
+
 Test(proto_parse, bad_request_for_non_integer_count)
 {
     expect_err("{\"type\":\"gift\",\"id\":\"m1\",\"gift\":\"rose\",\"count\":\"3\"}",
