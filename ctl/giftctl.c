@@ -48,6 +48,7 @@ enum opt_id {
     OPT_PACKAGE,
     OPT_COINS,
     OPT_DAILY_COINS,
+    OPT_MONTHLY_COINS,
     OPT_REDIS,
     OPT_STREAM,
     OPT_POSTGRES,
@@ -77,6 +78,7 @@ static const struct option long_options[] = {
     {"package", required_argument, NULL, OPT_PACKAGE},
     {"coins", required_argument, NULL, OPT_COINS},
     {"daily-coins", required_argument, NULL, OPT_DAILY_COINS},
+    {"monthly-coins", required_argument, NULL, OPT_MONTHLY_COINS},
     {"redis", required_argument, NULL, OPT_REDIS},
     {"stream", required_argument, NULL, OPT_STREAM},
     {"postgres", required_argument, NULL, OPT_POSTGRES},
@@ -108,7 +110,9 @@ static void usage(FILE *f)
           "  room show ROOM\n"
           "  recharge --user USER --payment-id ID (--package ID | --coins N)\n"
           "  balance USER\n"
-          "  budget USER --daily-coins N|none\n"
+          "  budget USER [--daily-coins N|none] [--monthly-coins N|none]\n"
+          "                                      show, or set (none: clear) the caps on coins\n"
+          "                                      spent per UTC day and calendar month\n"
           "  settlements [--redis URL] [--stream NAME] [--postgres CONNINFO]\n"
           "        [--count N] [--follow]        print settlement rows as JSON lines, oldest\n"
           "                                      first: the last N (default all); --follow keeps\n"
@@ -478,39 +482,53 @@ static int cmd_balance(const struct cli *c)
     return call(c, "GET", path, NULL);
 }
 
+/* Adds one cap of budget's body: "none" is null (clear), else a non-negative integer. */
+static int budget_cap(json_t *body, const char *key, const char *opt, const char *text)
+{
+    json_t *value;
+    if (strcmp(text, "none") == 0) {
+        value = json_null();
+    } else {
+        long long n = 0;
+        if (!parse_ll(text, 0, (1LL << 53) - 1, &n)) {
+            return usage_error("--%s must be a non-negative integer or none, not %s", opt, text);
+        }
+        value = json_integer(n);
+    }
+    if (json_object_set_new(body, key, value) < 0) {
+        fprintf(stderr, "giftctl: out of memory\n");
+        return EXIT_HTTP_ERROR;
+    }
+    return 0;
+}
+
 static int cmd_budget(const struct cli *c)
 {
-    int rc = check_options(c, BIT(OPT_DAILY_COINS), "budget");
+    int rc = check_options(c, BIT(OPT_DAILY_COINS) | BIT(OPT_MONTHLY_COINS), "budget");
     if (rc || (rc = check_npos(c, 2, "budget"))) {
         return rc;
     }
     const char *user = c->pos[1];
     const char *daily = c->opt[OPT_DAILY_COINS];
+    const char *monthly = c->opt[OPT_MONTHLY_COINS];
     if (!valid_id(user)) {
         return usage_error("USER is not a valid identifier: %s", user);
     }
-    if (!daily) {
-        return usage_error("budget needs --daily-coins N or --daily-coins none");
-    }
-    json_t *value;
-    if (strcmp(daily, "none") == 0) {
-        value = json_null();
-    } else {
-        long long n = 0;
-        if (!parse_ll(daily, 0, (1LL << 53) - 1, &n)) {
-            return usage_error("--daily-coins must be a non-negative integer or none, not %s",
-                               daily);
-        }
-        value = json_integer(n);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/users/%s/budget", user);
+    if (!daily && !monthly) {
+        return call(c, "GET", path, NULL); /* only show */
     }
     json_t *body = json_object();
-    if (!body || json_object_set_new(body, "daily_coins", value) < 0) {
-        json_decref(body);
+    if (!body) {
         fprintf(stderr, "giftctl: out of memory\n");
         return EXIT_HTTP_ERROR;
     }
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/users/%s/budget", user);
+    if ((daily && (rc = budget_cap(body, "daily_coins", "daily-coins", daily))) ||
+        (monthly && (rc = budget_cap(body, "monthly_coins", "monthly-coins", monthly)))) {
+        json_decref(body);
+        return rc;
+    }
     rc = call(c, "PUT", path, body);
     json_decref(body);
     return rc;

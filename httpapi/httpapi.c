@@ -232,6 +232,23 @@ enum proto_err httpapi_parse_recharge(const char *body, size_t len, const struct
     return rc;
 }
 
+static bool parse_cap(const json_t *j, const char *key, struct httpapi_cap *out)
+{
+    const json_t *v = json_object_get(j, key);
+    out->given = v != NULL;
+    out->clear = json_is_null(v);
+    out->coins = 0;
+    if (v == NULL || out->clear) {
+        return true;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > 1000000000000LL) {
+        return false;
+    }
+    out->coins = json_integer_value(v);
+    return true;
+}
+
 enum proto_err httpapi_parse_budget(const char *body, size_t len, struct httpapi_budget *out,
                                     const char **out_detail)
 {
@@ -240,14 +257,12 @@ enum proto_err httpapi_parse_budget(const char *body, size_t len, struct httpapi
     memset(out, 0, sizeof *out);
     json_t *j = load_body(body, len, &detail);
     if (j != NULL) {
-        const json_t *d = json_object_get(j, "daily_coins");
-        if (d == NULL || (!json_is_null(d) && (!json_is_integer(d) || json_integer_value(d) < 0 ||
-                                               json_integer_value(d) > 1000000000000LL))) {
+        rc = PROTO_ERR_BAD_REQUEST;
+        if (!parse_cap(j, "daily_coins", &out->daily)) {
             detail = "daily_coins: must be null or an integer from 0 to 1000000000000";
-            rc = PROTO_ERR_BAD_REQUEST;
+        } else if (!parse_cap(j, "monthly_coins", &out->monthly)) {
+            detail = "monthly_coins: must be null or an integer from 0 to 1000000000000";
         } else {
-            out->clear = json_is_null(d);
-            out->daily_coins = out->clear ? 0 : json_integer_value(d);
             rc = PROTO_OK;
         }
         json_decref(j);

@@ -60,10 +60,16 @@ struct httpapi_recharge {
     long long coins; /* 1..1000000000, or the package's coins */
 };
 
+/* One cap of PUT /v1/users/{user}/budget. */
+struct httpapi_cap {
+    bool given;      /* the field was there (absent: the cap keeps its value) */
+    bool clear;      /* it was null: remove the cap */
+    long long coins; /* given && !clear: 0..1000000000000 */
+};
 /* The body of PUT /v1/users/{user}/budget. */
 struct httpapi_budget {
-    bool clear;            /* daily_coins was null: remove the cap */
-    long long daily_coins; /* !clear: 0..1000000000000 */
+    struct httpapi_cap daily;   /* daily_coins */
+    struct httpapi_cap monthly; /* monthly_coins */
 };
 
 /*
@@ -84,7 +90,8 @@ enum proto_err httpapi_parse_room_open(const char *body, size_t len, struct http
 enum proto_err httpapi_parse_recharge(const char *body, size_t len, const struct gifts_catalog *cat,
                                       struct httpapi_recharge *out, const char **out_detail);
 
-/** daily_coins: null, or an integer 0..1000000000000. */
+/** daily_coins and monthly_coins: each absent (kept), null (cleared), or an integer
+ * 0..1000000000000. */
 enum proto_err httpapi_parse_budget(const char *body, size_t len, struct httpapi_budget *out,
                                     const char **out_detail);
 

@@ -365,24 +365,27 @@ typedef void ledger_balance_cb(void *ud, int status, const struct ledger_balance
 int ledger_balance(struct ledger *l, const char *user, ledger_balance_cb *cb, void *ud,
                    struct ledger_req **out_req);
 
-enum ledger_budget_op {
-    LEDGER_BUDGET_GET = 0, /* only read */
-    LEDGER_BUDGET_SET,     /* set the daily cap to daily_coins */
-    LEDGER_BUDGET_CLEAR,   /* remove the daily cap */
+/* What a budget request does to one cap. */
+enum ledger_cap_change {
+    LEDGER_CAP_KEEP = 0, /* leave it as it is */
+    LEDGER_CAP_SET,      /* set it to the given coins */
+    LEDGER_CAP_CLEAR,    /* remove it */
 };
 struct ledger_budget_req {
     const char *user;
-    enum ledger_budget_op op;
-    long long daily_coins; /* LEDGER_BUDGET_SET: the cap, >= 0 */
+    enum ledger_cap_change daily, monthly; /* all KEEP: only read */
+    long long daily_coins, monthly_coins;  /* SET: the cap, >= 0 */
 };
 struct ledger_budget_reply {
-    bool capped;           /* a daily cap is set */
-    long long daily_coins; /* the cap (capped) */
-    long long spent_today; /* coins spent on the current UTC day */
+    bool daily_capped, monthly_capped; /* a cap is set */
+    long long daily_coins;             /* the daily cap (daily_capped) */
+    long long monthly_coins;           /* the monthly cap (monthly_capped) */
+    long long spent_today;             /* coins spent on the current UTC day */
+    long long spent_this_month;        /* coins spent in the current UTC calendar month */
     const char *error;
 };
 typedef void ledger_budget_cb(void *ud, int status, const struct ledger_budget_reply *r);
-/** Reads, sets or clears a user's daily coin budget. */
+/** Reads, sets or clears a user's daily and monthly coin caps. */
 int ledger_budget(struct ledger *l, const struct ledger_budget_req *req, ledger_budget_cb *cb,
                   void *ud, struct ledger_req **out_req);
 

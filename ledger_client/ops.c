@@ -482,45 +482,45 @@ static void budget_reply(void *ud, int status, const redisReply *rr)
     }
     struct ledger_budget_reply r = {0};
     status = lop_status(status, rr, &r.error);
-    long long cap = 0;
-    /* {cap or -1, spent today} */
-    if (status == 0 && (rr->type != REDIS_REPLY_ARRAY || rr->elements != 2 ||
-                        !lop_int(rr, 0, &cap) || !lop_int(rr, 1, &r.spent_today))) {
+    long long dcap = 0, mcap = 0;
+    /* {daily cap or -1, monthly cap or -1, spent today, spent this month} */
+    if (status == 0 &&
+        (rr->type != REDIS_REPLY_ARRAY || rr->elements != 4 || !lop_int(rr, 0, &dcap) ||
+         !lop_int(rr, 1, &mcap) || !lop_int(rr, 2, &r.spent_today) ||
+         !lop_int(rr, 3, &r.spent_this_month))) {
         status = -EBADMSG;
     }
-    if (status == 0 && cap >= 0) {
-        r.capped = true;
-        r.daily_coins = cap;
+    if (status == 0) {
+        r.daily_capped = dcap >= 0;
+        r.daily_coins = dcap >= 0 ? dcap : 0;
+        r.monthly_capped = mcap >= 0;
+        r.monthly_coins = mcap >= 0 ? mcap : 0;
     }
     op->cb.budget(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+}
+
+/* The script's argument for one cap: '?' keeps it, '' clears it, else the coins. */
+static const char *cap_arg(char buf[24], enum ledger_cap_change c, long long coins)
+{
+    return c == LEDGER_CAP_SET ? lop_num(buf, coins) : c == LEDGER_CAP_CLEAR ? "" : "?";
 }
 
 int ledger_budget(struct ledger *l, const struct ledger_budget_req *req, ledger_budget_cb *cb,
                   void *ud, struct ledger_req **out_req)
 {
-    if (!id_ok(req->user) || (req->op == LEDGER_BUDGET_SET && req->daily_coins < 0)) {
+    if (!id_ok(req->user) || (req->daily == LEDGER_CAP_SET && req->daily_coins < 0) ||
+        (req->monthly == LEDGER_CAP_SET && req->monthly_coins < 0)) {
         return -EINVAL;
     }
     long P = lreq_partitions(l);
-    char klim[KEY_MAX], cap[24], day[16];
+    char klim[KEY_MAX], dcap[24], mcap[24], day[16];
     lkey_user(klim, sizeof(klim), P, "limits", req->user);
     lkey_utc_day(day, sizeof(day));
     struct args a;
     args_init(&a, 1);
     args_add(&a, klim);
-    /* The script's cap argument: '?' only reads, '' clears. */
-    switch (req->op) {
-    case LEDGER_BUDGET_SET:
-        args_add(&a, lop_num(cap, req->daily_coins));
-        break;
-    case LEDGER_BUDGET_CLEAR:
-        args_add(&a, "");
-        break;
-    case LEDGER_BUDGET_GET:
-    default:
-        args_add(&a, "?");
-        break;
-    }
+    args_add(&a, cap_arg(dcap, req->daily, req->daily_coins));
+    args_add(&a, cap_arg(mcap, req->monthly, req->monthly_coins));
     args_add(&a, day);
     struct lop op = {.cb.budget = cb, .ud = ud};
     return lop_submit(l, LEDGER_SCRIPT_BUDGET, a.n, a.v, budget_reply, &op, out_req);

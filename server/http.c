@@ -532,12 +532,18 @@ static void budget_done(void *ud, int status, const struct ledger_budget_reply *
         proto_buf_init(&b, 0);
         proto_buf_puts(&b, "{\"user\":");
         proto_buf_json_cstr(&b, p->sub);
-        if (!r->capped) {
+        if (!r->daily_capped) {
             proto_buf_puts(&b, ",\"daily_coins\":null");
         } else {
             proto_buf_printf(&b, ",\"daily_coins\":%lld", r->daily_coins);
         }
-        proto_buf_printf(&b, ",\"spent_today\":%lld}", r->spent_today);
+        if (!r->monthly_capped) {
+            proto_buf_puts(&b, ",\"monthly_coins\":null");
+        } else {
+            proto_buf_printf(&b, ",\"monthly_coins\":%lld", r->monthly_coins);
+        }
+        proto_buf_printf(&b, ",\"spent_today\":%lld,\"spent_this_month\":%lld}", r->spent_today,
+                         r->spent_this_month);
         http_respond_buf(h, 200, &b);
         proto_buf_cleanup(&b);
     }
@@ -549,7 +555,7 @@ static int budget(struct http_req *h, const char *user)
     if (!require_user_or_service(h, user)) {
         return 0;
     }
-    struct ledger_budget_req req = {.user = user, .op = LEDGER_BUDGET_GET};
+    struct ledger_budget_req req = {.user = user};
     if (h->method == HTTPAPI_PUT) {
         struct httpapi_budget b;
         const char *detail;
@@ -557,8 +563,14 @@ static int budget(struct http_req *h, const char *user)
             body_refused(h, httpapi_parse_budget(h->body, h->body_len, &b, &detail), detail)) {
             return 0;
         }
-        req.op = b.clear ? LEDGER_BUDGET_CLEAR : LEDGER_BUDGET_SET;
-        req.daily_coins = b.daily_coins;
+        req.daily = !b.daily.given ? LEDGER_CAP_KEEP
+                    : b.daily.clear ? LEDGER_CAP_CLEAR
+                                    : LEDGER_CAP_SET;
+        req.daily_coins = b.daily.coins;
+        req.monthly = !b.monthly.given ? LEDGER_CAP_KEEP
+                      : b.monthly.clear ? LEDGER_CAP_CLEAR
+                                        : LEDGER_CAP_SET;
+        req.monthly_coins = b.monthly.coins;
     }
     struct pending *p = pending_new(h->app, NULL, h);
     if (!p) {

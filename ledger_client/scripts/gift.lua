@@ -12,8 +12,9 @@
 -- or of a partition (pending earnings) is done once per batch.
 -- Time for combos is Redis's clock. Keys are derived from the prefixes the caller passes
 -- (ledger_client/keys.c names them); a room's keys share its hash tag.
--- User keys: bal (string), limits (string "day spent_that_day" or "day spent_that_day cap";
--- day is YYYYMMDD, "0" before any gift; budget.lua writes the cap), idem:<id>:<sub>.
+-- User keys: bal (string), limits (string "day spent_that_day month spent_that_month
+-- daily_cap monthly_cap": day YYYYMMDD, month YYYYMM, "0" before any gift; a cap is "-" when
+-- not set; budget.lua writes the caps), idem:<id>:<sub>.
 -- Room keys: seq (string), totals (string "gifts coins diamonds"), combos:<sub> (string
 -- "gift US count US total US deadline_ms US from+gift JSON"), combodue (zset: a combo's first
 -- deadline; combo.lua moves it on while the combo goes on), lb, lbnames, hist, the channel.
@@ -34,6 +35,7 @@ local ttl = ARGV[2]
 local window = tonumber(ARGV[3])
 local cap = tonumber(ARGV[4])
 local day = ARGV[5]
+local month = string.sub(day, 1, 6)
 local t = redis.call('TIME')
 local rnow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rnow_s = fmt('%d', rnow)
@@ -94,13 +96,15 @@ for j = 1, ns do
     local cost = tonumber(ARGV[i + 4])
     local bal = tonumber(val[kbal[j]] or '0')
     local lim = val[klim[j]]
-    local lday, spent, budget
+    local lday, sd, lmonth, sm, dcap, mcap
     if lim then
-      lday, spent, budget = match(lim, '^(%d+) (%d+) ?(%d*)$')
+      lday, sd, lmonth, sm, dcap, mcap = match(lim, '^(%d+) (%d+) (%d+) (%d+) (%S+) (%S+)$')
     end
-    spent = (lday == day and tonumber(spent)) or 0
-    budget = budget and budget ~= '' and tonumber(budget) or nil
-    if budget and spent + cost > budget then
+    sd = (lday == day and tonumber(sd)) or 0
+    sm = (lmonth == month and tonumber(sm)) or 0
+    dcap, mcap = dcap or '-', mcap or '-'
+    local dc, mc = tonumber(dcap), tonumber(mcap)
+    if (dc and sd + cost > dc) or (mc and sm + cost > mc) then
       out[no + 1] = 0; out[no + 2] = 'budget_exceeded'; out[no + 3] = bal
       no = no + 3
     elseif bal < cost then
@@ -111,7 +115,8 @@ for j = 1, ns do
       local nb = fmt('%d', bal - cost)
       val[kbal[j]] = nb
       dirty[kbal[j]] = true
-      val[klim[j]] = day .. ' ' .. fmt('%d', spent + cost) .. (budget and ' ' .. fmt('%d', budget) or '')
+      val[klim[j]] = day .. ' ' .. fmt('%d', sd + cost) .. ' ' .. month .. ' ' ..
+        fmt('%d', sm + cost) .. ' ' .. dcap .. ' ' .. mcap
       dirty[klim[j]] = true
       local room, count, cost_s, dia = ARGV[i + 6], ARGV[i + 7], ARGV[i + 4], ARGV[i + 8]
       local gid, streak, anon = match(ARGV[i + 11], '^([^|]*)|(.)|(.)$')

@@ -87,9 +87,20 @@ Test(giftctl, recharge_balance_budget)
     cr_assert_eq(ctl(&j, bud), 0);
     cr_assert_eq(fx_int(j, "daily_coins"), 100);
     json_decref(j);
-    const char *none[] = {"budget", "ann", "--daily-coins", "none", NULL};
+    const char *month[] = {"budget", "ann", "--monthly-coins", "2000", NULL};
+    cr_assert_eq(ctl(&j, month), 0);
+    cr_assert_eq(fx_int(j, "monthly_coins"), 2000);
+    cr_assert_eq(fx_int(j, "daily_coins"), 100, "the daily cap is kept");
+    json_decref(j);
+    const char *none[] = {"budget", "ann", "--daily-coins", "none", "--monthly-coins", "none",
+                          NULL};
     cr_assert_eq(ctl(&j, none), 0);
     cr_assert(json_is_null(json_object_get(j, "daily_coins")));
+    cr_assert(json_is_null(json_object_get(j, "monthly_coins")));
+    json_decref(j);
+    const char *show[] = {"budget", "ann", NULL};
+    cr_assert_eq(ctl(&j, show), 0);
+    cr_assert(json_is_integer(json_object_get(j, "spent_this_month")));
     json_decref(j);
     const char *badpkg[] = {"recharge", "--user", "ann", "--payment-id", "p-3", "--package",
                             "nope", NULL};

@@ -343,6 +343,30 @@ Test(gifts, refusals_change_nothing)
     expect_refusal(a, "b2", "doughnut", 1, "budget_exceeded");
     cr_assert_eq(tk_http(f.node[0].port, "PUT", path, f.service, "{\"daily_coins\":null}", &r), 0);
     cr_assert(json_is_null(json_object_get(r.json, "daily_coins")));
+    cr_assert(json_is_null(json_object_get(r.json, "monthly_coins")));
+    cr_assert_eq(fx_int(r.json, "spent_today"), 30);
+    cr_assert_eq(fx_int(r.json, "spent_this_month"), 30);
+    tk_http_resp_cleanup(&r);
+    /* Monthly budget: 40 coins for the month, 30 spent: a doughnut (30) is refused, a rose
+     * (1) is not; the daily cap (cleared) is kept when only the monthly one is given. */
+    cr_assert_eq(tk_http(f.node[0].port, "PUT", path, f.service, "{\"monthly_coins\":40}", &r),
+                 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(fx_int(r.json, "monthly_coins"), 40);
+    cr_assert(json_is_null(json_object_get(r.json, "daily_coins")));
+    tk_http_resp_cleanup(&r);
+    expect_refusal(a, "b3", "doughnut", 1, "budget_exceeded");
+    fx_send_gift(a, "b4", "rose", 1);
+    ok = fx_answer(a, "b4", 5000);
+    cr_assert_str_eq(fx_str(ok, "type"), "ack");
+    json_decref(ok);
+    cr_assert_eq(tk_http(f.node[0].port, "GET", path, f.service, NULL, &r), 0);
+    cr_assert_eq(fx_int(r.json, "spent_this_month"), 31);
+    cr_assert_eq(fx_int(r.json, "monthly_coins"), 40);
+    tk_http_resp_cleanup(&r);
+    cr_assert_eq(tk_http(f.node[0].port, "PUT", path, f.service, "{\"monthly_coins\":null}", &r),
+                 0);
+    cr_assert(json_is_null(json_object_get(r.json, "monthly_coins")));
     tk_http_resp_cleanup(&r);
 
     /* The creator cannot gift in their own room. */
@@ -358,11 +382,14 @@ Test(gifts, refusals_change_nothing)
     json_decref(tk_ws_expect(d, "room_closed", 5000));
     expect_refusal(d, "closed", "rose", 1, "room_not_live");
 
-    cr_assert_eq(fx_balance(&f, "ann"), 70, "a refusal changed the balance");
+    cr_assert_eq(fx_balance(&f, "ann"), 69, "a refusal changed the balance (100 - 30 - 1 accepted)");
     cr_assert_eq(fx_balance(&f, "cara"), 10);
-    json_t *ev[2] = {0};
-    cr_assert_eq(collect_gifts(w, 2, 1000, ev), 1, "only the one accepted gift is broadcast");
+    json_t *ev[3] = {0};
+    cr_assert_eq(collect_gifts(w, 3, 1000, ev), 2, "only the two accepted gifts are broadcast");
+    cr_assert_str_eq(fx_str(ev[0], "id"), "b1");
+    cr_assert_str_eq(fx_str(ev[1], "id"), "b4");
     json_decref(ev[0]);
+    json_decref(ev[1]);
     tk_ws_free(a);
     tk_ws_free(c);
     tk_ws_free(o);

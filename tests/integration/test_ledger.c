@@ -314,7 +314,7 @@ Test(ledger, gift_script_checks_each_send_before_writing)
 {
     redisContext *rc = tk_redis_connect(&redis);
     freeReplyObject(redisCommand(rc, "SET d:bal:ann 10"));
-    freeReplyObject(redisCommand(rc, "SET d:limits:ann %s", "0 0 8"));
+    freeReplyObject(redisCommand(rc, "SET d:limits:ann %s", "0 0 0 0 8 -"));
     /* Over the budget; then over the balance once the budget is gone: nothing written. */
     const char *ids1[] = {"a"};
     const char *dg1[] = {"rose:9"};
@@ -346,7 +346,7 @@ Test(ledger, gift_script_checks_each_send_before_writing)
     cr_assert_eq(get_int(rc, "GET d:bal:ann"), 5);
     cr_assert_eq(get_int(rc, "EXISTS d:idem:a:ann d:idem:b:ann"), 0, "a refusal wrote");
     r = redisCommand(rc, "GET d:limits:ann");
-    cr_assert_str_eq(r->str, "20260101 5", "the day and what was spent on it");
+    cr_assert_str_eq(r->str, "20260101 5 202601 5 - -", "the day, the month, what was spent in each");
     freeReplyObject(r);
     cr_assert_eq(get_int(rc, "GET giftd:{r:droom}:seq"), seq + 1);
     cr_assert_eq(get_int(rc, "LLEN giftd:{r:droom}:hist"), 2, "one history entry per gift");
@@ -373,5 +373,38 @@ Test(ledger, gift_script_checks_each_send_before_writing)
     cr_assert_eq(r->element[2]->integer, seq);
     freeReplyObject(r);
     cr_assert_eq(get_int(rc, "GET d:bal:ann"), 5);
+    redisFree(rc);
+}
+
+Test(ledger, gift_script_applies_daily_and_monthly_caps_by_utc_day_and_month)
+{
+    redisContext *rc = tk_redis_connect(&redis);
+    freeReplyObject(redisCommand(rc, "SET d:bal:ann 1000"));
+    /* 95 spent this month (on an earlier day), monthly cap 100, no daily cap. */
+    freeReplyObject(redisCommand(rc, "SET d:limits:ann %s", "20251231 40 202601 95 - 100"));
+    const char *ids[] = {"m1", "m2"};
+    const char *dg[] = {"rose:6", "rose:5"};
+    const long c[] = {6, 5};
+    redisReply *r = gift_batch(rc, 2, ids, dg, c);
+    cr_assert_eq(r->element[0]->integer, 0, "95 + 6 is over the monthly 100");
+    cr_assert_str_eq(r->element[1]->str, "budget_exceeded");
+    cr_assert_eq(r->element[3]->integer, 1, "95 + 5 is not");
+    freeReplyObject(r);
+    r = redisCommand(rc, "GET d:limits:ann");
+    cr_assert_str_eq(r->str, "20260101 5 202601 100 - 100", "a new day; the month goes on");
+    freeReplyObject(r);
+    /* Last month's spending does not count; the daily cap does. */
+    freeReplyObject(redisCommand(rc, "SET d:limits:ann %s", "20251231 90 202512 900 3 100"));
+    const char *ids2[] = {"m3", "m4"};
+    const char *dg2[] = {"rose:4", "rose:3"};
+    const long c2[] = {4, 3};
+    r = gift_batch(rc, 2, ids2, dg2, c2);
+    cr_assert_eq(r->element[0]->integer, 0, "4 is over the daily 3");
+    cr_assert_eq(r->element[3]->integer, 1, "3 is not, and December's 900 is gone");
+    freeReplyObject(r);
+    r = redisCommand(rc, "GET d:limits:ann");
+    cr_assert_str_eq(r->str, "20260101 3 202601 3 3 100");
+    freeReplyObject(r);
+    cr_assert_eq(get_int(rc, "GET d:bal:ann"), 1000 - 5 - 3);
     redisFree(rc);
 }

@@ -173,9 +173,11 @@ static void on_budget(void *ud, int status, const struct ledger_budget_reply *r)
     struct seen *s = ud;
     done(s, status, r ? r->error : NULL);
     if (status == 0) {
-        s->f1 = r->capped;
+        s->f1 = r->daily_capped;
+        s->f2 = r->monthly_capped;
         s->a = r->daily_coins;
         s->b = r->spent_today;
+        s->c = r->monthly_coins;
     }
 }
 
@@ -316,18 +318,31 @@ Test(ledger_ops, recharge_balance_budget)
     cr_assert_str_eq(r->str, "500");
     freeReplyObject(r);
 
-    struct ledger_budget_req b = {.user = "alice", .op = LEDGER_BUDGET_GET};
+    struct ledger_budget_req b = {.user = "alice"};
     CALL(&s, ledger_budget(l, &b, on_budget, &s, NULL));
     cr_assert_eq(s.status, 0);
     cr_assert_not(s.f1);
-    b.op = LEDGER_BUDGET_SET;
+    cr_assert_not(s.f2);
+    b.daily = LEDGER_CAP_SET;
     b.daily_coins = 42;
     CALL(&s, ledger_budget(l, &b, on_budget, &s, NULL));
     cr_assert(s.f1);
     cr_assert_eq(s.a, 42);
-    b.op = LEDGER_BUDGET_CLEAR;
+    cr_assert_not(s.f2, "the monthly cap is kept (unset)");
+    b.daily = LEDGER_CAP_KEEP;
+    b.monthly = LEDGER_CAP_SET;
+    b.monthly_coins = 900;
+    CALL(&s, ledger_budget(l, &b, on_budget, &s, NULL));
+    cr_assert(s.f1, "the daily cap is kept");
+    cr_assert_eq(s.a, 42);
+    cr_assert(s.f2);
+    cr_assert_eq(s.c, 900);
+    b.daily = LEDGER_CAP_CLEAR;
+    b.monthly = LEDGER_CAP_KEEP;
     CALL(&s, ledger_budget(l, &b, on_budget, &s, NULL));
     cr_assert_not(s.f1);
+    cr_assert(s.f2);
+    cr_assert_eq(s.c, 900);
 
     /* A Redis error reply is -EPROTO with Redis's text. */
     snprintf(cmd, sizeof(cmd), "HSET giftd:{p%u}:bal:bob x 1", ledger_partition("bob", 16));

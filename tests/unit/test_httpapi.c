@@ -292,28 +292,39 @@ static enum proto_err budget(const char *body, struct httpapi_budget *b, const c
     return httpapi_parse_budget(body, strlen(body), b, detail);
 }
 
-Test(httpapi_parse_budget, sets_or_clears)
+Test(httpapi_parse_budget, sets_clears_or_keeps_each_cap)
 {
     struct httpapi_budget b;
     cr_assert_eq(budget("{\"daily_coins\":0}", &b, NULL), PROTO_OK);
-    cr_assert_not(b.clear);
-    cr_assert_eq(b.daily_coins, 0);
-    cr_assert_eq(budget("{\"daily_coins\":1000000000000}", &b, NULL), PROTO_OK);
-    cr_assert_eq(b.daily_coins, 1000000000000LL);
+    cr_assert(b.daily.given);
+    cr_assert_not(b.daily.clear);
+    cr_assert_eq(b.daily.coins, 0);
+    cr_assert_not(b.monthly.given, "absent: kept");
+    cr_assert_eq(budget("{\"daily_coins\":1000000000000,\"monthly_coins\":null}", &b, NULL),
+                 PROTO_OK);
+    cr_assert_eq(b.daily.coins, 1000000000000LL);
+    cr_assert(b.monthly.given);
+    cr_assert(b.monthly.clear);
+    cr_assert_eq(budget("{\"monthly_coins\":500}", &b, NULL), PROTO_OK);
+    cr_assert_not(b.daily.given);
+    cr_assert_eq(b.monthly.coins, 500);
     cr_assert_eq(budget("{\"daily_coins\":null}", &b, NULL), PROTO_OK);
-    cr_assert(b.clear);
+    cr_assert(b.daily.clear);
+    cr_assert_eq(budget("{}", &b, NULL), PROTO_OK, "nothing given: both kept (a read)");
+    cr_assert_not(b.daily.given);
+    cr_assert_not(b.monthly.given);
 }
 
-Test(httpapi_parse_budget, refuses_missing_or_out_of_range)
+Test(httpapi_parse_budget, refuses_out_of_range_or_not_integers)
 {
-    static const char *const bad[] = {"{}", "{\"daily_coins\":-1}",
-                                      "{\"daily_coins\":1000000000001}", "{\"daily_coins\":\"5\"}",
-                                      "{\"daily_coins\":2.0}"};
+    static const char *const bad[] = {"{\"daily_coins\":-1}", "{\"daily_coins\":1000000000001}",
+                                      "{\"daily_coins\":\"5\"}", "{\"daily_coins\":2.0}",
+                                      "{\"monthly_coins\":-1}", "{\"monthly_coins\":true}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct httpapi_budget b;
         const char *detail = NULL;
         cr_assert_eq(budget(bad[i], &b, &detail), PROTO_ERR_BAD_REQUEST, "%s", bad[i]);
-        cr_assert_not_null(strstr(detail, "daily_coins"));
+        cr_assert_not_null(strstr(detail, i < 4 ? "daily_coins" : "monthly_coins"), "%s", detail);
     }
     struct httpapi_budget b;
     cr_assert_eq(budget("not json", &b, NULL), PROTO_ERR_BAD_JSON);
