@@ -484,10 +484,9 @@ static void budget_reply(void *ud, int status, const redisReply *rr)
     status = lop_status(status, rr, &r.error);
     long long dcap = 0, mcap = 0;
     /* {daily cap or -1, monthly cap or -1, spent today, spent this month} */
-    if (status == 0 &&
-        (rr->type != REDIS_REPLY_ARRAY || rr->elements != 4 || !lop_int(rr, 0, &dcap) ||
-         !lop_int(rr, 1, &mcap) || !lop_int(rr, 2, &r.spent_today) ||
-         !lop_int(rr, 3, &r.spent_this_month))) {
+    if (status == 0 && (rr->type != REDIS_REPLY_ARRAY || rr->elements != 4 ||
+                        !lop_int(rr, 0, &dcap) || !lop_int(rr, 1, &mcap) ||
+                        !lop_int(rr, 2, &r.spent_today) || !lop_int(rr, 3, &r.spent_this_month))) {
         status = -EBADMSG;
     }
     if (status == 0) {

@@ -397,8 +397,8 @@ static void pump(struct ledger *l);
 
 static int send_req(struct ledger *l, struct ledger_req *r)
 {
-    if (redisAsyncCommandArgv(l->cmd, cmd_reply, r, r->argc, (const char **)r->argv,
-                              r->argvlen) != REDIS_OK) {
+    if (redisAsyncCommandArgv(l->cmd, cmd_reply, r, r->argc, (const char **)r->argv, r->argvlen) !=
+        REDIS_OK) {
         return -ECONNRESET;
     }
     r->sent = true;
@@ -604,7 +604,8 @@ static void sub_message(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
     redisReply *kind = r->element[0];
-    if (kind->type != REDIS_REPLY_STRING || kind->len != 7 || memcmp(kind->str, "message", 7) != 0) {
+    if (kind->type != REDIS_REPLY_STRING || kind->len != 7 ||
+        memcmp(kind->str, "message", 7) != 0) {
         return;
     }
     /* A room's channel: its room's name is what the layer above knows. */
@@ -688,9 +689,8 @@ int ledger_subscribe(struct ledger *l, const char *channel)
         return -EAGAIN;
     }
     const char *argv[2] = {"SUBSCRIBE", channel};
-    return redisAsyncCommandArgv(l->sub, sub_message, l, 2, argv, NULL) == REDIS_OK
-               ? 0
-               : -ECONNRESET;
+    return redisAsyncCommandArgv(l->sub, sub_message, l, 2, argv, NULL) == REDIS_OK ? 0
+                                                                                    : -ECONNRESET;
 }
 
 int ledger_unsubscribe(struct ledger *l, const char *channel)
@@ -699,9 +699,8 @@ int ledger_unsubscribe(struct ledger *l, const char *channel)
         return -EAGAIN;
     }
     const char *argv[2] = {"UNSUBSCRIBE", channel};
-    return redisAsyncCommandArgv(l->sub, sub_message, l, 2, argv, NULL) == REDIS_OK
-               ? 0
-               : -ECONNRESET;
+    return redisAsyncCommandArgv(l->sub, sub_message, l, 2, argv, NULL) == REDIS_OK ? 0
+                                                                                    : -ECONNRESET;
 }
 
 /* ---- deadlines ---- */
@@ -914,8 +913,7 @@ int ledger_command(struct ledger *l, int argc, const char *const *argv, const si
 }
 
 int ledger_script(struct ledger *l, enum ledger_script script, int argc, const char *const *argv,
-                  const size_t *argvlen, ledger_reply_cb *cb, void *ud,
-                  struct ledger_req **out_req)
+                  const size_t *argvlen, ledger_reply_cb *cb, void *ud, struct ledger_req **out_req)
 {
     return submit(l, (int)script, argc, argv, argvlen, cb, ud, NULL, 0, out_req, ledger_now_ms());
 }

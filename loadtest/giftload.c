@@ -691,8 +691,7 @@ static void on_window(uv_timer_t *t)
             "{\"t_s\":%.1f,\"sent\":%llu,\"acked\":%llu,\"rejected\":%llu,"
             "\"deliveries_per_sec\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,"
             "\"answer_p99_ms\":%.2f,\"joined\":%u,\"closed_early\":%llu}\n",
-            (double)(now - L->t_send_ns) / NS,
-            (unsigned long long)(L->gifts_sent - L->win_sent),
+            (double)(now - L->t_send_ns) / NS, (unsigned long long)(L->gifts_sent - L->win_sent),
             (unsigned long long)(L->gifts_acked - L->win_acked),
             (unsigned long long)(L->gifts_rejected_n - L->win_rejected),
             secs > 0 ? (double)(L->deliveries - L->win_deliveries) / secs : 0.0,

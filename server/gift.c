@@ -21,8 +21,7 @@
 #include "server/rooms.h"
 #include "server/session.h"
 
-static void send_ack(struct session *s, const char *id, long long balance, long long seq,
-                     bool dup)
+static void send_ack(struct session *s, const char *id, long long balance, long long seq, bool dup)
 {
     struct proto_buf *b = &s->app->scratch;
     proto_buf_reset(b);
@@ -82,8 +81,8 @@ static void send_done(void *ud, int status, const struct ledger_gift_reply *r)
     } else {
         app->m.gifts_rejected[PROTO_ERR_BAD_REQUEST]++;
         if (s) {
-            session_error(s, PROTO_ERR_BAD_REQUEST,
-                          "id was already used for another gift or count", p->id);
+            session_error(s, PROTO_ERR_BAD_REQUEST, "id was already used for another gift or count",
+                          p->id);
         }
     }
     free(p);
@@ -131,12 +130,12 @@ void gift_handle(struct session *s, const struct proto_msg *m)
     }
     struct room *room = s->room;
     const struct gift *g = gifts_find(app->catalog, m->gift);
-    enum proto_err e = !room                                           ? PROTO_ERR_NOT_JOINED
-                       : !room->live                                   ? PROTO_ERR_ROOM_NOT_LIVE
-                       : !g                                            ? PROTO_ERR_UNKNOWN_GIFT
-                       : !gifts_available(g, now)                      ? PROTO_ERR_GIFT_UNAVAILABLE
+    enum proto_err e = !room                                          ? PROTO_ERR_NOT_JOINED
+                       : !room->live                                  ? PROTO_ERR_ROOM_NOT_LIVE
+                       : !g                                           ? PROTO_ERR_UNKNOWN_GIFT
+                       : !gifts_available(g, now)                     ? PROTO_ERR_GIFT_UNAVAILABLE
                        : strcmp(s->claims.sub, room->creator_id) == 0 ? PROTO_ERR_SELF_GIFT
-                                                                       : PROTO_OK;
+                                                                      : PROTO_OK;
     if (e != PROTO_OK) {
         refuse_or_replay(s, m, e);
         return;
@@ -171,8 +170,9 @@ void gift_handle(struct session *s, const struct proto_msg *m)
     proto_buf_json_cstr(&fg, g->id);
     proto_buf_puts(&fg, ",\"name\":");
     proto_buf_json_cstr(&fg, g->name);
-    proto_buf_printf(&fg, ",\"coins\":%ld,\"diamonds\":%ld,\"tier\":\"%s\",\"animation\":",
-                     g->coins, g->diamonds, gifts_tier_name(g->tier));
+    proto_buf_printf(&fg,
+                     ",\"coins\":%ld,\"diamonds\":%ld,\"tier\":\"%s\",\"animation\":", g->coins,
+                     g->diamonds, gifts_tier_name(g->tier));
     proto_buf_json_cstr(&fg, g->animation);
     proto_buf_puts(&fg, "}");
     struct pending *p = fg.oom || name.oom ? NULL : pending_new(app, s, NULL);

@@ -72,8 +72,8 @@ int http_begin(struct http_req *h, struct lws *wsi, const char *uri, size_t len)
         h->have_auth = true;
         const char *secret = app->cfg.auth_secret;
         if (strncmp(auth, "Bearer ", 7) != 0 ||
-            auth_jwt_verify(auth + 7, (size_t)n - 7, secret, strlen(secret),
-                            ledger_now_ms() / 1000, &h->claims) < 0) {
+            auth_jwt_verify(auth + 7, (size_t)n - 7, secret, strlen(secret), ledger_now_ms() / 1000,
+                            &h->claims) < 0) {
             h->auth_bad = true;
         }
     }
@@ -194,8 +194,8 @@ int http_writeable(struct http_req *h)
         return 0;
     }
     if (h->stage == 2) {
-        int n = lws_write(wsi, (unsigned char *)h->resp + LWS_PRE, h->resp_len,
-                          LWS_WRITE_HTTP_FINAL);
+        int n =
+            lws_write(wsi, (unsigned char *)h->resp + LWS_PRE, h->resp_len, LWS_WRITE_HTTP_FINAL);
         reset(h);
         if (n < 0 || lws_get_opaque_user_data(wsi)) {
             return -1; /* over the connection limits: the 503 ends the connection */
@@ -463,8 +463,8 @@ static void recharge_done(void *ud, int status, const struct ledger_recharge_rep
         proto_buf_json_cstr(&b, p->sub);
         proto_buf_puts(&b, ",\"payment_id\":");
         proto_buf_json_cstr(&b, p->id);
-        proto_buf_printf(&b, ",\"credited\":%lld,\"balance\":%lld,\"duplicate\":%s}",
-                         r->credited, r->balance, r->duplicate ? "true" : "false");
+        proto_buf_printf(&b, ",\"credited\":%lld,\"balance\":%lld,\"duplicate\":%s}", r->credited,
+                         r->balance, r->duplicate ? "true" : "false");
         http_respond_buf(h, 200, &b);
         proto_buf_cleanup(&b);
     }
@@ -563,11 +563,11 @@ static int budget(struct http_req *h, const char *user)
             body_refused(h, httpapi_parse_budget(h->body, h->body_len, &b, &detail), detail)) {
             return 0;
         }
-        req.daily = !b.daily.given ? LEDGER_CAP_KEEP
+        req.daily = !b.daily.given  ? LEDGER_CAP_KEEP
                     : b.daily.clear ? LEDGER_CAP_CLEAR
                                     : LEDGER_CAP_SET;
         req.daily_coins = b.daily.coins;
-        req.monthly = !b.monthly.given ? LEDGER_CAP_KEEP
+        req.monthly = !b.monthly.given  ? LEDGER_CAP_KEEP
                       : b.monthly.clear ? LEDGER_CAP_CLEAR
                                         : LEDGER_CAP_SET;
         req.monthly_coins = b.monthly.coins;

@@ -50,8 +50,7 @@ static void on_acceptable(uv_poll_t *h, int status, int events)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* The connection stays in the backlog and the socket stays readable: without a
                  * pause the loop would spin on it. */
-                log_warn("accept4: %s; accepting again in %d ms", strerror(errno),
-                         ACCEPT_PAUSE_MS);
+                log_warn("accept4: %s; accepting again in %d ms", strerror(errno), ACCEPT_PAUSE_MS);
                 uv_poll_stop(&app->listen_poll);
                 uv_timer_start(&app->accept_pause, accept_resume, ACCEPT_PAUSE_MS, 0);
             } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
@@ -98,7 +97,8 @@ int listener_start(struct app *app)
         log_err("listen: cannot parse %s", app->cfg.listen);
         return -EINVAL;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char ports[16];

@@ -75,8 +75,7 @@ static void subscribe(struct room *room)
 struct room *rooms_get(struct app *app, const char *name, bool create)
 {
     if (app->rooms_cap) {
-        for (struct room *r = app->rooms[hash_name(name) & (app->rooms_cap - 1)]; r;
-             r = r->hnext) {
+        for (struct room *r = app->rooms[hash_name(name) & (app->rooms_cap - 1)]; r; r = r->hnext) {
             if (strcmp(r->name, name) == 0) {
                 return r;
             }
@@ -514,8 +513,7 @@ static void combo_done(void *ud, int status, const struct ledger_combo_reply *r)
             long long next = r->next_due_ms;
             long long redis_now = r->now_ms;
             /* Redis's clock decides; translate its deadline to ours. */
-            room->combo_due_ms =
-                next < 0 ? 0 : ledger_now_ms() + (next - redis_now) + 5;
+            room->combo_due_ms = next < 0 ? 0 : ledger_now_ms() + (next - redis_now) + 5;
         } else {
             room->combo_due_ms = ledger_now_ms() + 200; /* try again */
         }

@@ -244,8 +244,7 @@ static void session_authed(struct session *s, const char *room)
     }
 }
 
-static bool token_valid(struct session *s, const char *token, size_t len,
-                        struct auth_claims *out)
+static bool token_valid(struct session *s, const char *token, size_t len, struct auth_claims *out)
 {
     const char *secret = s->app->cfg.auth_secret;
     return auth_jwt_verify(token, len, secret, strlen(secret), ledger_now_ms() / 1000, out) == 0;
@@ -329,8 +328,7 @@ static void session_join(struct session *s, const char *name)
 {
     struct app *app = s->app;
     if (s->claims.role == AUTH_ROLE_OVERLAY && strcmp(s->claims.room, name) != 0) {
-        session_error(s, PROTO_ERR_FORBIDDEN, "an overlay token may only watch its own room",
-                      NULL);
+        session_error(s, PROTO_ERR_FORBIDDEN, "an overlay token may only watch its own room", NULL);
         return;
     }
     /* The current room is kept until the new one answers: a failed join changes nothing. */
@@ -420,8 +418,8 @@ static void handle_frame(struct session *s, const char *buf, size_t len)
                 session_error(s, PROTO_ERR_UNAUTHORIZED, "invalid or expired token", NULL);
             } else if (strcmp(c.sub, s->claims.sub) != 0 || c.role != s->claims.role ||
                        strcmp(c.room, s->claims.room) != 0) {
-                session_error(s, PROTO_ERR_BAD_REQUEST,
-                              "already authenticated as another identity", NULL);
+                session_error(s, PROTO_ERR_BAD_REQUEST, "already authenticated as another identity",
+                              NULL);
             } else {
                 s->claims = c;
                 session_authed(s, NULL);
@@ -766,8 +764,7 @@ static bool is_ws_path(struct lws *wsi)
     return n > 0 && strcmp(uri, "/ws") == 0;
 }
 
-int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                size_t len)
+int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     union conn *c = user;
     switch (reason) {
@@ -792,8 +789,8 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, v
     case LWS_CALLBACK_TIMER:
         if (!c->s.authed) {
             static const char reason_txt[] = "not authenticated in time";
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-                             (unsigned char *)reason_txt, sizeof(reason_txt) - 1);
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)reason_txt,
+                             sizeof(reason_txt) - 1);
             return -1;
         }
         return 0;

@@ -11,7 +11,6 @@
 #include "ledger_client/ledger_client.h"
 #include "tests/support/fixture.h"
 
-
 static struct fx f;
 /* Rate limits are lifted here: these tests fire bursts on purpose (test_semantics checks
  * the limits). */
@@ -126,8 +125,8 @@ Test(gifts, debited_once_acked_and_broadcast_to_every_viewer)
         /* gift, combo_end, gift, combo_end, gift, then the last combo_end when its window
          * passes: seq consecutive, each event once. */
         for (int k = 0; k < 6; k++) {
-            json_t *e = viewers[v] == ann && ann_i < ann_n ? ann_ev[ann_i++]
-                                                          : tk_ws_recv(viewers[v], 6000);
+            json_t *e =
+                viewers[v] == ann && ann_i < ann_n ? ann_ev[ann_i++] : tk_ws_recv(viewers[v], 6000);
             cr_assert_not_null(e, "viewer %d: event %d missing", v, k);
             const char *type = fx_str(e, "type");
             if (strcmp(type, "viewers") == 0 || strcmp(type, "leaderboard") == 0) {
@@ -349,8 +348,7 @@ Test(gifts, refusals_change_nothing)
     tk_http_resp_cleanup(&r);
     /* Monthly budget: 40 coins for the month, 30 spent: a doughnut (30) is refused, a rose
      * (1) is not; the daily cap (cleared) is kept when only the monthly one is given. */
-    cr_assert_eq(tk_http(f.node[0].port, "PUT", path, f.service, "{\"monthly_coins\":40}", &r),
-                 0);
+    cr_assert_eq(tk_http(f.node[0].port, "PUT", path, f.service, "{\"monthly_coins\":40}", &r), 0);
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert_eq(fx_int(r.json, "monthly_coins"), 40);
     cr_assert(json_is_null(json_object_get(r.json, "daily_coins")));
@@ -382,7 +380,8 @@ Test(gifts, refusals_change_nothing)
     json_decref(tk_ws_expect(d, "room_closed", 5000));
     expect_refusal(d, "closed", "rose", 1, "room_not_live");
 
-    cr_assert_eq(fx_balance(&f, "ann"), 69, "a refusal changed the balance (100 - 30 - 1 accepted)");
+    cr_assert_eq(fx_balance(&f, "ann"), 69,
+                 "a refusal changed the balance (100 - 30 - 1 accepted)");
     cr_assert_eq(fx_balance(&f, "cara"), 10);
     json_t *ev[3] = {0};
     cr_assert_eq(collect_gifts(w, 3, 1000, ev), 2, "only the two accepted gifts are broadcast");
@@ -648,8 +647,7 @@ Test(gifts, a_batch_cut_by_a_lost_connection_is_answered_and_retried_once)
     json_t *ans[N] = {0};
     read_answers(a, "cut", N, ans, 5000);
     for (int i = 0; i < N; i++) {
-        cr_assert_str_eq(fx_str(ans[i], "code"), "ledger_unavailable", "%s",
-                         json_dumps(ans[i], 0));
+        cr_assert_str_eq(fx_str(ans[i], "code"), "ledger_unavailable", "%s", json_dumps(ans[i], 0));
         json_decref(ans[i]);
         ans[i] = NULL;
     }
@@ -807,8 +805,7 @@ Test(gifts_redis_failure, a_stalled_redis_answers_every_send_within_the_deadline
     int64_t took = fx_now_ms() - t0;
     int unsent = 0;
     for (int i = 0; i < N; i++) {
-        cr_assert_str_eq(fx_str(ans[i], "code"), "ledger_unavailable", "%s",
-                         json_dumps(ans[i], 0));
+        cr_assert_str_eq(fx_str(ans[i], "code"), "ledger_unavailable", "%s", json_dumps(ans[i], 0));
         unsent += strstr(fx_str(ans[i], "message"), "nothing was charged") != NULL;
         json_decref(ans[i]);
         ans[i] = NULL;
@@ -918,8 +915,8 @@ Test(gifts, anonymous_gifts_hide_the_sender_everywhere_and_count_in_the_totals)
                 cr_assert(json_is_false(json_object_get(ev, "anonymous")), "%s", text);
                 cr_assert_str_eq(fx_str(json_object_get(ev, "from"), "id"), "anonann");
                 cr_assert_eq(room_coins, 32, "%s", text);
-                cr_assert_eq(json_integer_value(json_object_get(totals, "sender_coins")), 1,
-                             "%s", text);
+                cr_assert_eq(json_integer_value(json_object_get(totals, "sender_coins")), 1, "%s",
+                             text);
             }
         }
         bool anon_combo = false;

@@ -214,8 +214,10 @@ Test(server, hello_authenticates_a_connection_opened_without_token)
 
 Test(server, bad_tokens_are_unauthorized)
 {
-    const char *now_claims = "{\"sub\":\"ann\",\"name\":\"Ann\",\"role\":\"viewer\",\"exp\":4000000000}";
-    char *wrong_secret = tk_jwt_raw("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", now_claims, "not-the-secret");
+    const char *now_claims =
+        "{\"sub\":\"ann\",\"name\":\"Ann\",\"role\":\"viewer\",\"exp\":4000000000}";
+    char *wrong_secret =
+        tk_jwt_raw("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", now_claims, "not-the-secret");
     char *alg_none = tk_jwt_raw("{\"alg\":\"none\"}", now_claims, TK_SECRET);
     char *expired = tk_token("ann", "Ann", "viewer", NULL, -10);
     const char *toks[] = {wrong_secret, alg_none, expired, "garbage"};
@@ -290,8 +292,8 @@ Test(server, max_connections_closes_1013_and_answers_503)
     cr_assert_eq(tk_http(port, "GET", "/healthz", NULL, NULL, &r), 0);
     cr_assert_eq(r.status, 503);
     cr_assert_str_eq(fx_str(json_object_get(r.json, "error"), "code"), "rate_limited");
-    cr_assert_not_null(strstr(fx_str(json_object_get(r.json, "error"), "message"),
-                              "limits.max_connections"));
+    cr_assert_not_null(
+        strstr(fx_str(json_object_get(r.json, "error"), "message"), "limits.max_connections"));
     tk_http_resp_cleanup(&r);
     for (int i = 0; i < 3; i++) {
         expect_pong(c[i]); /* the connections within the limit are untouched */

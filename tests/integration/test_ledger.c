@@ -125,17 +125,17 @@ Test(ledger, url_parse)
                  0);
     cr_assert_str_eq(pw, "s3cret");
     cr_assert_eq(port, 6379);
-    cr_assert_eq(ledger_url_parse("unix:///run/redis.sock?db=2", host, sizeof(host), &port, &db,
-                                  pw, sizeof(pw), &unix_sock),
+    cr_assert_eq(ledger_url_parse("unix:///run/redis.sock?db=2", host, sizeof(host), &port, &db, pw,
+                                  sizeof(pw), &unix_sock),
                  0);
     cr_assert_str_eq(host, "/run/redis.sock");
     cr_assert_eq(db, 2);
     cr_assert(unix_sock);
-    cr_assert_eq(ledger_url_parse("http://x", host, sizeof(host), &port, &db, pw, sizeof(pw),
+    cr_assert_eq(
+        ledger_url_parse("http://x", host, sizeof(host), &port, &db, pw, sizeof(pw), &unix_sock),
+        -EINVAL);
+    cr_assert_eq(ledger_url_parse("redis://h:99999", host, sizeof(host), &port, &db, pw, sizeof(pw),
                                   &unix_sock),
-                 -EINVAL);
-    cr_assert_eq(ledger_url_parse("redis://h:99999", host, sizeof(host), &port, &db, pw,
-                                  sizeof(pw), &unix_sock),
                  -EINVAL);
 }
 
@@ -288,8 +288,18 @@ static redisReply *gift_batch(redisContext *rc, int n, const char *const ids[],
     }
     for (int i = 0; i < n; i++) {
         snprintf(cost[i], sizeof(cost[i]), "%ld", costs[i]);
-        const char *send[12] = {"d:", "ann", ids[i], digests[i], cost[i], "cara", "droom", "1",
-                                "1", "\"Ann\"", "\"from\":{\"id\":\"ann\"}", "rose|0|0"};
+        const char *send[12] = {"d:",
+                                "ann",
+                                ids[i],
+                                digests[i],
+                                cost[i],
+                                "cara",
+                                "droom",
+                                "1",
+                                "1",
+                                "\"Ann\"",
+                                "\"from\":{\"id\":\"ann\"}",
+                                "rose|0|0"};
         for (int k = 0; k < 12; k++) {
             argv[argc++] = send[k];
         }
@@ -303,9 +313,9 @@ static redisReply *gift_batch(redisContext *rc, int n, const char *const ids[],
 static long long get_int(redisContext *rc, const char *cmd)
 {
     redisReply *r = redisCommand(rc, cmd);
-    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer
+    long long v = r->type == REDIS_REPLY_INTEGER  ? r->integer
                   : r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
-                                                   : 0;
+                                                  : 0;
     freeReplyObject(r);
     return v;
 }
@@ -346,7 +356,8 @@ Test(ledger, gift_script_checks_each_send_before_writing)
     cr_assert_eq(get_int(rc, "GET d:bal:ann"), 5);
     cr_assert_eq(get_int(rc, "EXISTS d:idem:a:ann d:idem:b:ann"), 0, "a refusal wrote");
     r = redisCommand(rc, "GET d:limits:ann");
-    cr_assert_str_eq(r->str, "20260101 5 202601 5 - -", "the day, the month, what was spent in each");
+    cr_assert_str_eq(r->str, "20260101 5 202601 5 - -",
+                     "the day, the month, what was spent in each");
     freeReplyObject(r);
     cr_assert_eq(get_int(rc, "GET giftd:{r:droom}:seq"), seq + 1);
     cr_assert_eq(get_int(rc, "LLEN giftd:{r:droom}:hist"), 2, "one history entry per gift");
@@ -360,7 +371,8 @@ Test(ledger, gift_script_checks_each_send_before_writing)
                        r->str);
     freeReplyObject(r);
     cr_assert_eq(get_int(rc, "ZSCORE giftd:{r:droom}:lb ann"), 5);
-    r = redisCommand(rc, "HGET d:pending cara\x1f" "droom\x1frose");
+    r = redisCommand(rc, "HGET d:pending cara\x1f"
+                         "droom\x1frose");
     cr_assert_str_eq(r->str, "2 5 2 1000 1000", "count coins diamonds first last");
     freeReplyObject(r);
     r = redisCommand(rc, "GET giftd:{r:droom}:totals");

@@ -317,9 +317,9 @@ Test(httpapi_parse_budget, sets_clears_or_keeps_each_cap)
 
 Test(httpapi_parse_budget, refuses_out_of_range_or_not_integers)
 {
-    static const char *const bad[] = {"{\"daily_coins\":-1}", "{\"daily_coins\":1000000000001}",
+    static const char *const bad[] = {"{\"daily_coins\":-1}",    "{\"daily_coins\":1000000000001}",
                                       "{\"daily_coins\":\"5\"}", "{\"daily_coins\":2.0}",
-                                      "{\"monthly_coins\":-1}", "{\"monthly_coins\":true}"};
+                                      "{\"monthly_coins\":-1}",  "{\"monthly_coins\":true}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct httpapi_budget b;
         const char *detail = NULL;

@@ -274,13 +274,13 @@ Test(proto_parse, gift_anonymous_is_a_boolean_defaulting_to_false)
 {
     cr_assert_eq(parse("{\"type\":\"gift\",\"id\":\"m1\",\"gift\":\"rose\"}", NULL), PROTO_OK);
     cr_assert(!msg.anonymous);
-    cr_assert_eq(parse("{\"type\":\"gift\",\"id\":\"m1\",\"gift\":\"rose\",\"anonymous\":true}",
-                       NULL),
-                 PROTO_OK);
+    cr_assert_eq(
+        parse("{\"type\":\"gift\",\"id\":\"m1\",\"gift\":\"rose\",\"anonymous\":true}", NULL),
+        PROTO_OK);
     cr_assert(msg.anonymous);
-    cr_assert_eq(parse("{\"type\":\"gift\",\"id\":\"m1\",\"gift\":\"rose\",\"anonymous\":false}",
-                       NULL),
-                 PROTO_OK);
+    cr_assert_eq(
+        parse("{\"type\":\"gift\",\"id\":\"m1\",\"gift\":\"rose\",\"anonymous\":false}", NULL),
+        PROTO_OK);
     cr_assert(!msg.anonymous);
     expect_err("{\"type\":\"gift\",\"id\":\"m2\",\"gift\":\"rose\",\"anonymous\":1}",
                PROTO_ERR_BAD_REQUEST, "anonymous");
