@@ -39,6 +39,10 @@
       "Redis requests in flight per node before senders are pushed back")                        \
     X(ledger_partitions, "ledger.partitions", INT, 1024, 1, 16384,                                 \
       "user partitions (hash tags); fixed for the life of the data")                             \
+    X(ledger_history_size, "ledger.history_size", INT, 1000, 1, 100000,                            \
+      "transactions (recharges, reversals, gifts) kept per user")                                \
+    X(ledger_history_ttl_s, "ledger.history_ttl_s", INT, 7776000, 60, 315360000,                   \
+      "how long a user's transactions are kept")                                                 \
     X(rooms_presence_interval_ms, "rooms.presence_interval_ms", INT, 1000, 50, 60000,              \
       "viewers/leaderboard events at most this often per room")                                  \
     X(rooms_leaderboard_size, "rooms.leaderboard_size", INT, 10, 1, 100,                           \

@@ -67,7 +67,11 @@ static enum httpapi_route route(enum httpapi_method method, const char *path, ch
         if (strcmp(rest, "/budget") == 0 && (get || method == HTTPAPI_PUT)) {
             return HTTPAPI_BUDGET;
         }
-        if (strcmp(rest, "/balance") == 0 || strcmp(rest, "/budget") == 0) {
+        if (strcmp(rest, "/transactions") == 0 && get) {
+            return HTTPAPI_TRANSACTIONS;
+        }
+        if (strcmp(rest, "/balance") == 0 || strcmp(rest, "/budget") == 0 ||
+            strcmp(rest, "/transactions") == 0) {
             return HTTPAPI_METHOD_NOT_ALLOWED;
         }
         return HTTPAPI_NOT_FOUND;
@@ -92,6 +96,7 @@ enum httpapi_route httpapi_route(enum httpapi_method method, const char *path, c
     case HTTPAPI_ROOM_CLOSE:
     case HTTPAPI_BALANCE:
     case HTTPAPI_BUDGET:
+    case HTTPAPI_TRANSACTIONS:
         memcpy(out_id, id, sizeof id);
         break;
     default:
@@ -212,6 +217,9 @@ static enum proto_err recharge_fields(const json_t *j, const struct gifts_catalo
     copy_str(out->payment_id, sizeof out->payment_id, pay);
     copy_str(out->user, sizeof out->user, user);
     out->coins = pkg != NULL ? pkg->coins : json_integer_value(jcoins);
+    if (pkg != NULL) {
+        copy_str(out->package, sizeof out->package, jpkg);
+    }
     return PROTO_OK;
 }
 

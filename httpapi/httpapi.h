@@ -31,6 +31,7 @@ enum httpapi_route {
     HTTPAPI_ROOM_CLOSE,         /* DELETE /v1/rooms/{room} */
     HTTPAPI_BALANCE,            /* GET /v1/users/{user}/balance */
     HTTPAPI_BUDGET,             /* GET or PUT /v1/users/{user}/budget */
+    HTTPAPI_TRANSACTIONS,       /* GET /v1/users/{user}/transactions */
     HTTPAPI_METHOD_NOT_ALLOWED, /* 405: another method on a room, balance or budget path */
     HTTPAPI_UPGRADE_REQUIRED,   /* 426: /ws without a WebSocket upgrade */
     HTTPAPI_BAD_ID,             /* 400: a /v1/rooms/… or /v1/users/… path without a valid id */
@@ -57,7 +58,8 @@ struct httpapi_room_open {
 struct httpapi_recharge {
     char payment_id[65];
     char user[65];
-    long long coins; /* 1..1000000000, or the package's coins */
+    char package[65]; /* the package's id, "" for a recharge of coins */
+    long long coins;  /* 1..1000000000, or the package's coins */
 };
 
 /* One cap of PUT /v1/users/{user}/budget. */

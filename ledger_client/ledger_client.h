@@ -19,6 +19,7 @@
     X(GIFT, gift)                                                                                  \
     X(RECHARGE, recharge)                                                                          \
     X(BUDGET, budget)                                                                              \
+    X(TRANSACTIONS, transactions)                                                                  \
     X(COMBO, combo)                                                                                \
     X(SETTLE_BEGIN, settle_begin)                                                                  \
     X(SETTLE_STREAM, settle_stream)                                                                \
@@ -61,13 +62,15 @@ typedef void ledger_room_message_cb(void *ud, const char *room, const char *msg,
 typedef void ledger_state_cb(void *ud, enum ledger_state state);
 
 struct ledger_opts {
-    const char *url;     /* redis://[:password@]host:port[/db] or unix:///path[?db=N] (borrowed) */
-    long timeout_ms;     /* deadline of a request from the call that makes it */
-    long max_inflight;   /* requests sent but not answered; more wait in a queue */
-    long partitions;     /* ledger.partitions */
+    const char *url;   /* redis://[:password@]host:port[/db] or unix:///path[?db=N] (borrowed) */
+    long timeout_ms;   /* deadline of a request from the call that makes it */
+    long max_inflight; /* requests sent but not answered; more wait in a queue */
+    long partitions;   /* ledger.partitions */
     long idempotency_ttl_s; /* ledger.idempotency_ttl_s: how long a send's outcome is kept */
     long combo_window_ms;   /* gifts.combo_window_ms */
     long history_size;      /* events a room keeps for gap recovery */
+    long tx_history_size;   /* ledger.history_size: transactions kept per user */
+    long tx_history_ttl_s;  /* ledger.history_ttl_s: how long they are kept */
     ledger_state_cb *on_state;
     ledger_message_cb *on_message;           /* every message, with its raw channel (may be NULL) */
     ledger_room_message_cb *on_room_message; /* messages of room channels (may be NULL) */
@@ -75,8 +78,8 @@ struct ledger_opts {
 };
 
 /** Parses a redis URL. out_host gets the host or the socket path. Returns 0 or -EINVAL. */
-int ledger_url_parse(const char *url, char *out_host, size_t hostlen, int *out_port,
-                     int *out_db, char *out_password, size_t passlen, bool *out_unix);
+int ledger_url_parse(const char *url, char *out_host, size_t hostlen, int *out_port, int *out_db,
+                     char *out_password, size_t passlen, bool *out_unix);
 
 /**
  * Creates the client on loop (borrowed; must outlive the ledger) and starts connecting.
@@ -121,7 +124,7 @@ int ledger_unsubscribe(struct ledger *l, const char *channel);
 /* Counters for /metrics. */
 struct ledger_stats {
     uint64_t requests;
-    uint64_t errors;   /* timeouts and lost connections */
+    uint64_t errors; /* timeouts and lost connections */
     uint64_t timeouts;
     uint64_t reconnects;
     long inflight;
@@ -342,7 +345,8 @@ int ledger_room_unsubscribe(struct ledger *l, const char *room);
 struct ledger_recharge_req {
     const char *user;
     const char *payment_id;
-    long long coins; /* > 0 */
+    const char *package; /* the package's id for the transaction history; NULL or "" none */
+    long long coins;     /* > 0 */
 };
 struct ledger_recharge_reply {
     bool duplicate;     /* the payment was credited before: nothing changed */
@@ -388,6 +392,26 @@ typedef void ledger_budget_cb(void *ud, int status, const struct ledger_budget_r
 /** Reads, sets or clears a user's daily and monthly coin caps. */
 int ledger_budget(struct ledger *l, const struct ledger_budget_req *req, ledger_budget_cb *cb,
                   void *ud, struct ledger_req **out_req);
+
+/* A page of a user's transactions. */
+struct ledger_transactions_req {
+    const char *user;
+    long limit;       /* entries at most (a page may run past it to keep entries of one ts_ms) */
+    long long before; /* only entries older than this ts_ms; < 0: the newest */
+};
+struct ledger_transactions_reply {
+    size_t n;
+    const char *const *entries; /* n JSON objects as text, newest first (borrowed: the call) */
+    const size_t *lens;
+    long long next_before; /* before for the next page, -1 on the last page */
+    const char *error;
+};
+typedef void ledger_transactions_cb(void *ud, int status,
+                                    const struct ledger_transactions_reply *r);
+/** Reads a page of user's transactions (recharges, reversals, gifts), newest first, within
+ * ledger.history_ttl_s. */
+int ledger_transactions(struct ledger *l, const struct ledger_transactions_req *req,
+                        ledger_transactions_cb *cb, void *ud, struct ledger_req **out_req);
 
 /* -- settlement (SPEC 7; the flusher's four steps per partition) -- */
 

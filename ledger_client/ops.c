@@ -413,17 +413,29 @@ int ledger_recharge(struct ledger *l, const struct ledger_recharge_req *req, led
         return -EINVAL;
     }
     long P = lreq_partitions(l);
-    char kbal[KEY_MAX], kind[80], kpay[KEY_MAX], ktot[KEY_MAX], coins[24];
+    if (req->package && req->package[0] && !id_ok(req->package)) {
+        return -EINVAL;
+    }
+    char kbal[KEY_MAX], kind[80], kpay[KEY_MAX], ktot[KEY_MAX], ktx[KEY_MAX], coins[24], now[24],
+        txcap[24], txttl[24];
     lkey_user(kbal, sizeof(kbal), P, "bal", req->user);
     snprintf(kind, sizeof(kind), "pay:%s", req->payment_id);
     lkey_user(kpay, sizeof(kpay), P, kind, req->user);
     lkey_partition_key(ktot, sizeof(ktot), ledger_partition(req->user, P), "recharged");
+    lkey_user(ktx, sizeof(ktx), P, "tx", req->user);
+    const struct ledger_opts *o = lgift_opts(l);
     struct args a;
-    args_init(&a, 3);
+    args_init(&a, 4);
     args_add(&a, kbal);
     args_add(&a, kpay);
     args_add(&a, ktot);
+    args_add(&a, ktx);
     args_add(&a, lop_num(coins, req->coins));
+    args_add(&a, lop_num(now, ledger_now_ms()));
+    args_add(&a, req->payment_id);
+    args_add(&a, req->package ? req->package : "");
+    args_add(&a, lop_num(txcap, o->tx_history_size));
+    args_add(&a, lop_num(txttl, o->tx_history_ttl_s * 1000));
     struct lop op = {.cb.recharge = cb, .ud = ud};
     return lop_submit(l, LEDGER_SCRIPT_RECHARGE, a.n, a.v, recharge_reply, &op, out_req);
 }
@@ -523,4 +535,60 @@ int ledger_budget(struct ledger *l, const struct ledger_budget_req *req, ledger_
     args_add(&a, day);
     struct lop op = {.cb.budget = cb, .ud = ud};
     return lop_submit(l, LEDGER_SCRIPT_BUDGET, a.n, a.v, budget_reply, &op, out_req);
+}
+
+/* ---- transactions ---- */
+
+#define TX_PAGE_MAX 1100 /* a page of 1000 plus entries of one ts_ms */
+
+static void transactions_reply(void *ud, int status, const redisReply *rr)
+{
+    const struct lop *op = ud;
+    if (!op->cb.transactions) {
+        return;
+    }
+    struct ledger_transactions_reply r = {.next_before = -1};
+    status = lop_status(status, rr, &r.error);
+    long long next = -1;
+    if (status == 0 && (rr->type != REDIS_REPLY_ARRAY || rr->elements < 1 ||
+                        rr->elements > TX_PAGE_MAX + 1 || !lop_int(rr, 0, &next))) {
+        status = -EBADMSG;
+    }
+    const char *entries[TX_PAGE_MAX];
+    size_t lens[TX_PAGE_MAX];
+    for (size_t i = 1; status == 0 && i < rr->elements; i++) {
+        const redisReply *e = rr->element[i];
+        if (e->type != REDIS_REPLY_STRING) {
+            status = -EBADMSG;
+            break;
+        }
+        entries[i - 1] = e->str;
+        lens[i - 1] = e->len;
+    }
+    if (status == 0) {
+        r.n = rr->elements - 1;
+        r.entries = entries;
+        r.lens = lens;
+        r.next_before = next;
+    }
+    op->cb.transactions(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+}
+
+int ledger_transactions(struct ledger *l, const struct ledger_transactions_req *req,
+                        ledger_transactions_cb *cb, void *ud, struct ledger_req **out_req)
+{
+    if (!id_ok(req->user) || req->limit < 1 || req->limit > 1000) {
+        return -EINVAL;
+    }
+    const struct ledger_opts *o = lgift_opts(l);
+    char ktx[KEY_MAX], limit[24], before[24], cutoff[24];
+    lkey_user(ktx, sizeof(ktx), lreq_partitions(l), "tx", req->user);
+    struct args a;
+    args_init(&a, 1);
+    args_add(&a, ktx);
+    args_add(&a, lop_num(limit, req->limit));
+    args_add(&a, req->before >= 0 ? lop_num(before, req->before) : "");
+    args_add(&a, lop_num(cutoff, ledger_now_ms() - (long long)o->tx_history_ttl_s * 1000));
+    struct lop op = {.cb.transactions = cb, .ud = ud};
+    return lop_submit(l, LEDGER_SCRIPT_TRANSACTIONS, a.n, a.v, transactions_reply, &op, out_req);
 }

@@ -24,8 +24,9 @@ enum {
     A_GIFT,
     A__COUNT,
 };
-/* Arguments before the sends: numkeys, now, ttl, combo window, history cap, day. */
-#define HEAD_ARGS 6
+/* Arguments before the sends: numkeys, now, ttl, combo window, history cap, day, transaction
+ * history cap and ttl (ms). */
+#define HEAD_ARGS 8
 
 struct ledger_gift_op {
     struct ledger_gift_op *next; /* in the queue, then in its batch */
@@ -122,13 +123,15 @@ static int send_batch(struct lgift_queue *q)
         free(lens);
         return -ENOMEM; /* tried again next turn; the deadline bounds the wait */
     }
-    char now[24], ttl[24], window[24], cap[24], day[16];
+    char now[24], ttl[24], window[24], cap[24], day[16], txcap[24], txttl[24];
     snprintf(now, sizeof(now), "%lld", (long long)ledger_now_ms());
     snprintf(ttl, sizeof(ttl), "%ld", o->idempotency_ttl_s);
     snprintf(window, sizeof(window), "%ld", o->combo_window_ms);
     snprintf(cap, sizeof(cap), "%ld", o->history_size);
     lkey_utc_day(day, sizeof(day));
-    const char *head[HEAD_ARGS] = {"0", now, ttl, window, cap, day};
+    snprintf(txcap, sizeof(txcap), "%ld", o->tx_history_size);
+    snprintf(txttl, sizeof(txttl), "%lld", (long long)o->tx_history_ttl_s * 1000);
+    const char *head[HEAD_ARGS] = {"0", now, ttl, window, cap, day, txcap, txttl};
     for (size_t i = 0; i < HEAD_ARGS; i++) {
         argv[i] = head[i];
         lens[i] = strlen(head[i]);

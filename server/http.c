@@ -1,6 +1,7 @@
 /* http: the HTTP API of SPEC 5 — health, metrics, catalog, rooms, recharge, balance, budget. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -489,7 +490,8 @@ static int recharge(struct http_req *h)
     }
     snprintf(p->sub, sizeof(p->sub), "%s", r.user);
     snprintf(p->id, sizeof(p->id), "%s", r.payment_id);
-    struct ledger_recharge_req req = {.user = r.user, .payment_id = r.payment_id, .coins = r.coins};
+    struct ledger_recharge_req req = {
+        .user = r.user, .payment_id = r.payment_id, .package = r.package, .coins = r.coins};
     return started(h, p, ledger_recharge(h->app->ledger, &req, recharge_done, p, NULL));
 }
 
@@ -581,6 +583,78 @@ static int budget(struct http_req *h, const char *user)
     return started(h, p, ledger_budget(h->app->ledger, &req, budget_done, p, NULL));
 }
 
+static void transactions_done(void *ud, int status, const struct ledger_transactions_reply *r)
+{
+    struct pending *p = ud;
+    if (!ledger_failed(p, status)) {
+        struct proto_buf b;
+        proto_buf_init(&b, 0);
+        proto_buf_puts(&b, "{\"user\":");
+        proto_buf_json_cstr(&b, p->sub);
+        proto_buf_puts(&b, ",\"transactions\":[");
+        for (size_t i = 0; i < r->n; i++) {
+            if (i) {
+                proto_buf_puts(&b, ",");
+            }
+            proto_buf_append(&b, r->entries[i], r->lens[i]); /* JSON the scripts wrote */
+        }
+        if (r->next_before < 0) {
+            proto_buf_puts(&b, "],\"next_before\":null}");
+        } else {
+            proto_buf_printf(&b, "],\"next_before\":%lld}", r->next_before);
+        }
+        http_respond_buf(p->h, 200, &b);
+        proto_buf_cleanup(&b);
+    }
+    free(p);
+}
+
+/* A query argument "name=" as a non-negative integer up to max: 1 read, 0 absent, -1 bad. */
+static int query_num(struct http_req *h, const char *name, long long max, long long *out)
+{
+    char buf[64];
+    const char *v = lws_get_urlarg_by_name(h->wsi, name, buf, sizeof(buf));
+    if (!v) {
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (!*v || *end || errno || n < 0 || n > max || !(*v >= '0' && *v <= '9')) {
+        return -1;
+    }
+    *out = n;
+    return 1;
+}
+
+static int transactions(struct http_req *h, const char *user)
+{
+    if (!require_user_or_service(h, user)) {
+        return 0;
+    }
+    struct ledger_transactions_req req = {.user = user, .limit = 50, .before = -1};
+    long long limit = 0;
+    int got = query_num(h, "limit=", 1000, &limit);
+    if (got < 0 || (got > 0 && limit < 1)) {
+        http_error(h, PROTO_ERR_BAD_REQUEST, "limit: must be an integer from 1 to 1000");
+        return 0;
+    }
+    if (got > 0) {
+        req.limit = (long)limit;
+    }
+    if (query_num(h, "before=", INT64_MAX / 2, &req.before) < 0) {
+        http_error(h, PROTO_ERR_BAD_REQUEST, "before: must be a ts_ms (a non-negative integer)");
+        return 0;
+    }
+    struct pending *p = pending_new(h->app, NULL, h);
+    if (!p) {
+        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
+        return 0;
+    }
+    snprintf(p->sub, sizeof(p->sub), "%s", user);
+    return started(h, p, ledger_transactions(h->app->ledger, &req, transactions_done, p, NULL));
+}
+
 /* ---- dispatch ---- */
 
 /* Answers 200 with j (steals it; NULL, out of memory, answers internal). */
@@ -639,6 +713,8 @@ int http_dispatch(struct http_req *h)
         return balance(h, id);
     case HTTPAPI_BUDGET:
         return budget(h, id);
+    case HTTPAPI_TRANSACTIONS:
+        return transactions(h, id);
     case HTTPAPI_METHOD_NOT_ALLOWED:
         error_status(h, 405, PROTO_ERR_BAD_REQUEST, "method not allowed");
         return 0;

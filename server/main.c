@@ -511,6 +511,8 @@ int main(int argc, char **argv)
         .idempotency_ttl_s = app->cfg.ledger_idempotency_ttl_s,
         .combo_window_ms = app->cfg.gifts_combo_window_ms,
         .history_size = 200,
+        .tx_history_size = app->cfg.ledger_history_size,
+        .tx_history_ttl_s = app->cfg.ledger_history_ttl_s,
         .on_state = app_ledger_state,
         .on_room_message = on_room_message,
         .ud = app,

@@ -14,12 +14,15 @@
 -- (ledger_client/keys.c names them); a room's keys share its hash tag.
 -- User keys: bal (string), limits (string "day spent_that_day month spent_that_month
 -- daily_cap monthly_cap": day YYYYMMDD, month YYYYMM, "0" before any gift; a cap is "-" when
--- not set; budget.lua writes the caps), idem:<id>:<sub>.
+-- not set; budget.lua writes the caps), idem:<id>:<sub>, tx:<sub> (list, newest first: the
+-- user's transactions as JSON text; trimmed to its cap once 64 over; its expiry is pushed on
+-- at the user's first gift of a UTC day, and by recharges).
 -- Room keys: seq (string), totals (string "gifts coins diamonds"), combos:<sub> (string
 -- "gift US count US total US deadline_ms US from+gift JSON"), combodue (zset: a combo's first
 -- deadline; combo.lua moves it on while the combo goes on), lb, lbnames, hist, the channel.
 -- ARGV: 1 now_ms (node clock: ts_ms of the events, pending windows), 2 idempotency ttl (s),
---       3 combo window ms, 4 history cap, 5 UTC day (YYYYMMDD), then 12 per send:
+--       3 combo window ms, 4 history cap, 5 UTC day (YYYYMMDD), 6 transactions kept per
+--       user, 7 their ttl (ms), then 12 per send:
 --       partition prefix, sub, id, digest (gift:count), cost, creator, room, count,
 --       diamonds, sender name as JSON text, '"from":...,"anonymous":...,"gift":{...}' text,
 --       gift id .. '|' .. (1 streakable | 0) .. '|' .. (1 anonymous | 0)
@@ -36,6 +39,8 @@ local window = tonumber(ARGV[3])
 local cap = tonumber(ARGV[4])
 local day = ARGV[5]
 local month = string.sub(day, 1, 6)
+local txcap = tonumber(ARGV[6])
+local txttl = ARGV[7]
 local t = redis.call('TIME')
 local rnow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rnow_s = fmt('%d', rnow)
@@ -55,7 +60,7 @@ local function want(k)
 end
 local base, kidem, kbal, klim, kseq, ktot, kcombo = {}, {}, {}, {}, {}, {}, {}
 local ns = 0
-for i = 6, #ARGV, 12 do
+for i = 8, #ARGV, 12 do
   local pre, sub = ARGV[i], ARGV[i + 1]
   local rpre = 'giftd:{r:' .. ARGV[i + 6] .. '}:'
   ns = ns + 1
@@ -76,6 +81,8 @@ local no = 0
 -- Rooms of the batch, by name: index into the room arrays.
 local rooms, rname, rpre, rseq, rtot, rev, rlb, rlbn = {}, {}, {}, {}, {}, {}, {}, {}
 local nr = 0
+-- Transactions, by user (the index of its bal key): {key, refresh expiry, entries...}.
+local utx, utxlist = {}, {}
 -- Pending earnings, by partition prefix: index into pkey/prow; prow[p][field] = {n, c, d}.
 local parts, pkey, prow, pord = {}, {}, {}, {}
 local np = 0
@@ -223,9 +230,28 @@ for j = 1, ns do
       local rec = digest .. '|' .. nb .. '|' .. seq_s
       val[kidem[j]] = rec
       redis.call('SET', keys[kidem[j]], rec, 'EX', ttl)
+      local tx = utx[kbal[j]]
+      if not tx then
+        tx = {ARGV[i] .. 'tx:' .. sub, lday ~= day}
+        utx[kbal[j]] = tx
+        utxlist[#utxlist + 1] = tx
+      end
+      tx[#tx + 1] = '{"type":"gift","ts_ms":' .. now .. ',"coins":-' .. cost_s .. ',"balance":' ..
+        nb .. ',"id":"' .. ARGV[i + 2] .. '","room":"' .. room .. '","gift":"' .. gid ..
+        '","count":' .. count .. ',"anonymous":' .. (anon == '1' and 'true' or 'false') .. '}'
       out[no + 1] = 1; out[no + 2] = bal - cost; out[no + 3] = seq
       no = no + 3
     end
+  end
+end
+
+-- Once per user: the transactions (oldest pushed first, so the newest ends up at the head).
+for _, tx in ipairs(utxlist) do
+  if redis.call('LPUSH', tx[1], unpack(tx, 3)) > txcap + 64 then
+    redis.call('LTRIM', tx[1], 0, txcap - 1)
+  end
+  if tx[2] then
+    redis.call('PEXPIRE', tx[1], txttl)
   end
 end
 

@@ -962,3 +962,92 @@ Test(gifts, anonymous_gifts_hide_the_sender_everywhere_and_count_in_the_totals)
     tk_ws_free(ann);
     tk_ws_free(ben);
 }
+
+/* GET /v1/users/{user}/transactions (SPEC 4.8, 5): every change of the balance, newest first,
+ * with the balance after it; paged with before/next_before; that user or service only. */
+Test(gifts, transactions_list_recharges_and_gifts_newest_first_in_pages)
+{
+    fx_open_room(&f, "tx1", "cara");
+    cr_assert_eq(fx_recharge(&f, "txann", 100), 100);
+    struct tk_ws *a = fx_viewer(&f, 0, "txann", "tx1");
+    const char *ids[] = {"t1", "t2", "t3"};
+    const char *frames[] = {"{\"type\":\"gift\",\"id\":\"t1\",\"gift\":\"rose\"}",
+                            "{\"type\":\"gift\",\"id\":\"t2\",\"gift\":\"doughnut\","
+                            "\"anonymous\":true}",
+                            "{\"type\":\"gift\",\"id\":\"t3\",\"gift\":\"rose\",\"count\":3}"};
+    for (int i = 0; i < 3; i++) {
+        usleep(3000); /* distinct ts_ms, so that the pages below are exact */
+        cr_assert_eq(tk_ws_send_json(a, "%s", frames[i]), 0);
+        json_t *ok = fx_answer(a, ids[i], 5000);
+        cr_assert_str_eq(fx_str(ok, "type"), "ack");
+        json_decref(ok);
+    }
+    struct tk_http_resp r = {0};
+    cr_assert_eq(
+        tk_http(f.node[0].port, "GET", "/v1/users/txann/transactions", f.service, NULL, &r), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *tx = json_object_get(r.json, "transactions");
+    cr_assert_eq(json_array_size(tx), 4, "%s", r.body);
+    cr_assert(json_is_null(json_object_get(r.json, "next_before")));
+    /* Newest first: t3 (3 roses), t2 (anonymous doughnut), t1 (rose), the recharge. */
+    const char *type[] = {"gift", "gift", "gift", "recharge"};
+    long coins[] = {-3, -30, -1, 100};
+    long balance[] = {66, 69, 99, 100};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *e = json_array_get(tx, i);
+        cr_assert_str_eq(fx_str(e, "type"), type[i]);
+        cr_assert_eq(fx_int(e, "coins"), coins[i], "%s", r.body);
+        cr_assert_eq(fx_int(e, "balance"), balance[i], "%s", r.body);
+        cr_assert(fx_int(e, "ts_ms") > 0);
+    }
+    json_t *t2 = json_array_get(tx, 1);
+    cr_assert_str_eq(fx_str(t2, "id"), "t2");
+    cr_assert_str_eq(fx_str(t2, "room"), "tx1");
+    cr_assert_str_eq(fx_str(t2, "gift"), "doughnut");
+    cr_assert_eq(fx_int(t2, "count"), 1);
+    cr_assert(json_is_true(json_object_get(t2, "anonymous")));
+    cr_assert_eq(fx_int(json_array_get(tx, 0), "count"), 3);
+    json_t *rc = json_array_get(tx, 3);
+    cr_assert(json_is_string(json_object_get(rc, "payment_id")));
+    cr_assert(json_is_null(json_object_get(rc, "package")));
+    tk_http_resp_cleanup(&r);
+
+    /* Pages of two: the second starts where the first said, and is the last. */
+    cr_assert_eq(
+        tk_http(f.node[0].port, "GET", "/v1/users/txann/transactions?limit=2", f.service, NULL, &r),
+        0);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "transactions")), 2, "%s", r.body);
+    long long next = fx_int(r.json, "next_before");
+    cr_assert_eq(next, fx_int(json_array_get(json_object_get(r.json, "transactions"), 1), "ts_ms"));
+    tk_http_resp_cleanup(&r);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/users/txann/transactions?limit=2&before=%lld", next);
+    cr_assert_eq(tk_http(f.node[0].port, "GET", path, f.service, NULL, &r), 0);
+    tx = json_object_get(r.json, "transactions");
+    cr_assert_eq(json_array_size(tx), 2, "%s", r.body);
+    cr_assert_str_eq(fx_str(json_array_get(tx, 0), "id"), "t1");
+    cr_assert_str_eq(fx_str(json_array_get(tx, 1), "type"), "recharge");
+    cr_assert(json_is_null(json_object_get(r.json, "next_before")), "%s", r.body);
+    tk_http_resp_cleanup(&r);
+
+    /* The user itself may read them; another user may not; bad paging is bad_request. */
+    char *own = tk_token("txann", "Ann", "viewer", NULL, 3600);
+    char *other = tk_token("txben", "Ben", "viewer", NULL, 3600);
+    cr_assert_eq(tk_http(f.node[0].port, "GET", "/v1/users/txann/transactions", own, NULL, &r), 0);
+    cr_assert_eq(r.status, 200);
+    tk_http_resp_cleanup(&r);
+    cr_assert_eq(tk_http(f.node[0].port, "GET", "/v1/users/txann/transactions", other, NULL, &r),
+                 0);
+    cr_assert_eq(r.status, 403);
+    tk_http_resp_cleanup(&r);
+    const char *bad[] = {"?limit=0", "?limit=1001", "?limit=x", "?before=-5"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof(path), "/v1/users/txann/transactions%s", bad[i]);
+        cr_assert_eq(tk_http(f.node[0].port, "GET", path, f.service, NULL, &r), 0);
+        cr_assert_eq(r.status, 400, "%s: %s", bad[i], r.body);
+        tk_http_resp_cleanup(&r);
+    }
+    free(own);
+    free(other);
+    tk_ws_free(a);
+}

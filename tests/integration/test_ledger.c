@@ -143,16 +143,18 @@ Test(ledger, script_runs_and_is_resent_after_script_flush)
 {
     struct probe p = {0};
     struct ledger *l = open_ledger(&p, 2000, 64);
-    const char *argv[] = {"3", "t:bal", "t:pay", "t:tot", "25"};
-    cr_assert_eq(ledger_script(l, LEDGER_SCRIPT_RECHARGE, 5, argv, NULL, on_reply, &p, NULL), 0);
+    const char *argv[] = {"4",    "t:bal", "t:pay", "t:tot", "t:tx", "25",
+                          "1000", "pay1",  "",      "1000",  "60000"};
+    cr_assert_eq(ledger_script(l, LEDGER_SCRIPT_RECHARGE, 11, argv, NULL, on_reply, &p, NULL), 0);
     RUN_UNTIL(p.replies == 1, 5000);
     cr_assert_eq(p.last_status, 0);
     cr_assert_eq(p.last_int, 1, "credited now");
     /* The script cache is volatile: after SCRIPT FLUSH the call must still work (EVAL). */
     redisContext *rc = tk_redis_connect(&redis);
     freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
-    const char *argv2[] = {"3", "t:bal", "t:pay2", "t:tot", "5"};
-    cr_assert_eq(ledger_script(l, LEDGER_SCRIPT_RECHARGE, 5, argv2, NULL, on_reply, &p, NULL), 0);
+    const char *argv2[] = {"4",    "t:bal", "t:pay2", "t:tot", "t:tx", "5",
+                           "1001", "pay2",  "",       "1000",  "60000"};
+    cr_assert_eq(ledger_script(l, LEDGER_SCRIPT_RECHARGE, 11, argv2, NULL, on_reply, &p, NULL), 0);
     RUN_UNTIL(p.replies == 2, 5000);
     cr_assert_eq(p.last_status, 0);
     cr_assert_str_eq(p.last_str, "", "error reply: %s", p.last_str);
@@ -279,11 +281,12 @@ static redisReply *gift_batch(redisContext *rc, int n, const char *const ids[],
     size_t len = fread(src, 1, sizeof(src) - 1, fp);
     fclose(fp);
     src[len] = '\0';
-    const char *argv[3 + 5 + 12 * 8];
+    const char *argv[3 + 7 + 12 * 8];
     char cost[8][24];
     int argc = 0;
-    const char *head[] = {"EVAL", src, "0", "1000", "86400", "10000", "200", "20260101"};
-    for (size_t i = 0; i < 8; i++) {
+    const char *head[] = {"EVAL",  src,   "0",        "1000", "86400",
+                          "10000", "200", "20260101", "1000", "7776000000"};
+    for (size_t i = 0; i < 10; i++) {
         argv[argc++] = head[i];
     }
     for (int i = 0; i < n; i++) {

@@ -93,6 +93,9 @@ Test(httpapi_route, user_balance_and_budget)
     cr_assert_eq(route(HTTPAPI_PUT, "/v1/users/bob/balance"), HTTPAPI_METHOD_NOT_ALLOWED);
     cr_assert_eq(route(HTTPAPI_DELETE, "/v1/users/bob/budget"), HTTPAPI_METHOD_NOT_ALLOWED);
     cr_assert_str_eq(id, "");
+    cr_assert_eq(route(HTTPAPI_GET, "/v1/users/cy/transactions"), HTTPAPI_TRANSACTIONS);
+    cr_assert_str_eq(id, "cy");
+    cr_assert_eq(route(HTTPAPI_POST, "/v1/users/cy/transactions"), HTTPAPI_METHOD_NOT_ALLOWED);
 }
 
 Test(httpapi_route, unknown_user_paths)
