@@ -45,6 +45,7 @@ enum opt_id {
     OPT_TITLE,
     OPT_USER,
     OPT_PAYMENT_ID,
+    OPT_REASON,
     OPT_PACKAGE,
     OPT_COINS,
     OPT_DAILY_COINS,
@@ -75,6 +76,7 @@ static const struct option long_options[] = {
     {"title", required_argument, NULL, OPT_TITLE},
     {"user", required_argument, NULL, OPT_USER},
     {"payment-id", required_argument, NULL, OPT_PAYMENT_ID},
+    {"reason", required_argument, NULL, OPT_REASON},
     {"package", required_argument, NULL, OPT_PACKAGE},
     {"coins", required_argument, NULL, OPT_COINS},
     {"daily-coins", required_argument, NULL, OPT_DAILY_COINS},
@@ -109,6 +111,9 @@ static void usage(FILE *f)
           "  room close ROOM\n"
           "  room show ROOM\n"
           "  recharge --user USER --payment-id ID (--package ID | --coins N)\n"
+          "  reverse --user USER --payment-id ID [--reason TEXT]\n"
+          "                                      take a recharge back (refund, chargeback)\n"
+          "  transactions USER [--count N]      the user's recharges, reversals and gifts\n"
           "  balance USER\n"
           "  budget USER [--daily-coins N|none] [--monthly-coins N|none]\n"
           "                                      show, or set (none: clear) the caps on coins\n"
@@ -479,6 +484,57 @@ static int cmd_balance(const struct cli *c)
     }
     char path[128];
     snprintf(path, sizeof(path), "/v1/users/%s/balance", user);
+    return call(c, "GET", path, NULL);
+}
+
+static int cmd_reverse(const struct cli *c)
+{
+    int rc = check_options(c, BIT(OPT_USER) | BIT(OPT_PAYMENT_ID) | BIT(OPT_REASON), "reverse");
+    if (rc || (rc = check_npos(c, 1, "reverse"))) {
+        return rc;
+    }
+    const char *user = c->opt[OPT_USER];
+    const char *payment = c->opt[OPT_PAYMENT_ID];
+    const char *reason = c->opt[OPT_REASON];
+    if (!user || !payment) {
+        return usage_error("reverse needs --user and --payment-id");
+    }
+    if (!valid_id(user)) {
+        return usage_error("--user is not a valid identifier: %s", user);
+    }
+    if (!valid_id(payment)) {
+        return usage_error("--payment-id is not a valid identifier: %s", payment);
+    }
+    json_t *body = json_pack("{s:s,s:s}", "payment_id", payment, "user", user);
+    if (body && reason && json_object_set_new(body, "reason", json_string(reason)) < 0) {
+        json_decref(body);
+        body = NULL;
+    }
+    if (!body) {
+        fprintf(stderr, "giftctl: out of memory (or --reason is not UTF-8)\n");
+        return EXIT_HTTP_ERROR;
+    }
+    rc = call(c, "POST", "/v1/recharge/reverse", body);
+    json_decref(body);
+    return rc;
+}
+
+static int cmd_transactions(const struct cli *c)
+{
+    int rc = check_options(c, BIT(OPT_COUNT), "transactions");
+    if (rc || (rc = check_npos(c, 2, "transactions"))) {
+        return rc;
+    }
+    const char *user = c->pos[1];
+    if (!valid_id(user)) {
+        return usage_error("USER is not a valid identifier: %s", user);
+    }
+    long long n = 50;
+    if (c->opt[OPT_COUNT] && !parse_ll(c->opt[OPT_COUNT], 1, 1000, &n)) {
+        return usage_error("--count must be an integer from 1 to 1000, not %s", c->opt[OPT_COUNT]);
+    }
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/users/%s/transactions?limit=%lld", user, n);
     return call(c, "GET", path, NULL);
 }
 
@@ -889,6 +945,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(command, "recharge") == 0) {
         return cmd_recharge(&c);
+    }
+    if (strcmp(command, "reverse") == 0) {
+        return cmd_reverse(&c);
+    }
+    if (strcmp(command, "transactions") == 0) {
+        return cmd_transactions(&c);
     }
     if (strcmp(command, "balance") == 0) {
         return cmd_balance(&c);

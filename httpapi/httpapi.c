@@ -48,6 +48,9 @@ static enum httpapi_route route(enum httpapi_method method, const char *path, ch
     if (strcmp(path, "/v1/recharge") == 0 && method == HTTPAPI_POST) {
         return HTTPAPI_RECHARGE;
     }
+    if (strcmp(path, "/v1/recharge/reverse") == 0 && method == HTTPAPI_POST) {
+        return HTTPAPI_REVERSE;
+    }
     if ((rest = path_segment(path, "/v1/rooms/", id)) != NULL && *rest == '\0') {
         switch (method) {
         case HTTPAPI_GET:
@@ -232,6 +235,42 @@ enum proto_err httpapi_parse_recharge(const char *body, size_t len, const struct
     json_t *j = load_body(body, len, &detail);
     if (j != NULL) {
         rc = recharge_fields(j, cat, out, &detail);
+        json_decref(j);
+    }
+    if (out_detail != NULL) {
+        *out_detail = rc == PROTO_OK ? NULL : detail;
+    }
+    return rc;
+}
+
+enum proto_err httpapi_parse_reverse(const char *body, size_t len, struct httpapi_reverse *out,
+                                     const char **out_detail)
+{
+    const char *detail = NULL;
+    enum proto_err rc = PROTO_ERR_BAD_JSON;
+    memset(out, 0, sizeof *out);
+    json_t *j = load_body(body, len, &detail);
+    if (j != NULL) {
+        const json_t *pay = json_object_get(j, "payment_id");
+        const json_t *user = json_object_get(j, "user");
+        const json_t *reason = json_object_get(j, "reason");
+        rc = PROTO_ERR_BAD_REQUEST;
+        if (!is_id(pay)) {
+            detail = "payment_id: must be an identifier";
+        } else if (!is_id(user)) {
+            detail = "user: must be an identifier";
+        } else if (reason != NULL && !json_is_null(reason) &&
+                   (!json_is_string(reason) || json_string_length(reason) > HTTPAPI_REASON_MAX)) {
+            detail = "reason: must be null or a string of at most 200 bytes";
+        } else {
+            copy_str(out->payment_id, sizeof out->payment_id, pay);
+            copy_str(out->user, sizeof out->user, user);
+            if (json_is_string(reason)) {
+                out->has_reason = true;
+                copy_str(out->reason, sizeof out->reason, reason);
+            }
+            rc = PROTO_OK;
+        }
         json_decref(j);
     }
     if (out_detail != NULL) {

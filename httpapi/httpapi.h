@@ -26,6 +26,7 @@ enum httpapi_route {
     HTTPAPI_GIFTS,              /* GET /v1/gifts */
     HTTPAPI_PACKAGES,           /* GET /v1/packages */
     HTTPAPI_RECHARGE,           /* POST /v1/recharge */
+    HTTPAPI_REVERSE,            /* POST /v1/recharge/reverse */
     HTTPAPI_ROOM_INFO,          /* GET /v1/rooms/{room} */
     HTTPAPI_ROOM_OPEN,          /* PUT /v1/rooms/{room} */
     HTTPAPI_ROOM_CLOSE,         /* DELETE /v1/rooms/{room} */
@@ -62,6 +63,15 @@ struct httpapi_recharge {
     long long coins;  /* 1..1000000000, or the package's coins */
 };
 
+/* The body of POST /v1/recharge/reverse. */
+#define HTTPAPI_REASON_MAX 200
+struct httpapi_reverse {
+    char payment_id[65];
+    char user[65];
+    bool has_reason;
+    char reason[HTTPAPI_REASON_MAX + 1];
+};
+
 /* One cap of PUT /v1/users/{user}/budget. */
 struct httpapi_cap {
     bool given;      /* the field was there (absent: the cap keeps its value) */
@@ -91,6 +101,11 @@ enum proto_err httpapi_parse_room_open(const char *body, size_t len, struct http
  * packages; cat borrowed, may be NULL: no packages) and coins (integer 1..1000000000). */
 enum proto_err httpapi_parse_recharge(const char *body, size_t len, const struct gifts_catalog *cat,
                                       struct httpapi_recharge *out, const char **out_detail);
+
+/** payment_id and user (identifiers); reason absent, null, or a string of at most
+ * HTTPAPI_REASON_MAX bytes. */
+enum proto_err httpapi_parse_reverse(const char *body, size_t len, struct httpapi_reverse *out,
+                                     const char **out_detail);
 
 /** daily_coins and monthly_coins: each absent (kept), null (cleared), or an integer
  * 0..1000000000000. */

@@ -20,6 +20,7 @@
     X(RECHARGE, recharge)                                                                          \
     X(BUDGET, budget)                                                                              \
     X(TRANSACTIONS, transactions)                                                                  \
+    X(REVERSE, reverse)                                                                            \
     X(COMBO, combo)                                                                                \
     X(SETTLE_BEGIN, settle_begin)                                                                  \
     X(SETTLE_STREAM, settle_stream)                                                                \
@@ -358,6 +359,29 @@ typedef void ledger_recharge_cb(void *ud, int status, const struct ledger_rechar
 /** Credits coins to user once per payment_id. */
 int ledger_recharge(struct ledger *l, const struct ledger_recharge_req *req, ledger_recharge_cb *cb,
                     void *ud, struct ledger_req **out_req);
+
+/* A reversal of a recharge (its payment was refunded or charged back). */
+struct ledger_reverse_req {
+    const char *user;
+    const char *payment_id;
+    const char *reason_json; /* a JSON string, or NULL */
+};
+enum ledger_reverse_outcome {
+    LEDGER_REVERSED = 1,      /* taken back now */
+    LEDGER_REVERSE_DUPLICATE, /* taken back before: nothing changed */
+    LEDGER_REVERSE_NOT_FOUND, /* the payment was never recharged: nothing changed */
+};
+struct ledger_reverse_reply {
+    enum ledger_reverse_outcome outcome;
+    long long reversed; /* coins taken back (the first time) */
+    long long balance;  /* the user's balance now (below zero: debt) */
+    const char *error;
+};
+typedef void ledger_reverse_cb(void *ud, int status, const struct ledger_reverse_reply *r);
+/** Takes back, once per payment_id, the coins its recharge credited (the balance may go below
+ * zero). */
+int ledger_reverse(struct ledger *l, const struct ledger_reverse_req *req, ledger_reverse_cb *cb,
+                   void *ud, struct ledger_req **out_req);
 
 struct ledger_balance_reply {
     long long coins;    /* 0 for an unknown user */

@@ -440,6 +440,64 @@ int ledger_recharge(struct ledger *l, const struct ledger_recharge_req *req, led
     return lop_submit(l, LEDGER_SCRIPT_RECHARGE, a.n, a.v, recharge_reply, &op, out_req);
 }
 
+/* ---- reverse ---- */
+
+static void reverse_reply(void *ud, int status, const redisReply *rr)
+{
+    const struct lop *op = ud;
+    if (!op->cb.reverse) {
+        return;
+    }
+    struct ledger_reverse_reply r = {0};
+    status = lop_status(status, rr, &r.error);
+    long long what = 0;
+    /* {1 | 0 | -1, reversed, balance} */
+    if (status == 0 &&
+        (rr->type != REDIS_REPLY_ARRAY || rr->elements != 3 || !lop_int(rr, 0, &what) ||
+         what < -1 || what > 1 || !lop_int(rr, 1, &r.reversed) || !lop_int(rr, 2, &r.balance))) {
+        status = -EBADMSG;
+    }
+    if (status == 0) {
+        r.outcome = what == 1   ? LEDGER_REVERSED
+                    : what == 0 ? LEDGER_REVERSE_DUPLICATE
+                                : LEDGER_REVERSE_NOT_FOUND;
+    }
+    op->cb.reverse(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+}
+
+int ledger_reverse(struct ledger *l, const struct ledger_reverse_req *req, ledger_reverse_cb *cb,
+                   void *ud, struct ledger_req **out_req)
+{
+    if (!id_ok(req->user) || !id_ok(req->payment_id)) {
+        return -EINVAL;
+    }
+    long P = lreq_partitions(l);
+    const struct ledger_opts *o = lgift_opts(l);
+    char kbal[KEY_MAX], kind[80], kpay[KEY_MAX], krev[KEY_MAX], ktot[KEY_MAX], ktx[KEY_MAX],
+        now[24], txcap[24], txttl[24];
+    lkey_user(kbal, sizeof(kbal), P, "bal", req->user);
+    snprintf(kind, sizeof(kind), "pay:%s", req->payment_id);
+    lkey_user(kpay, sizeof(kpay), P, kind, req->user);
+    snprintf(kind, sizeof(kind), "rev:%s", req->payment_id);
+    lkey_user(krev, sizeof(krev), P, kind, req->user);
+    lkey_partition_key(ktot, sizeof(ktot), ledger_partition(req->user, P), "reversed");
+    lkey_user(ktx, sizeof(ktx), P, "tx", req->user);
+    struct args a;
+    args_init(&a, 5);
+    args_add(&a, kbal);
+    args_add(&a, kpay);
+    args_add(&a, krev);
+    args_add(&a, ktot);
+    args_add(&a, ktx);
+    args_add(&a, lop_num(now, ledger_now_ms()));
+    args_add(&a, req->payment_id);
+    args_add(&a, req->reason_json ? req->reason_json : "null");
+    args_add(&a, lop_num(txcap, o->tx_history_size));
+    args_add(&a, lop_num(txttl, o->tx_history_ttl_s * 1000));
+    struct lop op = {.cb.reverse = cb, .ud = ud};
+    return lop_submit(l, LEDGER_SCRIPT_REVERSE, a.n, a.v, reverse_reply, &op, out_req);
+}
+
 /* ---- balance ---- */
 
 static long long opt_num(const redisReply *e)

@@ -253,13 +253,15 @@ static bool body_fits(struct http_req *h)
     return true;
 }
 
-/* Answers a body that httpapi_parse_* refused (e, detail) and returns true; false for PROTO_OK. */
-static bool body_refused(struct http_req *h, enum proto_err e, const char *detail)
+/* Answers a body that httpapi_parse_* refused (e, *detail) and returns true; false for
+ * PROTO_OK. detail is read here, after the parse that sets it: as an argument it could be
+ * read before the parse ran (C leaves the order of evaluation open; -O2 did exactly that). */
+static bool body_refused(struct http_req *h, enum proto_err e, const char *const *detail)
 {
     if (e == PROTO_OK) {
         return false;
     }
-    http_error(h, e, detail);
+    http_error(h, e, *detail);
     return true;
 }
 
@@ -342,8 +344,8 @@ static int room_open(struct http_req *h, const char *room)
         return 0;
     }
     struct httpapi_room_open o;
-    const char *detail;
-    if (body_refused(h, httpapi_parse_room_open(h->body, h->body_len, &o, &detail), detail)) {
+    const char *detail = NULL;
+    if (body_refused(h, httpapi_parse_room_open(h->body, h->body_len, &o, &detail), &detail)) {
         return 0;
     }
     struct pending *p = pending_new(h->app, NULL, h);
@@ -478,9 +480,9 @@ static int recharge(struct http_req *h)
         return 0;
     }
     struct httpapi_recharge r;
-    const char *detail;
+    const char *detail = NULL;
     if (body_refused(h, httpapi_parse_recharge(h->body, h->body_len, h->app->catalog, &r, &detail),
-                     detail)) {
+                     &detail)) {
         return 0;
     }
     struct pending *p = pending_new(h->app, NULL, h);
@@ -493,6 +495,61 @@ static int recharge(struct http_req *h)
     struct ledger_recharge_req req = {
         .user = r.user, .payment_id = r.payment_id, .package = r.package, .coins = r.coins};
     return started(h, p, ledger_recharge(h->app->ledger, &req, recharge_done, p, NULL));
+}
+
+static void reverse_done(void *ud, int status, const struct ledger_reverse_reply *r)
+{
+    struct pending *p = ud;
+    if (!ledger_failed(p, status)) {
+        struct http_req *h = p->h;
+        if (r->outcome == LEDGER_REVERSE_NOT_FOUND) {
+            http_error(h, PROTO_ERR_NOT_FOUND, "no recharge with this payment_id for this user");
+        } else {
+            struct proto_buf b;
+            proto_buf_init(&b, 0);
+            proto_buf_puts(&b, "{\"user\":");
+            proto_buf_json_cstr(&b, p->sub);
+            proto_buf_puts(&b, ",\"payment_id\":");
+            proto_buf_json_cstr(&b, p->id);
+            proto_buf_printf(&b, ",\"reversed\":%lld,\"balance\":%lld,\"duplicate\":%s}",
+                             r->reversed, r->balance,
+                             r->outcome == LEDGER_REVERSE_DUPLICATE ? "true" : "false");
+            http_respond_buf(h, 200, &b);
+            proto_buf_cleanup(&b);
+        }
+    }
+    free(p);
+}
+
+static int reverse(struct http_req *h)
+{
+    if (!require_service(h) || !body_fits(h)) {
+        return 0;
+    }
+    struct httpapi_reverse r;
+    const char *detail = NULL;
+    if (body_refused(h, httpapi_parse_reverse(h->body, h->body_len, &r, &detail), &detail)) {
+        return 0;
+    }
+    struct proto_buf reason;
+    proto_buf_init(&reason, 0);
+    if (r.has_reason) {
+        proto_buf_json_cstr(&reason, r.reason);
+    }
+    struct pending *p = reason.oom ? NULL : pending_new(h->app, NULL, h);
+    if (!p) {
+        proto_buf_cleanup(&reason);
+        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
+        return 0;
+    }
+    snprintf(p->sub, sizeof(p->sub), "%s", r.user);
+    snprintf(p->id, sizeof(p->id), "%s", r.payment_id);
+    struct ledger_reverse_req req = {.user = r.user,
+                                     .payment_id = r.payment_id,
+                                     .reason_json = r.has_reason ? proto_buf_text(&reason) : NULL};
+    int rc = started(h, p, ledger_reverse(h->app->ledger, &req, reverse_done, p, NULL));
+    proto_buf_cleanup(&reason);
+    return rc;
 }
 
 static void balance_done(void *ud, int status, const struct ledger_balance_reply *r)
@@ -562,7 +619,7 @@ static int budget(struct http_req *h, const char *user)
         struct httpapi_budget b;
         const char *detail;
         if (!body_fits(h) ||
-            body_refused(h, httpapi_parse_budget(h->body, h->body_len, &b, &detail), detail)) {
+            body_refused(h, httpapi_parse_budget(h->body, h->body_len, &b, &detail), &detail)) {
             return 0;
         }
         req.daily = !b.daily.given  ? LEDGER_CAP_KEEP
@@ -703,6 +760,8 @@ int http_dispatch(struct http_req *h)
         return 0;
     case HTTPAPI_RECHARGE:
         return recharge(h);
+    case HTTPAPI_REVERSE:
+        return reverse(h);
     case HTTPAPI_ROOM_INFO:
         return room_info(h, id);
     case HTTPAPI_ROOM_OPEN:

@@ -65,6 +65,7 @@ struct sender {
     char room[32];
     long next;        /* next send number */
     long outstanding; /* sent, not yet answered */
+    bool reversed;    /* its second payment was reversed */
 };
 
 struct load {
@@ -74,8 +75,9 @@ struct load {
     long sent;
     long acked;
     long long acked_coins;
-    long unavailable; /* ledger_unavailable answers */
-    long lost;        /* sends whose connection died before the answer */
+    long unavailable;   /* ledger_unavailable answers */
+    long long reversed; /* coins taken back by load_reverse */
+    long lost;          /* sends whose connection died before the answer */
 };
 
 static void load_init(struct load *L, int nsenders, int nodes, const char *tag)
@@ -95,7 +97,42 @@ static void load_init(struct load *L, int nsenders, int nodes, const char *tag)
         snprintf(s->room, sizeof(s->room), "%s-r%d", tag, i % NROOMS);
         s->node = nodes > 1 ? i % nodes : 0;
         fx_recharge(&f, s->sub, 10000000);
+        /* A second payment, reversed in the middle of the load (load_reverse). */
+        char body[160];
+        snprintf(body, sizeof(body), "{\"payment_id\":\"%s-rv\",\"user\":\"%s\",\"coins\":1000}",
+                 s->sub, s->sub);
+        struct tk_http_resp r = {0};
+        cr_assert_eq(tk_http(f.node[0].port, "POST", "/v1/recharge", f.service, body, &r), 0);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        tk_http_resp_cleanup(&r);
         s->ws = fx_viewer(&f, s->node, s->sub, s->room);
+    }
+}
+
+/* Reverses the second payment of every other sender while gifts are in flight, through node
+ * node; an answer lost to a dying node or Redis is asked again (reversals are idempotent). */
+static void load_reverse(struct load *L, int node)
+{
+    for (int i = 0; i < L->n; i += 2) {
+        char body[160];
+        snprintf(body, sizeof(body), "{\"payment_id\":\"%s-rv\",\"user\":\"%s\"}", L->s[i].sub,
+                 L->s[i].sub);
+        for (int attempt = 0;; attempt++) {
+            struct tk_http_resp r = {0};
+            int rc =
+                tk_http(f.node[node].port, "POST", "/v1/recharge/reverse", f.service, body, &r);
+            int status = r.status;
+            tk_http_resp_cleanup(&r);
+            if (rc == 0 && status == 200) { /* now, or before with its answer lost */
+                if (!L->s[i].reversed) {
+                    L->reversed += 1000;
+                    L->s[i].reversed = true;
+                }
+                break;
+            }
+            cr_assert_lt(attempt, 100, "reversal of %s: status %d", L->s[i].sub, status);
+            nap_ms(100);
+        }
     }
 }
 
@@ -359,6 +396,8 @@ static long long check_conservation(struct rows *R, const struct load *L)
     drain(40000);
     redisContext *c = tk_redis_connect(&f.redis);
     long long recharged = sum_partitions(c, "GET giftd:{p%u}:recharged");
+    long long reversed = sum_partitions(c, "GET giftd:{p%u}:reversed");
+    cr_assert_eq(reversed, L->reversed, "reversed %lld, asked %lld", reversed, L->reversed);
     long long balances = 0;
     char cursor[32] = "0";
     do {
@@ -385,9 +424,9 @@ static long long check_conservation(struct rows *R, const struct load *L)
         cr_assert(R->v[i].count > 0 && R->v[i].first_ts_ms <= R->v[i].last_ts_ms);
         settled += R->v[i].coins;
     }
-    cr_assert_eq(recharged, balances + settled,
-                 "conservation: recharged %lld != balances %lld + settled %lld", recharged,
-                 balances, settled);
+    cr_assert_eq(recharged - reversed, balances + settled,
+                 "conservation: recharged %lld - reversed %lld != balances %lld + settled %lld",
+                 recharged, reversed, balances, settled);
     /* Every acknowledged send is settled; nothing beyond what was sent. */
     cr_assert(settled >= L->acked_coins, "settled %lld < acknowledged %lld", settled,
               L->acked_coins);
@@ -445,6 +484,11 @@ Test(flush, normal_run_on_two_nodes_conserves_coins_and_diamonds)
     struct load L;
     load_init(&L, 12, 2, "nr");
     for (int round = 0; round < 14; round++) {
+        if (round == 7) {
+            load_send(&L, 25); /* reversals race the gifts in flight */
+            load_reverse(&L, 1);
+            load_answers(&L, 10000);
+        }
         load_round(&L, 25);
     }
     cr_assert_eq(L.acked, L.sent, "every send is acknowledged (%ld of %ld)", L.acked, L.sent);
@@ -517,6 +561,9 @@ Test(flush, kill_9_of_a_node_at_random_moments_loses_and_doubles_nothing)
         load_round(&L, 10);
         /* Sends in flight on both nodes, and flushes under way, when node 1 dies. */
         load_send(&L, 10);
+        if (cycle == cycles / 2) {
+            load_reverse(&L, 0);
+        }
         nap_ms(rand() % 120);
         cr_assert_eq(tk_giftd_signal(&f.node[1], SIGKILL), 0);
         cr_assert_eq(tk_giftd_wait_exit(&f.node[1], 10000, NULL), 0);
@@ -633,6 +680,9 @@ Test(flush, redis_restarted_with_aof_mid_load_loses_and_doubles_nothing)
     for (int i = 0; i < f.nodes; i++) {
         cr_assert_eq(tk_giftd_wait_ready(&f.node[i], 15000), 0);
     }
+    load_send(&L, 20); /* reversals race the gifts in flight */
+    load_reverse(&L, 1);
+    load_answers(&L, 10000);
     for (int round = 0; round < 5; round++) {
         load_round(&L, 20);
     }

@@ -46,7 +46,8 @@ static int ctl(json_t **out, const char *const *args)
 Test(giftctl, room_open_show_close)
 {
     json_t *j = NULL;
-    const char *open[] = {"room", "open", "c1", "--creator", "cara", "--creator-name", "Cara", NULL};
+    const char *open[] = {"room", "open",           "c1",   "--creator",
+                          "cara", "--creator-name", "Cara", NULL};
     cr_assert_eq(ctl(&j, open), 0);
     cr_assert(json_is_true(json_object_get(j, "live")));
     json_decref(j);
@@ -68,8 +69,8 @@ Test(giftctl, room_open_show_close)
 Test(giftctl, recharge_balance_budget)
 {
     json_t *j = NULL;
-    const char *rc1[] = {"recharge", "--user", "ann", "--payment-id", "p-1", "--package", "p350",
-                         NULL};
+    const char *rc1[] = {"recharge", "--user",    "ann",  "--payment-id",
+                         "p-1",      "--package", "p350", NULL};
     cr_assert_eq(ctl(&j, rc1), 0);
     cr_assert_eq(fx_int(j, "credited"), 350);
     json_decref(j);
@@ -92,8 +93,8 @@ Test(giftctl, recharge_balance_budget)
     cr_assert_eq(fx_int(j, "monthly_coins"), 2000);
     cr_assert_eq(fx_int(j, "daily_coins"), 100, "the daily cap is kept");
     json_decref(j);
-    const char *none[] = {"budget", "ann", "--daily-coins", "none", "--monthly-coins", "none",
-                          NULL};
+    const char *none[] = {"budget", "ann", "--daily-coins", "none", "--monthly-coins",
+                          "none",   NULL};
     cr_assert_eq(ctl(&j, none), 0);
     cr_assert(json_is_null(json_object_get(j, "daily_coins")));
     cr_assert(json_is_null(json_object_get(j, "monthly_coins")));
@@ -102,16 +103,34 @@ Test(giftctl, recharge_balance_budget)
     cr_assert_eq(ctl(&j, show), 0);
     cr_assert(json_is_integer(json_object_get(j, "spent_this_month")));
     json_decref(j);
-    const char *badpkg[] = {"recharge", "--user", "ann", "--payment-id", "p-3", "--package",
-                            "nope", NULL};
+    /* A reversal, then the history shows it on top. */
+    const char *rev[] = {"reverse", "--user",   "ann",    "--payment-id",
+                         "p-2",     "--reason", "refund", NULL};
+    cr_assert_eq(ctl(&j, rev), 0);
+    cr_assert(json_is_false(json_object_get(j, "duplicate")));
+    long long reversed = fx_int(j, "reversed");
+    cr_assert(reversed > 0);
+    json_decref(j);
+    const char *txs[] = {"transactions", "ann", "--count", "1", NULL};
+    cr_assert_eq(ctl(&j, txs), 0);
+    json_t *top = json_array_get(json_object_get(j, "transactions"), 0);
+    cr_assert_str_eq(fx_str(top, "type"), "reversal");
+    cr_assert_eq(fx_int(top, "coins"), -reversed);
+    cr_assert_str_eq(fx_str(top, "reason"), "refund");
+    json_decref(j);
+    const char *norev[] = {"reverse", "--user", "ann", "--payment-id", "never", NULL};
+    cr_assert_eq(ctl(NULL, norev), 1, "404: giftctl fails");
+    cr_assert_eq(fx_balance(&f, "ann"), 355 - reversed);
+    const char *badpkg[] = {"recharge", "--user",    "ann",  "--payment-id",
+                            "p-3",      "--package", "nope", NULL};
     cr_assert_eq(ctl(NULL, badpkg), 1);
-    cr_assert_eq(fx_balance(&f, "ann"), 355);
+    cr_assert_eq(fx_balance(&f, "ann"), 355 - reversed);
 }
 
 Test(giftctl, minted_token_is_accepted_by_giftd)
 {
-    const char *argv[] = {GIFTCTL_BIN, "token",  "--sub",        "ann", "--role", "viewer",
-                          "--name",    "Ann",    "--secret",     TK_SECRET, NULL};
+    const char *argv[] = {GIFTCTL_BIN, "token", "--sub",    "ann",     "--role", "viewer",
+                          "--name",    "Ann",   "--secret", TK_SECRET, NULL};
     char *tok = NULL;
     cr_assert_eq(tk_run(argv, NULL, 10000, &tok, NULL), 0);
     tok[strcspn(tok, "\r\n")] = '\0';

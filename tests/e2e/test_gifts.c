@@ -366,6 +366,18 @@ Test(gifts, refusals_change_nothing)
                  0);
     cr_assert(json_is_null(json_object_get(r.json, "monthly_coins")));
     tk_http_resp_cleanup(&r);
+    /* A bad body is 400 naming the field (it once crashed the -O2 build: the message was
+     * read before the parser had set it). */
+    cr_assert_eq(tk_http(f.node[0].port, "PUT", path, f.service, "{\"monthly_coins\":\"x\"}", &r),
+                 0);
+    cr_assert_eq(r.status, 400);
+    cr_assert_not_null(
+        strstr(fx_str(json_object_get(r.json, "error"), "message"), "monthly_coins"));
+    tk_http_resp_cleanup(&r);
+    cr_assert_eq(tk_http(f.node[0].port, "POST", "/v1/recharge", f.service, "{\"user\":1}", &r), 0);
+    cr_assert_eq(r.status, 400);
+    cr_assert_not_null(strstr(fx_str(json_object_get(r.json, "error"), "message"), "payment_id"));
+    tk_http_resp_cleanup(&r);
 
     /* The creator cannot gift in their own room. */
     fx_recharge(&f, "cara", 10);
@@ -1050,4 +1062,144 @@ Test(gifts, transactions_list_recharges_and_gifts_newest_first_in_pages)
     free(own);
     free(other);
     tk_ws_free(a);
+}
+
+/* POST to path with body as the service; returns status, *out the JSON (new, may be NULL). */
+static int service_post(const char *path, const char *body, json_t **out)
+{
+    struct tk_http_resp r = {0};
+    cr_assert_eq(tk_http(f.node[0].port, "POST", path, f.service, body, &r), 0);
+    int status = r.status;
+    if (out) {
+        *out = json_incref(r.json);
+    }
+    tk_http_resp_cleanup(&r);
+    return status;
+}
+
+/* Reversals (SPEC 4.5, 4.6): exactly the recharge's coins, once, into debt; no gift while in
+ * debt; a payment never recharged is 404 and changes nothing; the history shows it. */
+Test(gifts, a_reversal_takes_back_the_recharge_once_even_into_debt)
+{
+    fx_open_room(&f, "rv1", "cara");
+    json_t *j = NULL;
+    cr_assert_eq(service_post("/v1/recharge",
+                              "{\"payment_id\":\"rvp1\",\"user\":\"rvann\",\"coins\":100}", &j),
+                 200);
+    json_decref(j);
+    struct tk_ws *a = fx_viewer(&f, 0, "rvann", "rv1");
+    for (int i = 0; i < 2; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "rv%d", i);
+        fx_send_gift(a, id, "doughnut", 1);
+        json_t *ok = fx_answer(a, id, 5000);
+        cr_assert_str_eq(fx_str(ok, "type"), "ack");
+        json_decref(ok);
+    }
+    cr_assert_eq(
+        service_post("/v1/recharge/reverse",
+                     "{\"payment_id\":\"rvp1\",\"user\":\"rvann\",\"reason\":\"chargeback\"}", &j),
+        200);
+    cr_assert_eq(fx_int(j, "reversed"), 100);
+    cr_assert_eq(fx_int(j, "balance"), -60, "the spent coins become debt");
+    cr_assert(json_is_false(json_object_get(j, "duplicate")));
+    json_decref(j);
+    cr_assert_eq(
+        service_post("/v1/recharge/reverse", "{\"payment_id\":\"rvp1\",\"user\":\"rvann\"}", &j),
+        200);
+    cr_assert(json_is_true(json_object_get(j, "duplicate")));
+    cr_assert_eq(fx_int(j, "reversed"), 100);
+    cr_assert_eq(fx_int(j, "balance"), -60, "a repeat changes nothing");
+    json_decref(j);
+    cr_assert_eq(
+        service_post("/v1/recharge/reverse", "{\"payment_id\":\"never\",\"user\":\"rvann\"}", &j),
+        404);
+    cr_assert_str_eq(fx_str(json_object_get(j, "error"), "code"), "not_found");
+    json_decref(j);
+    cr_assert_eq(
+        service_post("/v1/recharge/reverse", "{\"payment_id\":\"x y\",\"user\":\"rvann\"}", NULL),
+        400);
+    cr_assert_eq(fx_balance(&f, "rvann"), -60);
+    /* In debt: no gift, not even a rose. The recharge of the same payment id is a repeat. */
+    fx_send_gift(a, "rv-debt", "rose", 1);
+    json_t *no = fx_answer(a, "rv-debt", 5000);
+    cr_assert_str_eq(fx_str(no, "code"), "insufficient_funds");
+    json_decref(no);
+    cr_assert_eq(service_post("/v1/recharge",
+                              "{\"payment_id\":\"rvp1\",\"user\":\"rvann\",\"coins\":100}", &j),
+                 200);
+    cr_assert(json_is_true(json_object_get(j, "duplicate")));
+    json_decref(j);
+    cr_assert_eq(fx_balance(&f, "rvann"), -60);
+    /* A new recharge covers the debt; gifts go on. */
+    cr_assert_eq(fx_recharge(&f, "rvann", 70), 10);
+    fx_send_gift(a, "rv-after", "rose", 1);
+    json_t *ok = fx_answer(a, "rv-after", 5000);
+    cr_assert_str_eq(fx_str(ok, "type"), "ack");
+    cr_assert_eq(fx_int(ok, "balance"), 9);
+    json_decref(ok);
+    /* The history: the reversal with the balance after it and its reason. */
+    struct tk_http_resp r = {0};
+    cr_assert_eq(
+        tk_http(f.node[0].port, "GET", "/v1/users/rvann/transactions", f.service, NULL, &r), 0);
+    json_t *tx = json_object_get(r.json, "transactions");
+    /* rose, recharge, reversal, 2 gifts, the first recharge */
+    cr_assert_eq(json_array_size(tx), 6, "%s", r.body);
+    json_t *rev = json_array_get(tx, 2);
+    cr_assert_str_eq(fx_str(rev, "type"), "reversal", "%s", r.body);
+    cr_assert_eq(fx_int(rev, "coins"), -100);
+    cr_assert_eq(fx_int(rev, "balance"), -60);
+    cr_assert_str_eq(fx_str(rev, "payment_id"), "rvp1");
+    cr_assert_str_eq(fx_str(rev, "reason"), "chargeback");
+    tk_http_resp_cleanup(&r);
+    tk_ws_free(a);
+}
+
+/* Gifts on two nodes racing a reversal: no gift is accepted below zero, and coins are
+ * conserved: recharged - reversed = balance + what the acked gifts took. */
+Test(gifts, gifts_racing_a_reversal_on_two_nodes_never_go_below_zero_and_conserve)
+{
+    fx_open_room(&f, "rv2", "cara");
+    json_t *j = NULL;
+    cr_assert_eq(service_post("/v1/recharge",
+                              "{\"payment_id\":\"rvq1\",\"user\":\"rvbob\",\"coins\":100}", &j),
+                 200);
+    json_decref(j);
+    struct tk_ws *n0 = fx_viewer(&f, 0, "rvbob", "rv2");
+    struct tk_ws *n1 = fx_viewer(&f, 1, "rvbob", "rv2");
+    enum { PER = 40 };
+    for (int i = 0; i < PER; i++) {
+        char id[24];
+        snprintf(id, sizeof(id), "q0-%d", i);
+        fx_send_gift(n0, id, "rose", 1);
+        snprintf(id, sizeof(id), "q1-%d", i);
+        fx_send_gift(n1, id, "rose", 1);
+        if (i == PER / 2) {
+            cr_assert_eq(service_post("/v1/recharge/reverse",
+                                      "{\"payment_id\":\"rvq1\",\"user\":\"rvbob\"}", &j),
+                         200);
+            json_decref(j);
+        }
+    }
+    long acked = 0;
+    for (int n = 0; n < 2; n++) {
+        for (int i = 0; i < PER; i++) {
+            char id[24];
+            snprintf(id, sizeof(id), "q%d-%d", n, i);
+            json_t *ans = fx_answer(n == 0 ? n0 : n1, id, 5000);
+            cr_assert_not_null(ans, "no answer to %s", id);
+            if (strcmp(fx_str(ans, "type"), "ack") == 0) {
+                acked++;
+                cr_assert(fx_int(ans, "balance") >= 0, "%s accepted below zero", id);
+            } else {
+                cr_assert_str_eq(fx_str(ans, "code"), "insufficient_funds");
+            }
+            json_decref(ans);
+        }
+    }
+    cr_assert(acked > 0 && acked < 2 * PER, "acked %ld", acked);
+    /* 100 recharged - 100 reversed = balance + acked coins (pending, then settled). */
+    cr_assert_eq(fx_balance(&f, "rvbob"), -acked);
+    tk_ws_free(n0);
+    tk_ws_free(n1);
 }
