@@ -412,6 +412,19 @@ static int parse_package(json_t *entry, const struct field_ctx *fc, struct gifts
         return field_fail(fc, "currency", "must be three upper-case letters");
     }
     memcpy(p->currency, json_string_value(cur), 4);
+    if (json_object_get(entry, "bonus_coins") != NULL &&
+        (rc = get_long(fc, entry, "bonus_coins", 0, "must be an integer >= 0", &p->bonus_coins)) !=
+            0) {
+        return rc;
+    }
+    if ((rc = get_time(fc, entry, "available_from", &p->available_from_ms)) != 0 ||
+        (rc = get_time(fc, entry, "available_until", &p->available_until_ms)) != 0) {
+        return rc;
+    }
+    if (p->available_from_ms != 0 && p->available_until_ms != 0 &&
+        p->available_from_ms >= p->available_until_ms) {
+        return field_fail(fc, "available_until", "must be later than available_from");
+    }
     return 0;
 }
 
@@ -620,6 +633,12 @@ const struct gifts_package *gifts_find_package(const struct gifts_catalog *cat, 
     return i == SIZE_MAX ? NULL : &cat->packages[i];
 }
 
+bool gifts_package_available(const struct gifts_package *p, int64_t now_ms)
+{
+    return p != NULL && (p->available_from_ms == 0 || now_ms >= p->available_from_ms) &&
+           (p->available_until_ms == 0 || now_ms < p->available_until_ms);
+}
+
 bool gifts_available(const struct gift *g, int64_t now_ms)
 {
     if (g == NULL) {
@@ -704,8 +723,14 @@ static json_t *package_to_json(const struct gifts_package *p)
     int rc = 0;
     rc |= json_object_set_new(o, "id", json_string(p->id));
     rc |= json_object_set_new(o, "coins", json_integer((json_int_t)p->coins));
+    rc |= json_object_set_new(o, "bonus_coins", json_integer((json_int_t)p->bonus_coins));
     rc |= json_object_set_new(o, "price_cents", json_integer((json_int_t)p->price_cents));
     rc |= json_object_set_new(o, "currency", json_string(p->currency));
+    if (p->available_until_ms != 0) {
+        rc |= set_time(o, "available_until", p->available_until_ms);
+    } else {
+        rc |= json_object_set_new(o, "available_until", json_null());
+    }
     if (rc != 0) {
         json_decref(o);
         return NULL;
@@ -750,13 +775,16 @@ char *gifts_catalog_json(const struct gifts_catalog *cat, int64_t now_ms)
     return dump_wrapped("gifts", arr);
 }
 
-char *gifts_packages_json(const struct gifts_catalog *cat)
+char *gifts_packages_json(const struct gifts_catalog *cat, int64_t now_ms)
 {
     json_t *arr = json_array();
     if (arr == NULL) {
         return NULL;
     }
     for (size_t i = 0; i < gifts_package_count(cat); i++) {
+        if (!gifts_package_available(&cat->packages[i], now_ms)) {
+            continue;
+        }
         if (json_array_append_new(arr, package_to_json(&cat->packages[i])) != 0) {
             json_decref(arr);
             return NULL;

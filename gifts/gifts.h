@@ -27,9 +27,12 @@ struct gift {
 
 struct gifts_package {
     char id[65];
-    long coins;       /* >= 1 */
-    long price_cents; /* >= 0 */
-    char currency[4]; /* ISO 4217, three upper-case letters */
+    long coins;                 /* >= 1 */
+    long bonus_coins;           /* >= 0: a promotion's extra coins, credited with coins */
+    long price_cents;           /* >= 0 */
+    char currency[4];           /* ISO 4217, three upper-case letters */
+    int64_t available_from_ms;  /* 0: no lower bound (a promotion's window) */
+    int64_t available_until_ms; /* 0: no upper bound */
 };
 
 struct gifts_catalog;
@@ -43,7 +46,8 @@ const char *gifts_tier_name(enum gifts_tier tier);
  * (display name), coins (integer >= 1), diamonds (integer >= 0), tier (one of the four),
  * animation (identifier), streakable (bool, default false), optional available_from /
  * available_until (RFC 3339 UTC "YYYY-MM-DDTHH:MM:SSZ", from < until); ids unique among gifts
- * and among packages; every package has id, coins >= 1, price_cents >= 0, currency [A-Z]{3}.
+ * and among packages; every package has id, coins >= 1, price_cents >= 0, currency [A-Z]{3},
+ * optional bonus_coins >= 0 and available_from / available_until as for gifts.
  * On success *out is **new** (gifts_catalog_free) and 0 is returned. On failure returns
  * -EINVAL and err receives a message naming the entry and field, e.g.
  * "gifts[3] (lion): coins: must be an integer >= 1".
@@ -64,6 +68,8 @@ const struct gifts_package *gifts_find_package(const struct gifts_catalog *cat, 
 
 /** True when now_ms lies in [available_from, available_until) (open bounds when 0). */
 bool gifts_available(const struct gift *g, int64_t now_ms);
+/** The same for a package (a promotion runs while it is available). */
+bool gifts_package_available(const struct gifts_package *p, int64_t now_ms);
 
 size_t gifts_count(const struct gifts_catalog *cat);
 /** The i-th gift in file order (borrowed). */
@@ -78,7 +84,9 @@ const struct gifts_package *gifts_package_at(const struct gifts_catalog *cat, si
  */
 char *gifts_catalog_json(const struct gifts_catalog *cat, int64_t now_ms);
 
-/** {"packages":[{"id","coins","price_cents","currency"}…]}; **new** string or NULL. */
-char *gifts_packages_json(const struct gifts_catalog *cat);
+/** {"packages":[{"id","coins","bonus_coins","price_cents","currency","available_until"}…]}:
+ * the packages available at now_ms (available_until null when the package has no end);
+ * **new** string or NULL. */
+char *gifts_packages_json(const struct gifts_catalog *cat, int64_t now_ms);
 
 #endif

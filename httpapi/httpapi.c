@@ -188,7 +188,8 @@ enum proto_err httpapi_parse_room_open(const char *body, size_t len, struct http
 }
 
 static enum proto_err recharge_fields(const json_t *j, const struct gifts_catalog *cat,
-                                      struct httpapi_recharge *out, const char **detail)
+                                      int64_t now_ms, struct httpapi_recharge *out,
+                                      const char **detail)
 {
     const json_t *pay = json_object_get(j, "payment_id");
     const json_t *user = json_object_get(j, "user");
@@ -217,9 +218,13 @@ static enum proto_err recharge_fields(const json_t *j, const struct gifts_catalo
         *detail = "coins: must be an integer from 1 to 1000000000";
         return PROTO_ERR_BAD_REQUEST;
     }
+    if (pkg != NULL && !gifts_package_available(pkg, now_ms)) {
+        *detail = "package: not available now (its promotion is not running)";
+        return PROTO_ERR_PACKAGE_UNAVAILABLE;
+    }
     copy_str(out->payment_id, sizeof out->payment_id, pay);
     copy_str(out->user, sizeof out->user, user);
-    out->coins = pkg != NULL ? pkg->coins : json_integer_value(jcoins);
+    out->coins = pkg != NULL ? pkg->coins + pkg->bonus_coins : json_integer_value(jcoins);
     if (pkg != NULL) {
         copy_str(out->package, sizeof out->package, jpkg);
     }
@@ -227,14 +232,15 @@ static enum proto_err recharge_fields(const json_t *j, const struct gifts_catalo
 }
 
 enum proto_err httpapi_parse_recharge(const char *body, size_t len, const struct gifts_catalog *cat,
-                                      struct httpapi_recharge *out, const char **out_detail)
+                                      int64_t now_ms, struct httpapi_recharge *out,
+                                      const char **out_detail)
 {
     const char *detail = NULL;
     enum proto_err rc = PROTO_ERR_BAD_JSON;
     memset(out, 0, sizeof *out);
     json_t *j = load_body(body, len, &detail);
     if (j != NULL) {
-        rc = recharge_fields(j, cat, out, &detail);
+        rc = recharge_fields(j, cat, now_ms, out, &detail);
         json_decref(j);
     }
     if (out_detail != NULL) {

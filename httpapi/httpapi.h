@@ -60,7 +60,7 @@ struct httpapi_recharge {
     char payment_id[65];
     char user[65];
     char package[65]; /* the package's id, "" for a recharge of coins */
-    long long coins;  /* 1..1000000000, or the package's coins */
+    long long coins;  /* 1..1000000000, or the package's coins plus its bonus_coins */
 };
 
 /* The body of POST /v1/recharge/reverse. */
@@ -98,9 +98,12 @@ enum proto_err httpapi_parse_room_open(const char *body, size_t len, struct http
                                        const char **out_detail);
 
 /** payment_id and user (identifiers) and exactly one of package (the id of one of cat's
- * packages; cat borrowed, may be NULL: no packages) and coins (integer 1..1000000000). */
+ * packages; cat borrowed, may be NULL: no packages) and coins (integer 1..1000000000). A
+ * package outside its availability window at now_ms is PROTO_ERR_PACKAGE_UNAVAILABLE; one
+ * inside credits its coins plus its bonus_coins. */
 enum proto_err httpapi_parse_recharge(const char *body, size_t len, const struct gifts_catalog *cat,
-                                      struct httpapi_recharge *out, const char **out_detail);
+                                      int64_t now_ms, struct httpapi_recharge *out,
+                                      const char **out_detail);
 
 /** payment_id and user (identifiers); reason absent, null, or a string of at most
  * HTTPAPI_REASON_MAX bytes. */

@@ -11,23 +11,24 @@
  * HTTP status, default message. Append-only: clients match on the wire code.
  */
 #define PROTO_ERRORS(X)                                                                            \
-    X(BAD_JSON, "bad_json", 400, "the frame is not a JSON object")                                \
-    X(BAD_REQUEST, "bad_request", 400, "missing or invalid field")                                \
-    X(TOO_LARGE, "too_large", 413, "frame too large")                                             \
-    X(UNAUTHORIZED, "unauthorized", 401, "no valid token")                                        \
-    X(FORBIDDEN, "forbidden", 403, "this role may not do that")                                   \
-    X(NOT_JOINED, "not_joined", 409, "join a room first")                                         \
-    X(ROOM_NOT_LIVE, "room_not_live", 404, "the room is not live")                                \
-    X(UNKNOWN_GIFT, "unknown_gift", 404, "no such gift in the catalog")                           \
-    X(GIFT_UNAVAILABLE, "gift_unavailable", 409, "this gift is not available now")                \
-    X(SELF_GIFT, "self_gift", 409, "a creator cannot send gifts to their own room")               \
-    X(INSUFFICIENT_FUNDS, "insufficient_funds", 409, "balance too low; nothing was debited")      \
-    X(BUDGET_EXCEEDED, "budget_exceeded", 409, "daily budget would be exceeded; nothing debited") \
-    X(RATE_LIMITED, "rate_limited", 429, "too many requests")                                     \
-    X(LEDGER_UNAVAILABLE, "ledger_unavailable", 503,                                              \
-      "ledger unavailable; retry with the same id to learn the outcome")                          \
-    X(INTERNAL, "internal", 500, "internal error")                                                \
-    X(NOT_FOUND, "not_found", 404, "no such resource")
+    X(BAD_JSON, "bad_json", 400, "the frame is not a JSON object")                                 \
+    X(BAD_REQUEST, "bad_request", 400, "missing or invalid field")                                 \
+    X(TOO_LARGE, "too_large", 413, "frame too large")                                              \
+    X(UNAUTHORIZED, "unauthorized", 401, "no valid token")                                         \
+    X(FORBIDDEN, "forbidden", 403, "this role may not do that")                                    \
+    X(NOT_JOINED, "not_joined", 409, "join a room first")                                          \
+    X(ROOM_NOT_LIVE, "room_not_live", 404, "the room is not live")                                 \
+    X(UNKNOWN_GIFT, "unknown_gift", 404, "no such gift in the catalog")                            \
+    X(GIFT_UNAVAILABLE, "gift_unavailable", 409, "this gift is not available now")                 \
+    X(SELF_GIFT, "self_gift", 409, "a creator cannot send gifts to their own room")                \
+    X(INSUFFICIENT_FUNDS, "insufficient_funds", 409, "balance too low; nothing was debited")       \
+    X(BUDGET_EXCEEDED, "budget_exceeded", 409, "a budget would be exceeded; nothing debited")      \
+    X(RATE_LIMITED, "rate_limited", 429, "too many requests")                                      \
+    X(LEDGER_UNAVAILABLE, "ledger_unavailable", 503,                                               \
+      "ledger unavailable; retry with the same id to learn the outcome")                           \
+    X(INTERNAL, "internal", 500, "internal error")                                                 \
+    X(NOT_FOUND, "not_found", 404, "no such resource")                                             \
+    X(PACKAGE_UNAVAILABLE, "package_unavailable", 409, "this package is not available now")
 
 enum proto_err {
     PROTO_OK = 0,

@@ -481,7 +481,9 @@ static int recharge(struct http_req *h)
     }
     struct httpapi_recharge r;
     const char *detail = NULL;
-    if (body_refused(h, httpapi_parse_recharge(h->body, h->body_len, h->app->catalog, &r, &detail),
+    if (body_refused(h,
+                     httpapi_parse_recharge(h->body, h->body_len, h->app->catalog, ledger_now_ms(),
+                                            &r, &detail),
                      &detail)) {
         return 0;
     }
@@ -756,7 +758,7 @@ int http_dispatch(struct http_req *h)
         respond_new_json(h, gifts_catalog_json(app->catalog, ledger_now_ms()));
         return 0;
     case HTTPAPI_PACKAGES:
-        respond_new_json(h, gifts_packages_json(app->catalog));
+        respond_new_json(h, gifts_packages_json(app->catalog, ledger_now_ms()));
         return 0;
     case HTTPAPI_RECHARGE:
         return recharge(h);

@@ -786,11 +786,39 @@ Test(gifts_packages_json, lists_packages_in_file_order)
 {
     struct gifts_catalog *cat = parse_ok(WITH_PACKAGES(
         PKG("\"p70\"", "70", "99", "\"USD\"") "," PKG("\"p350\"", "350", "499", "\"EUR\"")));
-    char *s = gifts_packages_json(cat);
+    char *s = gifts_packages_json(cat, 1800000000000LL);
     cr_assert_not_null(s);
-    cr_assert_str_eq(s, "{\"packages\":[{\"id\":\"p70\",\"coins\":70,\"price_cents\":99,"
-                        "\"currency\":\"USD\"},{\"id\":\"p350\",\"coins\":350,\"price_cents\":"
-                        "499,\"currency\":\"EUR\"}]}");
+    cr_assert_str_eq(s, "{\"packages\":[{\"id\":\"p70\",\"coins\":70,\"bonus_coins\":0,"
+                        "\"price_cents\":99,\"currency\":\"USD\",\"available_until\":null},"
+                        "{\"id\":\"p350\",\"coins\":350,\"bonus_coins\":0,\"price_cents\":499,"
+                        "\"currency\":\"EUR\",\"available_until\":null}]}");
+    free(s);
+    gifts_catalog_free(cat);
+}
+
+/* A promotion: bonus coins and a window; outside it the package is not listed. */
+Test(gifts_packages_json, lists_promotions_only_while_they_run)
+{
+    struct gifts_catalog *cat = parse_ok(
+        WITH_PACKAGES("{\"id\":\"fall\",\"coins\":350,\"bonus_coins\":35,\"price_cents\":499,"
+                      "\"currency\":\"USD\",\"available_from\":\"2026-11-25T00:00:00Z\","
+                      "\"available_until\":\"2026-12-02T00:00:00Z\"}"));
+    const struct gifts_package *p = gifts_find_package(cat, "fall");
+    cr_assert_not_null(p);
+    cr_assert_eq(p->bonus_coins, 35);
+    int64_t before = 1764633600000LL; /* 2025-12-02T00:00:00Z: a year before */
+    cr_assert_not(gifts_package_available(p, before));
+    int64_t from = 1795564800000LL; /* 2026-11-25T00:00:00Z */
+    cr_assert(gifts_package_available(p, from));
+    cr_assert(gifts_package_available(p, from + 86400000LL));
+    cr_assert_not(gifts_package_available(p, from + 7 * 86400000LL), "until is exclusive");
+    char *s = gifts_packages_json(cat, from + 1000);
+    cr_assert_str_eq(s, "{\"packages\":[{\"id\":\"fall\",\"coins\":350,\"bonus_coins\":35,"
+                        "\"price_cents\":499,\"currency\":\"USD\","
+                        "\"available_until\":\"2026-12-02T00:00:00Z\"}]}");
+    free(s);
+    s = gifts_packages_json(cat, from - 1000);
+    cr_assert_str_eq(s, "{\"packages\":[]}");
     free(s);
     gifts_catalog_free(cat);
 }
@@ -798,7 +826,7 @@ Test(gifts_packages_json, lists_packages_in_file_order)
 Test(gifts_packages_json, shipped_catalog_parses_back)
 {
     struct gifts_catalog *cat = load_shipped();
-    char *s = gifts_packages_json(cat);
+    char *s = gifts_packages_json(cat, 1800000000000LL);
     cr_assert_not_null(s);
     json_t *root = json_loads(s, 0, NULL);
     free(s);
@@ -815,7 +843,7 @@ Test(gifts_packages_json, shipped_catalog_parses_back)
 Test(gifts_packages_json, empty_list_without_packages)
 {
     struct gifts_catalog *cat = parse_ok("{\"gifts\":[" ROSE_JSON "]}");
-    char *s = gifts_packages_json(cat);
+    char *s = gifts_packages_json(cat, 1800000000000LL);
     cr_assert_str_eq(s, "{\"packages\":[]}");
     free(s);
     gifts_catalog_free(cat);

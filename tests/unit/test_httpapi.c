@@ -217,7 +217,13 @@ static struct gifts_catalog *catalog(void)
         "{\"gifts\":[{\"id\":\"rose\",\"name\":\"Rose\",\"coins\":1,\"diamonds\":1,"
         "\"tier\":\"small\",\"animation\":\"rose\"}],"
         "\"packages\":[{\"id\":\"coins_100\",\"coins\":100,\"price_cents\":99,"
-        "\"currency\":\"USD\"}]}";
+        "\"currency\":\"USD\"},"
+        /* A promotion: 1800000000000 (the tests' now) is 2027-01-15T08:00:00Z. */
+        "{\"id\":\"winter\",\"coins\":100,\"bonus_coins\":25,\"price_cents\":99,"
+        "\"currency\":\"USD\",\"available_from\":\"2027-01-01T00:00:00Z\","
+        "\"available_until\":\"2027-02-01T00:00:00Z\"},"
+        "{\"id\":\"fall\",\"coins\":100,\"bonus_coins\":50,\"price_cents\":99,"
+        "\"currency\":\"USD\",\"available_until\":\"2026-12-01T00:00:00Z\"}]}";
     struct gifts_catalog *cat = NULL;
     cr_assert_eq(gifts_catalog_parse(json, strlen(json), &cat, NULL, 0), 0);
     return cat;
@@ -226,7 +232,25 @@ static struct gifts_catalog *catalog(void)
 static enum proto_err recharge(const char *body, const struct gifts_catalog *cat,
                                struct httpapi_recharge *r, const char **detail)
 {
-    return httpapi_parse_recharge(body, strlen(body), cat, r, detail);
+    return httpapi_parse_recharge(body, strlen(body), cat, 1800000000000LL, r, detail);
+}
+
+Test(httpapi_parse_recharge, a_promotion_credits_its_bonus_while_it_runs)
+{
+    struct gifts_catalog *cat = catalog();
+    struct httpapi_recharge r;
+    const char *detail = NULL;
+    cr_assert_eq(recharge("{\"payment_id\":\"p1\",\"user\":\"u1\",\"package\":\"winter\"}", cat, &r,
+                          &detail),
+                 PROTO_OK);
+    cr_assert_eq(r.coins, 125, "coins and bonus_coins, in one credit");
+    cr_assert_str_eq(r.package, "winter");
+    cr_assert_eq(
+        recharge("{\"payment_id\":\"p2\",\"user\":\"u1\",\"package\":\"fall\"}", cat, &r, &detail),
+        PROTO_ERR_PACKAGE_UNAVAILABLE);
+    cr_assert_not_null(strstr(detail, "not available"));
+    cr_assert_eq(proto_err_http_status(PROTO_ERR_PACKAGE_UNAVAILABLE), 409);
+    gifts_catalog_free(cat);
 }
 
 Test(httpapi_parse_recharge, coins_or_a_package)
