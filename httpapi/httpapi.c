@@ -51,6 +51,16 @@ static enum httpapi_route route(enum httpapi_method method, const char *path, ch
     if (strcmp(path, "/v1/recharge/reverse") == 0 && method == HTTPAPI_POST) {
         return HTTPAPI_REVERSE;
     }
+    if ((rest = path_segment(path, "/v1/rooms/", id)) != NULL && strcmp(rest, "/goal") == 0) {
+        switch (method) {
+        case HTTPAPI_PUT:
+            return HTTPAPI_GOAL_SET;
+        case HTTPAPI_DELETE:
+            return HTTPAPI_GOAL_CLEAR;
+        default:
+            return HTTPAPI_METHOD_NOT_ALLOWED;
+        }
+    }
     if ((rest = path_segment(path, "/v1/rooms/", id)) != NULL && *rest == '\0') {
         switch (method) {
         case HTTPAPI_GET:
@@ -97,6 +107,8 @@ enum httpapi_route httpapi_route(enum httpapi_method method, const char *path, c
     case HTTPAPI_ROOM_INFO:
     case HTTPAPI_ROOM_OPEN:
     case HTTPAPI_ROOM_CLOSE:
+    case HTTPAPI_GOAL_SET:
+    case HTTPAPI_GOAL_CLEAR:
     case HTTPAPI_BALANCE:
     case HTTPAPI_BUDGET:
     case HTTPAPI_TRANSACTIONS:
@@ -241,6 +253,42 @@ enum proto_err httpapi_parse_recharge(const char *body, size_t len, const struct
     json_t *j = load_body(body, len, &detail);
     if (j != NULL) {
         rc = recharge_fields(j, cat, now_ms, out, &detail);
+        json_decref(j);
+    }
+    if (out_detail != NULL) {
+        *out_detail = rc == PROTO_OK ? NULL : detail;
+    }
+    return rc;
+}
+
+enum proto_err httpapi_parse_goal(const char *body, size_t len, struct httpapi_goal *out,
+                                  const char **out_detail)
+{
+    const char *detail = NULL;
+    enum proto_err rc = PROTO_ERR_BAD_JSON;
+    memset(out, 0, sizeof *out);
+    json_t *j = load_body(body, len, &detail);
+    if (j != NULL) {
+        const json_t *title = json_object_get(j, "title");
+        const json_t *target = json_object_get(j, "target");
+        const json_t *gift = json_object_get(j, "gift");
+        rc = PROTO_ERR_BAD_REQUEST;
+        if (!json_is_string(title) || json_string_length(title) < 1 ||
+            json_string_length(title) > HTTPAPI_GOAL_TITLE_MAX) {
+            detail = "title: must be a string of 1 to 100 bytes";
+        } else if (!json_is_integer(target) || json_integer_value(target) < 1 ||
+                   json_integer_value(target) > 1000000000000LL) {
+            detail = "target: must be an integer from 1 to 1000000000000";
+        } else if (gift != NULL && !json_is_null(gift) && !is_id(gift)) {
+            detail = "gift: must be null or a gift id";
+        } else {
+            copy_str(out->title, sizeof out->title, title);
+            if (is_id(gift)) {
+                copy_str(out->gift, sizeof out->gift, gift);
+            }
+            out->target = json_integer_value(target);
+            rc = PROTO_OK;
+        }
         json_decref(j);
     }
     if (out_detail != NULL) {

@@ -30,6 +30,8 @@ enum httpapi_route {
     HTTPAPI_ROOM_INFO,          /* GET /v1/rooms/{room} */
     HTTPAPI_ROOM_OPEN,          /* PUT /v1/rooms/{room} */
     HTTPAPI_ROOM_CLOSE,         /* DELETE /v1/rooms/{room} */
+    HTTPAPI_GOAL_SET,           /* PUT /v1/rooms/{room}/goal */
+    HTTPAPI_GOAL_CLEAR,         /* DELETE /v1/rooms/{room}/goal */
     HTTPAPI_BALANCE,            /* GET /v1/users/{user}/balance */
     HTTPAPI_BUDGET,             /* GET or PUT /v1/users/{user}/budget */
     HTTPAPI_TRANSACTIONS,       /* GET /v1/users/{user}/transactions */
@@ -61,6 +63,14 @@ struct httpapi_recharge {
     char user[65];
     char package[65]; /* the package's id, "" for a recharge of coins */
     long long coins;  /* 1..1000000000, or the package's coins plus its bonus_coins */
+};
+
+/* The body of PUT /v1/rooms/{room}/goal. */
+#define HTTPAPI_GOAL_TITLE_MAX 100
+struct httpapi_goal {
+    char title[HTTPAPI_GOAL_TITLE_MAX + 1];
+    char gift[65];    /* a gift id for a count goal, "" for a coin goal */
+    long long target; /* 1..1000000000000 */
 };
 
 /* The body of POST /v1/recharge/reverse. */
@@ -104,6 +114,11 @@ enum proto_err httpapi_parse_room_open(const char *body, size_t len, struct http
 enum proto_err httpapi_parse_recharge(const char *body, size_t len, const struct gifts_catalog *cat,
                                       int64_t now_ms, struct httpapi_recharge *out,
                                       const char **out_detail);
+
+/** title (a string of 1..HTTPAPI_GOAL_TITLE_MAX bytes), target (integer 1..1000000000000),
+ * gift (absent or null: a coin goal; else an identifier: a count of that gift). */
+enum proto_err httpapi_parse_goal(const char *body, size_t len, struct httpapi_goal *out,
+                                  const char **out_detail);
 
 /** payment_id and user (identifiers); reason absent, null, or a string of at most
  * HTTPAPI_REASON_MAX bytes. */

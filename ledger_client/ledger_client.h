@@ -21,6 +21,7 @@
     X(BUDGET, budget)                                                                              \
     X(TRANSACTIONS, transactions)                                                                  \
     X(REVERSE, reverse)                                                                            \
+    X(GOAL, goal)                                                                                  \
     X(COMBO, combo)                                                                                \
     X(SETTLE_BEGIN, settle_begin)                                                                  \
     X(SETTLE_STREAM, settle_stream)                                                                \
@@ -296,6 +297,7 @@ struct ledger_room_info_reply {
     long long session;
     const struct ledger_room_top *top; /* ntop entries, highest first */
     size_t ntop;
+    const char *goal_json; /* the room's goal as JSON text, "null" when none */
     const char *error;
 };
 typedef void ledger_room_info_cb(void *ud, int status, const struct ledger_room_info_reply *r);
@@ -316,8 +318,9 @@ struct ledger_presence_reply {
     bool live;
     const char *creator_id;
     const char *creator_name;
-    long long seq;     /* the room's last event seq */
-    long long viewers; /* on every node */
+    long long seq;         /* the room's last event seq */
+    long long viewers;     /* on every node */
+    const char *goal_json; /* the room's goal as JSON text, "null" when none */
     const char *error;
 };
 typedef void ledger_presence_cb(void *ud, int status, const struct ledger_presence_reply *r);
@@ -359,6 +362,30 @@ typedef void ledger_recharge_cb(void *ud, int status, const struct ledger_rechar
 /** Credits coins to user once per payment_id. */
 int ledger_recharge(struct ledger *l, const struct ledger_recharge_req *req, ledger_recharge_cb *cb,
                     void *ud, struct ledger_req **out_req);
+
+/* A room's goal (SPEC 3.2, 5): set (replacing the current one) or cleared. */
+struct ledger_goal_req {
+    const char *room;
+    bool clear;             /* true: remove the goal (the fields below are unused) */
+    const char *caller;     /* NULL for the service; else the user, who must be the creator */
+    const char *gift;       /* a catalog gift id for a count goal, NULL or "" for coins */
+    long long target;       /* >= 1 */
+    const char *title_json; /* the title as a JSON string */
+};
+enum ledger_goal_outcome {
+    LEDGER_GOAL_DONE = 1,    /* set or cleared; the room got a goal event */
+    LEDGER_GOAL_NOT_LIVE,    /* the room is not live: nothing changed */
+    LEDGER_GOAL_NOT_CREATOR, /* the caller is not the room's creator: nothing changed */
+};
+struct ledger_goal_reply {
+    enum ledger_goal_outcome outcome;
+    const char *goal_json; /* DONE: the goal as JSON text, "null" after a clear */
+    const char *error;
+};
+typedef void ledger_goal_cb(void *ud, int status, const struct ledger_goal_reply *r);
+/** Sets or clears a live room's goal and sends the room a goal event. */
+int ledger_goal(struct ledger *l, const struct ledger_goal_req *req, ledger_goal_cb *cb, void *ud,
+                struct ledger_req **out_req);
 
 /* A reversal of a recharge (its payment was refunded or charged back). */
 struct ledger_reverse_req {

@@ -80,6 +80,7 @@ struct lop {
         ledger_budget_cb *budget;
         ledger_transactions_cb *transactions;
         ledger_reverse_cb *reverse;
+        ledger_goal_cb *goal;
         ledger_settle_begin_cb *settle_begin;
         ledger_settle_stream_cb *settle_stream;
         ledger_settle_credit_cb *settle_credit;

@@ -210,6 +210,7 @@ static void room_info_reply(void *ud, int status, const redisReply *rr)
     }
     if (status == 0 && found >= 0 && rr->elements >= 11) {
         redisReply **e = rr->element;
+        r.goal_json = rr->elements >= 12 ? elem_str(rr, 11) : "null";
         long long *nums[6] = {&r.gifts, &r.coins, &r.diamonds, &r.viewers, &r.seq, &r.session};
         for (size_t i = 0; i < 6; i++) {
             if (!lop_int(rr, 4 + i, nums[i])) {
@@ -277,9 +278,9 @@ static void presence_reply(void *ud, int status, const redisReply *rr)
     struct ledger_presence_reply r = {0};
     status = lop_status(status, rr, &r.error);
     long long live = 0;
-    /* {live, creator_id, creator_name, seq, viewers} */
+    /* {live, creator_id, creator_name, seq, viewers, goal JSON} */
     if (status == 0 &&
-        (rr->type != REDIS_REPLY_ARRAY || rr->elements != 5 || !lop_int(rr, 0, &live) ||
+        (rr->type != REDIS_REPLY_ARRAY || rr->elements != 6 || !lop_int(rr, 0, &live) ||
          !lop_int(rr, 3, &r.seq) || !lop_int(rr, 4, &r.viewers))) {
         status = -EBADMSG;
     }
@@ -287,6 +288,7 @@ static void presence_reply(void *ud, int status, const redisReply *rr)
         r.live = live == 1;
         r.creator_id = elem_str(rr, 1);
         r.creator_name = elem_str(rr, 2);
+        r.goal_json = elem_str(rr, 5);
     }
     op->cb.presence(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
 }
@@ -438,6 +440,58 @@ int ledger_recharge(struct ledger *l, const struct ledger_recharge_req *req, led
     args_add(&a, lop_num(txttl, o->tx_history_ttl_s * 1000));
     struct lop op = {.cb.recharge = cb, .ud = ud};
     return lop_submit(l, LEDGER_SCRIPT_RECHARGE, a.n, a.v, recharge_reply, &op, out_req);
+}
+
+/* ---- goal ---- */
+
+static void goal_reply(void *ud, int status, const redisReply *rr)
+{
+    const struct lop *op = ud;
+    if (!op->cb.goal) {
+        return;
+    }
+    struct ledger_goal_reply r = {0};
+    status = lop_status(status, rr, &r.error);
+    long long what = 0;
+    /* {1, goal JSON} | {-1} not live | {-2} not the creator */
+    if (status == 0 && (rr->type != REDIS_REPLY_ARRAY || rr->elements < 1 ||
+                        !lop_int(rr, 0, &what) || (what == 1 && rr->elements != 2))) {
+        status = -EBADMSG;
+    }
+    if (status == 0) {
+        r.outcome = what == 1    ? LEDGER_GOAL_DONE
+                    : what == -2 ? LEDGER_GOAL_NOT_CREATOR
+                                 : LEDGER_GOAL_NOT_LIVE;
+        r.goal_json = what == 1 ? elem_str(rr, 1) : "null";
+    }
+    op->cb.goal(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+}
+
+int ledger_goal(struct ledger *l, const struct ledger_goal_req *req, ledger_goal_cb *cb, void *ud,
+                struct ledger_req **out_req)
+{
+    bool coins = !req->gift || !req->gift[0];
+    if (!id_ok(req->room) || (req->caller && !id_ok(req->caller)) ||
+        (!req->clear && (req->target < 1 || !req->title_json || (!coins && !id_ok(req->gift))))) {
+        return -EINVAL;
+    }
+    char kmeta[KEY_MAX], ktot[KEY_MAX], channel[KEY_MAX], target[24];
+    lkey_room(kmeta, sizeof(kmeta), req->room, "meta");
+    lkey_room(ktot, sizeof(ktot), req->room, "totals");
+    lkey_channel(channel, sizeof(channel), req->room);
+    struct args a;
+    args_init(&a, 2);
+    args_add(&a, kmeta);
+    args_add(&a, ktot);
+    args_add(&a, req->clear ? "clear" : "set");
+    args_add(&a, req->caller ? req->caller : "");
+    args_add(&a, coins ? "" : req->gift);
+    args_add(&a, lop_num(target, req->clear ? 0 : req->target));
+    args_add(&a, req->clear ? "null" : req->title_json);
+    args_add(&a, channel);
+    args_add(&a, req->room);
+    struct lop op = {.cb.goal = cb, .ud = ud};
+    return lop_submit(l, LEDGER_SCRIPT_GOAL, a.n, a.v, goal_reply, &op, out_req);
 }
 
 /* ---- reverse ---- */

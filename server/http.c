@@ -432,7 +432,9 @@ static void room_info_done(void *ud, int status, const struct ledger_room_info_r
                 proto_buf_puts(&b, r->top[i].name_json);
                 proto_buf_printf(&b, ",\"coins\":%lld}", r->top[i].coins);
             }
-            proto_buf_puts(&b, "]}");
+            proto_buf_puts(&b, "],\"goal\":");
+            proto_buf_puts(&b, r->goal_json && r->goal_json[0] ? r->goal_json : "null");
+            proto_buf_puts(&b, "}");
             http_respond_buf(h, 200, &b);
             proto_buf_cleanup(&b);
         }
@@ -497,6 +499,69 @@ static int recharge(struct http_req *h)
     struct ledger_recharge_req req = {
         .user = r.user, .payment_id = r.payment_id, .package = r.package, .coins = r.coins};
     return started(h, p, ledger_recharge(h->app->ledger, &req, recharge_done, p, NULL));
+}
+
+static void goal_done(void *ud, int status, const struct ledger_goal_reply *r)
+{
+    struct pending *p = ud;
+    if (!ledger_failed(p, status)) {
+        struct http_req *h = p->h;
+        if (r->outcome == LEDGER_GOAL_NOT_LIVE) {
+            error_status(h, 409, PROTO_ERR_ROOM_NOT_LIVE, "the room is not live"); /* SPEC 5 */
+        } else if (r->outcome == LEDGER_GOAL_NOT_CREATOR) {
+            http_error(h, PROTO_ERR_FORBIDDEN, "only the service or the room's creator");
+        } else {
+            struct proto_buf b;
+            proto_buf_init(&b, 0);
+            proto_buf_puts(&b, "{\"goal\":");
+            proto_buf_puts(&b, r->goal_json);
+            proto_buf_puts(&b, "}");
+            http_respond_buf(h, 200, &b);
+            proto_buf_cleanup(&b);
+        }
+    }
+    free(p);
+}
+
+/* PUT (set) or DELETE (clear) /v1/rooms/{room}/goal: the service, or the room's creator (a
+ * viewer token whose sub is the creator: the script checks it against the live session). */
+static int goal(struct http_req *h, const char *room, bool clear)
+{
+    if (!require_auth(h) || (!clear && !body_fits(h))) {
+        return 0;
+    }
+    bool service = h->claims.role == AUTH_ROLE_SERVICE;
+    if (!service && h->claims.role != AUTH_ROLE_VIEWER) {
+        http_error(h, PROTO_ERR_FORBIDDEN, "only the service or the room's creator");
+        return 0;
+    }
+    struct httpapi_goal g = {0};
+    const char *detail = NULL;
+    if (!clear && body_refused(h, httpapi_parse_goal(h->body, h->body_len, &g, &detail), &detail)) {
+        return 0;
+    }
+    if (!clear && g.gift[0] && !gifts_find(h->app->catalog, g.gift)) {
+        http_error(h, PROTO_ERR_BAD_REQUEST, "gift: no such gift in the catalog");
+        return 0;
+    }
+    struct proto_buf title;
+    proto_buf_init(&title, 0);
+    proto_buf_json_cstr(&title, g.title);
+    struct pending *p = title.oom ? NULL : pending_new(h->app, NULL, h);
+    if (!p) {
+        proto_buf_cleanup(&title);
+        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
+        return 0;
+    }
+    struct ledger_goal_req req = {.room = room,
+                                  .clear = clear,
+                                  .caller = service ? NULL : h->claims.sub,
+                                  .gift = g.gift,
+                                  .target = g.target,
+                                  .title_json = proto_buf_text(&title)};
+    int rc = started(h, p, ledger_goal(h->app->ledger, &req, goal_done, p, NULL));
+    proto_buf_cleanup(&title);
+    return rc;
 }
 
 static void reverse_done(void *ud, int status, const struct ledger_reverse_reply *r)
@@ -764,6 +829,10 @@ int http_dispatch(struct http_req *h)
         return recharge(h);
     case HTTPAPI_REVERSE:
         return reverse(h);
+    case HTTPAPI_GOAL_SET:
+        return goal(h, id, false);
+    case HTTPAPI_GOAL_CLEAR:
+        return goal(h, id, true);
     case HTTPAPI_ROOM_INFO:
         return room_info(h, id);
     case HTTPAPI_ROOM_OPEN:

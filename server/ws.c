@@ -315,7 +315,9 @@ static void join_done(void *ud, int status, const struct ledger_presence_reply *
         proto_buf_json_cstr(b, room->creator_id);
         proto_buf_puts(b, ",\"name\":");
         proto_buf_json_cstr(b, room->creator_name);
-        proto_buf_printf(b, "},\"viewers\":%lld,\"seq\":%lld}", viewers, seq);
+        proto_buf_printf(b, "},\"viewers\":%lld,\"seq\":%lld,\"goal\":", viewers, seq);
+        proto_buf_puts(b, r->goal_json && r->goal_json[0] ? r->goal_json : "null");
+        proto_buf_puts(b, "}");
         session_send_buf(s, b);
     }
     if (room && room->nviewers == 0 && room->joining == 0) {

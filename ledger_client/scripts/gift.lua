@@ -17,7 +17,9 @@
 -- not set; budget.lua writes the caps), idem:<id>:<sub>, tx:<sub> (list, newest first: the
 -- user's transactions as JSON text; trimmed to its cap once 64 over; its expiry is pushed on
 -- at the user's first gift of a UTC day, and by recharges).
--- Room keys: seq (string), totals (string "gifts coins diamonds"), combos:<sub> (string
+-- Room keys: seq (string), totals (string "gifts coins diamonds", then, while the room has a
+-- goal, US id US gift ('' for coins) US target US current US reached (0|1) US title JSON;
+-- goal.lua sets it), combos:<sub> (string
 -- "gift US count US total US deadline_ms US from+gift JSON"), combodue (zset: a combo's first
 -- deadline; combo.lua moves it on while the combo goes on), lb, lbnames, hist, the channel.
 -- ARGV: 1 now_ms (node clock: ts_ms of the events, pending windows), 2 idempotency ttl (s),
@@ -156,8 +158,15 @@ for j = 1, ns do
         rname[r] = room
         rpre[r] = 'giftd:{r:' .. room .. '}:'
         rseq[r] = tonumber(val[kseq[j]] or '0')
-        local g, c, d = match(val[ktot[j]] or '', '^(%d+) (%d+) (%d+)$')
+        local g, c, d, goal = match(val[ktot[j]] or '', '^(%d+) (%d+) (%d+)(.*)$')
         rtot[r] = {tonumber(g or '0'), tonumber(c or '0'), tonumber(d or '0'), kseq[j], ktot[j]}
+        if goal and goal ~= '' then
+          local gid_, ggift, target, cur, reached, title =
+            match(goal, '^\31([^\31]*)\31([^\31]*)\31(%d+)\31(%d+)\31(%d)\31(.*)$')
+          if gid_ then
+            rtot[r][6] = {gid_, ggift, tonumber(target), tonumber(cur), reached == '1', title}
+          end
+        end
         rev[r] = {}
         rlb[r] = {}
         rlbn[r] = {}
@@ -227,6 +236,24 @@ for j = 1, ns do
         ARGV[i + 2] .. '",' .. fg .. ',"count":' .. count .. ',"combo":' .. combo ..
         ',"totals":{"room_coins":' .. fmt('%d', tot[2]) .. ',"sender_coins":' .. sender_coins ..
         '},"ts_ms":' .. now .. '}'
+      -- The room's goal: its progress, and goal_reached (numbered) the first time it is met.
+      local goal = tot[6]
+      if goal and not goal[5] then
+        if goal[2] == '' then
+          goal[4] = goal[4] + cost
+        elseif goal[2] == gid then
+          goal[4] = goal[4] + tonumber(count)
+        end
+        if goal[4] >= goal[3] then
+          goal[5] = true
+          rseq[r] = rseq[r] + 1
+          ev[#ev + 1] = '{"type":"goal_reached","room":"' .. room .. '","seq":' ..
+            fmt('%d', rseq[r]) .. ',"goal":{"id":"' .. goal[1] .. '","title":' .. goal[6] ..
+            ',"gift":' .. (goal[2] == '' and 'null' or '"' .. goal[2] .. '"') .. ',"target":' ..
+            fmt('%d', goal[3]) .. ',"current":' .. fmt('%d', goal[4]) ..
+            ',"reached":true},"ts_ms":' .. now .. '}'
+        end
+      end
       local rec = digest .. '|' .. nb .. '|' .. seq_s
       val[kidem[j]] = rec
       redis.call('SET', keys[kidem[j]], rec, 'EX', ttl)
@@ -280,6 +307,12 @@ for r = 1, nr do
   val[tot[4]] = fmt('%d', rseq[r])
   dirty[tot[4]] = true
   val[tot[5]] = fmt('%d %d %d', tot[1], tot[2], tot[3])
+  local goal = tot[6]
+  if goal then
+    val[tot[5]] = val[tot[5]] .. '\31' .. goal[1] .. '\31' .. goal[2] .. '\31' ..
+      fmt('%d', goal[3]) .. '\31' .. fmt('%d', goal[4]) .. '\31' .. (goal[5] and '1' or '0') ..
+      '\31' .. goal[6]
+  end
   dirty[tot[5]] = true
   -- The leaderboard: what later sends of the batch added; a sender's name is recorded when
   -- the sender enters the session's leaderboard.

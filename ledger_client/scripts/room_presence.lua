@@ -6,7 +6,20 @@
 --       7 totals (string)
 -- ARGV: 1 node id, 2 this node's count ('-' to only read), 3 now_ms, 4 ttl_ms,
 --       5 interval ms ('-': publish nothing), 6 channel, 7 room, 8 leaderboard size
--- Returns {live, creator_id, creator_name, seq, viewers (all nodes)}.
+-- Returns {live, creator_id, creator_name, seq, viewers (all nodes), goal as JSON or 'null'}.
+-- A `goal` event goes out when the goal's progress changed, at most once per interval.
+-- The goal in a totals string ("gifts coins diamonds" US id US gift US target US current US
+-- reached US title JSON, goal.lua) as JSON text and its id:current, or 'null' and ''.
+local function goal_of(tot)
+  local id, gift, target, cur, reached, title = string.match(tot,
+    '^%d+ %d+ %d+\31([^\31]*)\31([^\31]*)\31(%d+)\31(%d+)\31(%d)\31(.*)$')
+  if not id then
+    return 'null', ''
+  end
+  return '{"id":"' .. id .. '","title":' .. title .. ',"gift":' ..
+    (gift == '' and 'null' or '"' .. gift .. '"') .. ',"target":' .. target .. ',"current":' ..
+    cur .. ',"reached":' .. (reached == '1' and 'true' or 'false') .. '}', id .. ':' .. cur
+end
 local now = tonumber(ARGV[3])
 local meta = redis.call('HMGET', KEYS[1], 'live', 'creator_id', 'creator_name')
 local live = meta[1] == '1'
@@ -30,11 +43,18 @@ for i = 1, #all, 2 do
 end
 if live and ARGV[5] ~= '-' then
   local interval = tonumber(ARGV[5])
-  local st = redis.call('HMGET', KEYS[4], 'vcount', 'vts', 'lbcoins', 'lbts')
+  local st = redis.call('HMGET', KEYS[4], 'vcount', 'vts', 'lbcoins', 'lbts', 'gpub', 'gts')
   -- The leaderboard changed when the room's coins did (gift.lua keeps them in the totals
   -- string "gifts coins diamonds").
   local tot = redis.pcall('GET', KEYS[7])
-  local coins = type(tot) == 'string' and string.match(tot, '^%d+ (%d+)') or '0'
+  tot = type(tot) == 'string' and tot or ''
+  local coins = string.match(tot, '^%d+ (%d+)') or '0'
+  local gjson, gpub = goal_of(tot)
+  if gpub ~= '' and (st[5] or '') ~= gpub and now - tonumber(st[6] or '0') >= interval then
+    redis.call('HSET', KEYS[4], 'gpub', gpub, 'gts', now)
+    redis.call('PUBLISH', ARGV[6], '{"type":"goal","room":"' .. ARGV[7] .. '","goal":' .. gjson ..
+      '}')
+  end
   if tonumber(st[1] or '-1') ~= sum and now - tonumber(st[2] or '0') >= interval then
     redis.call('HSET', KEYS[4], 'vcount', sum, 'vts', now)
     redis.call('PUBLISH', ARGV[6], '{"type":"viewers","room":"' .. ARGV[7] .. '","count":' .. sum .. '}')
@@ -51,4 +71,6 @@ if live and ARGV[5] ~= '-' then
       table.concat(parts, ',') .. ']}')
   end
 end
-return {live and 1 or 0, meta[2] or '', meta[3] or '', tonumber(redis.call('GET', KEYS[2]) or '0'), sum}
+local tot = redis.pcall('GET', KEYS[7])
+return {live and 1 or 0, meta[2] or '', meta[3] or '', tonumber(redis.call('GET', KEYS[2]) or '0'),
+  sum, (goal_of(type(tot) == 'string' and tot or ''))}

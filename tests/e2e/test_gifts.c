@@ -1203,3 +1203,112 @@ Test(gifts, gifts_racing_a_reversal_on_two_nodes_never_go_below_zero_and_conserv
     tk_ws_free(n0);
     tk_ws_free(n1);
 }
+
+/* Room goals (SPEC 3.2, 5): set by the service or the creator, progress in the gift script,
+ * goal_reached exactly once with a seq, in joined and GET /v1/rooms/{room}, cleared with a
+ * goal event. */
+Test(gifts, a_goal_is_reached_exactly_once_with_a_seq)
+{
+    fx_open_room(&f, "gl1", "glcara");
+    cr_assert_eq(fx_recharge(&f, "glann", 1000), 1000);
+    struct tk_ws *a = fx_viewer(&f, 0, "glann", "gl1");
+    struct tk_ws *b = fx_viewer(&f, 1, "glben", "gl1");
+    struct tk_http_resp r = {0};
+    const char *path = "/v1/rooms/gl1/goal";
+    cr_assert_eq(tk_http(f.node[0].port, "PUT", path, f.service,
+                         "{\"title\":\"Three roses\",\"target\":3,\"gift\":\"rose\"}", &r),
+                 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *g = json_object_get(r.json, "goal");
+    cr_assert_str_eq(fx_str(g, "title"), "Three roses");
+    cr_assert_str_eq(fx_str(g, "gift"), "rose");
+    cr_assert_eq(fx_int(g, "target"), 3);
+    cr_assert_eq(fx_int(g, "current"), 0);
+    cr_assert(json_is_false(json_object_get(g, "reached")));
+    tk_http_resp_cleanup(&r);
+    json_t *ev = tk_ws_expect(b, "goal", 5000);
+    cr_assert_not_null(ev, "the room hears of the new goal");
+    json_decref(ev);
+    /* 2 roses, a doughnut (not counted), a rose (reached), a rose (already reached). */
+    const char *frames[] = {"{\"type\":\"gift\",\"id\":\"g1\",\"gift\":\"rose\",\"count\":2}",
+                            "{\"type\":\"gift\",\"id\":\"g2\",\"gift\":\"doughnut\"}",
+                            "{\"type\":\"gift\",\"id\":\"g3\",\"gift\":\"rose\"}",
+                            "{\"type\":\"gift\",\"id\":\"g4\",\"gift\":\"rose\"}"};
+    long long seq3 = 0;
+    for (int i = 0; i < 4; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "g%d", i + 1);
+        cr_assert_eq(tk_ws_send_json(a, "%s", frames[i]), 0);
+        json_t *ok = fx_answer(a, id, 5000);
+        cr_assert_str_eq(fx_str(ok, "type"), "ack");
+        if (i == 2) {
+            seq3 = fx_int(ok, "seq");
+        }
+        json_decref(ok);
+    }
+    int reached = 0;
+    json_t *j;
+    while ((j = tk_ws_recv(b, 1500))) {
+        if (strcmp(fx_str(j, "type"), "goal_reached") == 0) {
+            reached++;
+            cr_assert_eq(fx_int(j, "seq"), seq3 + 1, "right after the gift that reached it");
+            json_t *gg = json_object_get(j, "goal");
+            cr_assert_eq(fx_int(gg, "current"), 3);
+            cr_assert(json_is_true(json_object_get(gg, "reached")));
+            cr_assert(fx_int(j, "ts_ms") > 0);
+        }
+        json_decref(j);
+    }
+    cr_assert_eq(reached, 1, "goal_reached exactly once");
+    cr_assert_eq(tk_http(f.node[0].port, "GET", "/v1/rooms/gl1", NULL, NULL, &r), 0);
+    g = json_object_get(r.json, "goal");
+    cr_assert(json_is_true(json_object_get(g, "reached")), "%s", r.body);
+    cr_assert_eq(fx_int(g, "current"), 3, "progress stops counting once reached");
+    tk_http_resp_cleanup(&r);
+    struct tk_ws *c = fx_connect_as(&f, 0, "glcy", "viewer", NULL);
+    cr_assert_eq(tk_ws_send_json(c, "{\"type\":\"join\",\"room\":\"gl1\"}"), 0);
+    json_t *jn = tk_ws_expect(c, "joined", 5000);
+    cr_assert_not_null(jn);
+    cr_assert_str_eq(fx_str(json_object_get(jn, "goal"), "title"), "Three roses");
+    json_decref(jn);
+
+    /* The creator sets a coin goal; another viewer may not; the creator clears it. */
+    char *creator = tk_token("glcara", "Cara", "viewer", NULL, 3600);
+    char *other = tk_token("glann", "Ann", "viewer", NULL, 3600);
+    cr_assert_eq(
+        tk_http(f.node[0].port, "PUT", path, creator, "{\"title\":\"100\",\"target\":100}", &r), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(json_is_null(json_object_get(json_object_get(r.json, "goal"), "gift")));
+    tk_http_resp_cleanup(&r);
+    cr_assert_eq(tk_http(f.node[0].port, "PUT", path, other, "{\"title\":\"x\",\"target\":1}", &r),
+                 0);
+    cr_assert_eq(r.status, 403);
+    tk_http_resp_cleanup(&r);
+    cr_assert_eq(tk_http(f.node[0].port, "PUT", path, f.service,
+                         "{\"title\":\"x\",\"target\":1,\"gift\":\"unicorn\"}", &r),
+                 0);
+    cr_assert_eq(r.status, 400, "an unknown gift");
+    tk_http_resp_cleanup(&r);
+    cr_assert_eq(tk_http(f.node[0].port, "DELETE", path, creator, NULL, &r), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert(json_is_null(json_object_get(r.json, "goal")));
+    tk_http_resp_cleanup(&r);
+    bool cleared = false;
+    while (!cleared && (j = tk_ws_recv(b, 3000))) {
+        cleared =
+            strcmp(fx_str(j, "type"), "goal") == 0 && json_is_null(json_object_get(j, "goal"));
+        json_decref(j);
+    }
+    cr_assert(cleared, "the room hears the goal cleared");
+    fx_close_room(&f, "gl1");
+    cr_assert_eq(
+        tk_http(f.node[0].port, "PUT", path, f.service, "{\"title\":\"x\",\"target\":1}", &r), 0);
+    cr_assert_eq(r.status, 409, "not live");
+    cr_assert_str_eq(fx_str(json_object_get(r.json, "error"), "code"), "room_not_live");
+    tk_http_resp_cleanup(&r);
+    free(creator);
+    free(other);
+    tk_ws_free(a);
+    tk_ws_free(b);
+    tk_ws_free(c);
+}
