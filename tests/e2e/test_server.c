@@ -301,11 +301,14 @@ Test(server, max_connections_closes_1013_and_answers_503)
     for (int i = 0; i < 50 && !y; i++) { /* the server sees the close a moment later */
         struct tk_ws *t = tk_ws_connect(port, "/ws");
         cr_assert_not_null(t);
-        if (tk_ws_send_json(t, "{\"type\":\"ping\"}") == 0 && tk_ws_expect(t, "pong", 500)) {
+        json_t *pong = NULL;
+        if (tk_ws_send_json(t, "{\"type\":\"ping\"}") == 0 &&
+            (pong = tk_ws_expect(t, "pong", 500)) != NULL) {
             y = t;
         } else {
             tk_ws_free(t);
         }
+        json_decref(pong);
     }
     cr_assert_not_null(y, "a freed place is not given to a new connection");
     tk_ws_free(y);
