@@ -481,7 +481,7 @@ int config_apply_env(struct config *cfg, char *const *envp, char *err, size_t er
 
 const char *config_unknown_env(char *const *envp)
 {
-    static const char *const tools[] = {"GIFTD_URL", "GIFTD_TOKEN", "GIFTD_SECRET"};
+    static const char *const tools[] = {"GIFTD_URL", "GIFTD_TOKEN", "GIFTD_SECRET", "GIFTD_CACERT"};
     size_t plen = strlen(ENV_PREFIX);
 
     for (size_t i = 0; envp != NULL && envp[i] != NULL; i++) {

@@ -113,7 +113,8 @@ int config_apply_env(struct config *cfg, char *const *envp, char *err, size_t er
 
 /**
  * Returns the first GIFTD_* variable of envp that maps to no key, or NULL (borrowed from envp).
- * Tool variables GIFTD_URL, GIFTD_TOKEN and GIFTD_SECRET (used by giftctl/giftload) are skipped.
+ * Tool variables GIFTD_URL, GIFTD_TOKEN, GIFTD_SECRET and GIFTD_CACERT (used by giftctl/giftload)
+ * are skipped.
  */
 const char *config_unknown_env(char *const *envp);
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define EXIT_HTTP_ERROR 1
 #define EXIT_USAGE      2
@@ -55,6 +56,7 @@ enum opt_id {
     OPT_POSTGRES,
     OPT_COUNT,
     OPT_FOLLOW,
+    OPT_CACERT,
     OPT__COUNT
 };
 
@@ -86,6 +88,7 @@ static const struct option long_options[] = {
     {"postgres", required_argument, NULL, OPT_POSTGRES},
     {"count", required_argument, NULL, OPT_COUNT},
     {"follow", no_argument, NULL, OPT_FOLLOW},
+    {"cacert", required_argument, NULL, OPT_CACERT},
     {NULL, 0, NULL, 0},
 };
 
@@ -98,11 +101,13 @@ struct cli {
     const char *url;
     const char *token;
     const char *secret;
+    const char *cacert;
 };
 
 static void usage(FILE *f)
 {
-    fputs("usage: giftctl [--url URL] [--token TOKEN] [--secret SECRET] COMMAND [ARGS]\n"
+    fputs("usage: giftctl [--url URL] [--cacert FILE] [--token TOKEN] [--secret SECRET] COMMAND\n"
+          "               [ARGS]\n"
           "\n"
           "Commands:\n"
           "  token --sub ID --role viewer|overlay|service [--name NAME] [--room ROOM]\n"
@@ -129,7 +134,12 @@ static void usage(FILE *f)
           "                                      table gift_settlements\n"
           "\n"
           "Options:\n"
-          "  --url URL        giftd base URL (env GIFTD_URL, default " DEFAULT_URL ")\n"
+          "  --url URL        giftd base URL, http://HOST:PORT or https://HOST:PORT (env\n"
+          "                   GIFTD_URL, default " DEFAULT_URL ")\n"
+          "  --cacert FILE    PEM certificates to verify an https:// giftd against, instead of\n"
+          "                   the system's CA store (env GIFTD_CACERT); for a self-signed\n"
+          "                   certificate, the certificate itself. Name and chain are always\n"
+          "                   verified\n"
           "  --token TOKEN    bearer token for the API (env GIFTD_TOKEN)\n"
           "  --secret SECRET  HS256 secret (env GIFTD_SECRET); signs `token`, and mints a\n"
           "                   short-lived service token when no --token is given\n"
@@ -187,7 +197,7 @@ static bool valid_name(const char *s)
 /* Checks that only the options in allowed (plus the global ones) were given. */
 static int check_options(const struct cli *c, unsigned allowed, const char *command)
 {
-    allowed |= BIT(OPT_URL) | BIT(OPT_TOKEN) | BIT(OPT_SECRET);
+    allowed |= BIT(OPT_URL) | BIT(OPT_TOKEN) | BIT(OPT_SECRET) | BIT(OPT_CACERT);
     for (int o = 1; o < OPT__COUNT; o++) {
         if ((c->seen & BIT(o)) && !(allowed & BIT(o))) {
             for (const struct option *lo = long_options; lo->name; lo++) {
@@ -325,8 +335,12 @@ static int call(const struct cli *c, const char *method, const char *path, const
 {
     char host[256];
     int port = 0;
-    if (ctl_url_parse(c->url, host, sizeof(host), &port) < 0) {
-        return usage_error("--url must look like http://host:port, not %s", c->url);
+    if (ctl_url_parse(c->url, host, sizeof(host), &port, NULL) < 0) {
+        return usage_error("--url must look like http://host:port or https://host:port, not %s",
+                           c->url);
+    }
+    if (c->cacert && access(c->cacert, R_OK) != 0) {
+        return usage_error("--cacert %s: %s", c->cacert, strerror(errno));
     }
     char *minted = NULL;
     const char *token = c->token;
@@ -349,11 +363,13 @@ static int call(const struct cli *c, const char *method, const char *path, const
         }
     }
     struct ctl_http_resp resp;
-    int rc = ctl_http_request(host, port, method, path, token, text, REQUEST_TIMEOUT_MS, &resp);
+    int rc = ctl_http_request_url(c->url, method, path, token, text, c->cacert, REQUEST_TIMEOUT_MS,
+                                  &resp);
     free(text);
     free(minted);
     if (rc < 0) {
-        fprintf(stderr, "giftctl: %s %s%s: %s\n", method, c->url, path, strerror(-rc));
+        fprintf(stderr, "giftctl: %s %s%s: %s%s%s\n", method, c->url, path, strerror(-rc),
+                resp.error[0] ? ": " : "", resp.error);
         return EXIT_HTTP_ERROR;
     }
     int status = resp.status >= 200 && resp.status < 300 ? 0 : EXIT_HTTP_ERROR;
@@ -932,6 +948,7 @@ int main(int argc, char **argv)
     if (c.secret && !*c.secret) {
         c.secret = NULL;
     }
+    c.cacert = c.opt[OPT_CACERT] ? c.opt[OPT_CACERT] : env_nonempty("GIFTD_CACERT");
     if (c.npos < 1) {
         usage(stderr);
         return EXIT_USAGE;

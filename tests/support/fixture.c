@@ -78,7 +78,9 @@ void fx_stop(struct fx *f)
 static json_t *http_ok(struct fx *f, const char *method, const char *path, const char *body)
 {
     struct tk_http_resp r = {0};
-    int rc = tk_http(f->node[0].port, method, path, f->service, body, &r);
+    const struct tk_giftd *n = &f->node[0];
+    int rc = n->tls_ca[0] ? tk_https(n->port, n->tls_ca, method, path, f->service, body, &r)
+                          : tk_http(n->port, method, path, f->service, body, &r);
     cr_assert_eq(rc, 0, "%s %s failed (%d)", method, path, rc);
     cr_assert_eq(r.status, 200, "%s %s: %d %s", method, path, r.status, r.body);
     json_t *j = json_incref(r.json);
@@ -133,7 +135,9 @@ struct tk_ws *fx_connect_as(struct fx *f, int node, const char *sub, const char 
     char path[1024];
     snprintf(path, sizeof(path), "/ws?token=%s%s%s", tok, room ? "&room=" : "", room ? room : "");
     free(tok);
-    struct tk_ws *ws = tk_ws_connect(f->node[node].port, path);
+    const struct tk_giftd *n = &f->node[node];
+    struct tk_ws *ws =
+        n->tls_ca[0] ? tk_ws_connect_tls(n->port, path, n->tls_ca) : tk_ws_connect(n->port, path);
     cr_assert_not_null(ws, "WebSocket connect to node %d failed", node);
     json_t *w = tk_ws_expect(ws, "welcome", 5000);
     cr_assert_not_null(w, "no welcome");

@@ -28,6 +28,9 @@ void fx_stop(struct fx *f);
 /** Starts (again) node i with the fixture's redis, --workers=1, then the extra flags. */
 void fx_start_node(struct fx *f, int i, const char *const *extra);
 
+/* The helpers below speak https and wss to a node started with --tls.cert=FILE (verified
+ * against FILE), plain HTTP and ws otherwise. */
+
 /** PUT /v1/rooms/room with a service token; asserts 200. */
 void fx_open_room(struct fx *f, const char *room, const char *creator);
 /** DELETE /v1/rooms/room; asserts 200. */

@@ -11,10 +11,14 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -493,10 +497,23 @@ static bool log_mentions_bind_failure(const char *path)
     return found;
 }
 
-static int http_status(int port, const char *path, int timeout_ms)
+/* One request to 127.0.0.1:port: over https verified against ca when ca is not "". */
+static int http_request(int port, const char *ca, const char *method, const char *path,
+                        const char *token, const char *body, int timeout_ms,
+                        struct ctl_http_resp *out)
+{
+    if (!ca[0]) {
+        return ctl_http_request("127.0.0.1", port, method, path, token, body, timeout_ms, out);
+    }
+    char base[64];
+    snprintf(base, sizeof(base), "https://127.0.0.1:%d", port);
+    return ctl_http_request_url(base, method, path, token, body, ca, timeout_ms, out);
+}
+
+static int http_status(int port, const char *ca, const char *path, int timeout_ms)
 {
     struct ctl_http_resp resp;
-    int rc = ctl_http_request("127.0.0.1", port, "GET", path, NULL, NULL, timeout_ms, &resp);
+    int rc = http_request(port, ca, "GET", path, NULL, NULL, timeout_ms, &resp);
     if (rc < 0) {
         return rc;
     }
@@ -506,7 +523,8 @@ static int http_status(int port, const char *path, int timeout_ms)
 }
 
 /* Polls GET path until it answers 200; -ECHILD if pid exited meanwhile (it is then reaped). */
-static int poll_http_200(pid_t pid, int port, const char *path, int timeout_ms, int *out_status)
+static int poll_http_200(pid_t pid, int port, const char *ca, const char *path, int timeout_ms,
+                         int *out_status)
 {
     int64_t deadline = now_ms() + timeout_ms;
     for (;;) {
@@ -523,7 +541,7 @@ static int poll_http_200(pid_t pid, int port, const char *path, int timeout_ms, 
         if (left <= 0) {
             return -ETIMEDOUT;
         }
-        if (http_status(port, path, left < 1000 ? left : 1000) == 200) {
+        if (http_status(port, ca, path, left < 1000 ? left : 1000) == 200) {
             return 0;
         }
         if (remaining_ms(deadline) <= 0) {
@@ -551,6 +569,14 @@ static int giftd_start_once(struct tk_giftd *g, const char *redis_url,
         return port;
     }
     g->port = port;
+    /* A node given a certificate speaks only TLS: probe it over https, verified with it. */
+    for (size_t i = 0; extra_args && extra_args[i]; i++) {
+        if (strncmp(extra_args[i], "--tls.cert=", 11) == 0) {
+            snprintf(g->tls_ca, sizeof(g->tls_ca), "%s", extra_args[i] + 11);
+        } else if (strcmp(extra_args[i], "--tls.cert") == 0 && extra_args[i + 1]) {
+            snprintf(g->tls_ca, sizeof(g->tls_ca), "%s", extra_args[i + 1]);
+        }
+    }
     snprintf(g->log_path, sizeof(g->log_path), "/tmp/tk-giftd-%ld-XXXXXX.log", (long)getpid());
     int logfd = mkostemps(g->log_path, 4, O_CLOEXEC);
     if (logfd < 0) {
@@ -594,7 +620,7 @@ static int giftd_start_once(struct tk_giftd *g, const char *redis_url,
     }
     g->pid = pid;
     int status = 0;
-    rc = poll_http_200(pid, port, "/healthz", GIFTD_START_MS, &status);
+    rc = poll_http_200(pid, port, g->tls_ca, "/healthz", GIFTD_START_MS, &status);
     if (rc == 0) {
         return 0;
     }
@@ -637,8 +663,8 @@ int tk_giftd_wait_ready(const struct tk_giftd *g, int timeout_ms)
     int64_t deadline = now_ms() + timeout_ms;
     for (;;) {
         int left = remaining_ms(deadline);
-        if (http_status(g->port, "/readyz", left < 200 ? 200 : (left > 1000 ? 1000 : left)) ==
-            200) {
+        if (http_status(g->port, g->tls_ca, "/readyz",
+                        left < 200 ? 200 : (left > 1000 ? 1000 : left)) == 200) {
             return 0;
         }
         /* g is const, so do not reap: WNOWAIT leaves the zombie for tk_giftd_wait_exit. */
@@ -772,13 +798,16 @@ char *tk_jwt_raw(const char *header_json, const char *payload_json, const char *
 
 /* ---- HTTP ---- */
 
-int tk_http(int port, const char *method, const char *path, const char *token, const char *body,
-            struct tk_http_resp *out)
+static int http_into(int port, const char *ca, const char *method, const char *path,
+                     const char *token, const char *body, struct tk_http_resp *out)
 {
     memset(out, 0, sizeof(*out));
     struct ctl_http_resp resp;
-    int rc = ctl_http_request("127.0.0.1", port, method, path, token, body, HTTP_TIMEOUT_MS, &resp);
+    int rc = http_request(port, ca, method, path, token, body, HTTP_TIMEOUT_MS, &resp);
     if (rc < 0) {
+        if (resp.error[0]) {
+            fprintf(stderr, "testkit: %s %s on port %d: %s\n", method, path, port, resp.error);
+        }
         out->body = strdup("");
         return rc;
     }
@@ -787,6 +816,23 @@ int tk_http(int port, const char *method, const char *path, const char *token, c
     resp.body = NULL;
     out->json = resp.body_len ? json_loadb(out->body, resp.body_len, JSON_DECODE_ANY, NULL) : NULL;
     return 0;
+}
+
+int tk_http(int port, const char *method, const char *path, const char *token, const char *body,
+            struct tk_http_resp *out)
+{
+    return http_into(port, "", method, path, token, body, out);
+}
+
+int tk_https(int port, const char *cafile, const char *method, const char *path, const char *token,
+             const char *body, struct tk_http_resp *out)
+{
+    if (!cafile || !cafile[0]) {
+        memset(out, 0, sizeof(*out));
+        out->body = strdup("");
+        return -EINVAL;
+    }
+    return http_into(port, cafile, method, path, token, body, out);
 }
 
 void tk_http_resp_cleanup(struct tk_http_resp *r)
@@ -800,10 +846,96 @@ void tk_http_resp_cleanup(struct tk_http_resp *r)
     r->json = NULL;
 }
 
+/* ---- TLS certificates ---- */
+
+/* Adds extension nid with OpenSSL's config-syntax value to x (self-signed: issuer is x). */
+static bool add_ext(X509 *x, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    bool ok = ext && X509_add_ext(x, ext, -1) == 1;
+    X509_EXTENSION_free(ext);
+    return ok;
+}
+
+static bool write_pem(const char *path, mode_t mode, X509 *x, EVP_PKEY *key)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) {
+        return false;
+    }
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        return false;
+    }
+    bool ok = x ? PEM_write_X509(f, x) == 1
+                : PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) == 1;
+    return fclose(f) == 0 && ok;
+}
+
+int tk_tls_cert_init(struct tk_tls_cert *c, const char *san)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->dir, sizeof(c->dir), "/tmp/tk-tls-XXXXXX");
+    if (!mkdtemp(c->dir)) {
+        int rc = -errno;
+        c->dir[0] = '\0';
+        return rc;
+    }
+    snprintf(c->cert, sizeof(c->cert), "%s/cert.pem", c->dir);
+    snprintf(c->key, sizeof(c->key), "%s/key.pem", c->dir);
+    int rc = -EIO;
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    unsigned char serial[8];
+    BIGNUM *bn = NULL;
+    if (!key || !x || RAND_bytes(serial, sizeof(serial)) != 1) {
+        goto done;
+    }
+    serial[0] &= 0x7f; /* a positive serial number */
+    bn = BN_bin2bn(serial, sizeof(serial), NULL);
+    X509_NAME *name = X509_get_subject_name(x);
+    if (!bn || X509_set_version(x, 2) != 1 || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) ||
+        !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
+        !X509_gmtime_adj(X509_getm_notAfter(x), 86400) || X509_set_pubkey(x, key) != 1 ||
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"giftd test",
+                                   -1, -1, 0) != 1 ||
+        X509_set_issuer_name(x, name) != 1 ||
+        !add_ext(x, NID_basic_constraints, "critical,CA:TRUE") ||
+        !add_ext(x, NID_subject_key_identifier, "hash") || !add_ext(x, NID_subject_alt_name, san) ||
+        X509_sign(x, key, EVP_sha256()) <= 0) {
+        goto done;
+    }
+    if (!write_pem(c->key, 0600, NULL, key) || !write_pem(c->cert, 0644, x, NULL)) {
+        goto done;
+    }
+    rc = 0;
+done:
+    if (rc < 0) {
+        ERR_print_errors_fp(stderr);
+        tk_tls_cert_cleanup(c);
+    }
+    BN_free(bn);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+void tk_tls_cert_cleanup(struct tk_tls_cert *c)
+{
+    rm_rf(c->dir);
+    c->dir[0] = '\0';
+}
+
 /* ---- WebSocket client ---- */
 
 struct tk_ws {
     int fd;
+    SSL_CTX *tls_ctx; /* NULL, or the connection's TLS context and session */
+    SSL *tls;
     unsigned char *rx; /* received bytes not yet parsed into frames */
     size_t rx_len;
     size_t rx_cap;
@@ -832,6 +964,50 @@ static int grow(unsigned char **buf, size_t *cap, size_t need)
     }
     *buf = p;
     *cap = c;
+    return 0;
+}
+
+/* After an SSL call failed with ret: waits for what it asks (0: call again) or returns a
+ * negative errno (-ECONNRESET when the peer closed). */
+static int tls_wait(struct tk_ws *ws, int ret, int64_t deadline)
+{
+    int err = SSL_get_error(ws->tls, ret);
+    switch (err) {
+    case SSL_ERROR_WANT_READ:
+        return wait_fd(ws->fd, POLLIN, deadline);
+    case SSL_ERROR_WANT_WRITE:
+        return wait_fd(ws->fd, POLLOUT, deadline);
+    case SSL_ERROR_ZERO_RETURN:
+        return -ECONNRESET;
+    case SSL_ERROR_SYSCALL:
+        return errno ? -errno : -ECONNRESET;
+    default:
+        return -EPROTO;
+    }
+}
+
+/* Writes all of data (plain or TLS) by deadline. 0 or a negative errno. */
+static int ws_write(struct tk_ws *ws, const void *data, size_t len, int64_t deadline)
+{
+    if (!ws->tls) {
+        return send_all(ws->fd, data, len, deadline);
+    }
+    const char *p = data;
+    while (len > 0) {
+        size_t n = 0;
+        ERR_clear_error();
+        errno = 0;
+        int ok = SSL_write_ex(ws->tls, p, len, &n);
+        if (ok == 1) {
+            p += n;
+            len -= n;
+            continue;
+        }
+        int rc = tls_wait(ws, ok, deadline);
+        if (rc < 0) {
+            return rc;
+        }
+    }
     return 0;
 }
 
@@ -868,7 +1044,7 @@ static int ws_send_frame(struct tk_ws *ws, unsigned opcode, const void *payload,
     for (size_t i = 0; i < len; i++) {
         frame[h + i] = src[i] ^ mask[i & 3];
     }
-    int rc = send_all(ws->fd, frame, h + len, now_ms() + WS_SEND_MS);
+    int rc = ws_write(ws, frame, h + len, now_ms() + WS_SEND_MS);
     free(frame);
     return rc;
 }
@@ -1032,6 +1208,25 @@ static int ws_read(struct tk_ws *ws, int64_t deadline)
         if (grow(&ws->rx, &ws->rx_cap, ws->rx_len + 16384) < 0) {
             return -ENOMEM;
         }
+        if (ws->tls) {
+            /* SSL_read first: TLS may hold decrypted bytes the socket no longer shows. */
+            size_t got = 0;
+            ERR_clear_error();
+            errno = 0;
+            int ok = SSL_read_ex(ws->tls, ws->rx + ws->rx_len, ws->rx_cap - ws->rx_len, &got);
+            if (ok == 1) {
+                ws->rx_len += got;
+                return 1;
+            }
+            int rc = tls_wait(ws, ok, deadline);
+            if (rc == -ECONNRESET) {
+                return 0;
+            }
+            if (rc < 0) {
+                return rc;
+            }
+            continue;
+        }
         ssize_t n = recv(ws->fd, ws->rx + ws->rx_len, ws->rx_cap - ws->rx_len, 0);
         if (n > 0) {
             ws->rx_len += (size_t)n;
@@ -1097,11 +1292,49 @@ static const char *find_header(const char *head, const char *name, size_t *out_l
     return NULL;
 }
 
+/* The TLS handshake on ws->fd, verifying the server against cafile (chain and 127.0.0.1). */
+static int tls_connect(struct tk_ws *ws, const char *cafile, int64_t deadline)
+{
+    ws->tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!ws->tls_ctx) {
+        return -ENOMEM;
+    }
+    /* A peer that closes without close_notify is an ordinary end of stream here. */
+    SSL_CTX_set_options(ws->tls_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_verify(ws->tls_ctx, SSL_VERIFY_PEER, NULL);
+    if (SSL_CTX_load_verify_locations(ws->tls_ctx, cafile, NULL) != 1) {
+        fprintf(stderr, "testkit: cannot load CA file %s\n", cafile);
+        return -EINVAL;
+    }
+    ws->tls = SSL_new(ws->tls_ctx);
+    if (!ws->tls || SSL_set_fd(ws->tls, ws->fd) != 1 ||
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ws->tls), "127.0.0.1") != 1) {
+        return -ENOMEM;
+    }
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        int ok = SSL_connect(ws->tls);
+        if (ok == 1) {
+            return 0;
+        }
+        int rc = tls_wait(ws, ok, deadline);
+        if (rc < 0) {
+            long v = SSL_get_verify_result(ws->tls);
+            fprintf(stderr, "testkit: TLS handshake failed (%d)%s%s\n", rc,
+                    v != X509_V_OK ? ": " : "",
+                    v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
+            return rc == -ECONNRESET ? rc : -EPROTO;
+        }
+    }
+}
+
 /*
- * Performs the opening handshake. Returns the HTTP status (101 with *out_ws set to a **new**
- * connection when the upgrade succeeded and the accept key matched) or a negative errno.
+ * Performs the opening handshake, over TLS verified against cafile when cafile is not NULL.
+ * Returns the HTTP status (101 with *out_ws set to a **new** connection when the upgrade
+ * succeeded and the accept key matched) or a negative errno.
  */
-static int ws_handshake(int port, const char *path, struct tk_ws **out_ws)
+static int ws_handshake(int port, const char *path, const char *cafile, struct tk_ws **out_ws)
 {
     *out_ws = NULL;
     if (!path || path[0] != '/' || strpbrk(path, " \r\n")) {
@@ -1158,8 +1391,11 @@ static int ws_handshake(int port, const char *path, struct tk_ws **out_ws)
     ws->close_code = -1;
     ws->queue = json_array();
     int rc = ws->queue ? connect_local(port, deadline, &ws->fd) : -ENOMEM;
+    if (rc == 0 && cafile) {
+        rc = tls_connect(ws, cafile, deadline);
+    }
     if (rc == 0) {
-        rc = send_all(ws->fd, req, (size_t)n, deadline);
+        rc = ws_write(ws, req, (size_t)n, deadline);
     }
     free(req);
     /* Read the response head; bytes after it (early frames) stay in ws->rx. */
@@ -1221,7 +1457,7 @@ static int ws_handshake(int port, const char *path, struct tk_ws **out_ws)
 struct tk_ws *tk_ws_connect(int port, const char *path_and_query)
 {
     struct tk_ws *ws = NULL;
-    int status = ws_handshake(port, path_and_query, &ws);
+    int status = ws_handshake(port, path_and_query, NULL, &ws);
     if (status != 101) {
         fprintf(stderr, "testkit: WebSocket upgrade of %.40s… on port %d: %s%d\n",
                 path_and_query ? path_and_query : "(null)", port, status < 0 ? "error " : "HTTP ",
@@ -1234,9 +1470,25 @@ struct tk_ws *tk_ws_connect(int port, const char *path_and_query)
 int tk_ws_connect_status(int port, const char *path_and_query)
 {
     struct tk_ws *ws = NULL;
-    int status = ws_handshake(port, path_and_query, &ws);
+    int status = ws_handshake(port, path_and_query, NULL, &ws);
     tk_ws_free(ws);
     return status;
+}
+
+struct tk_ws *tk_ws_connect_tls(int port, const char *path_and_query, const char *cafile)
+{
+    struct tk_ws *ws = NULL;
+    if (!cafile || !cafile[0]) {
+        return NULL;
+    }
+    int status = ws_handshake(port, path_and_query, cafile, &ws);
+    if (status != 101) {
+        fprintf(stderr, "testkit: wss upgrade of %.40s… on port %d: %s%d\n",
+                path_and_query ? path_and_query : "(null)", port, status < 0 ? "error " : "HTTP ",
+                status);
+        return NULL;
+    }
+    return ws;
 }
 
 int tk_ws_send_text(struct tk_ws *ws, const char *text, size_t len)
@@ -1311,6 +1563,8 @@ void tk_ws_free(struct tk_ws *ws)
     if (!ws) {
         return;
     }
+    SSL_free(ws->tls);
+    SSL_CTX_free(ws->tls_ctx);
     if (ws->fd >= 0) {
         close(ws->fd);
     }

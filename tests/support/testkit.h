@@ -51,6 +51,8 @@ struct tk_giftd {
     pid_t pid;          /* 0 once reaped */
     int port;           /* it listens on 127.0.0.1:port */
     char log_path[256]; /* its stdout and stderr; the file is kept after it exits */
+    char tls_ca[256];   /* "" for plain HTTP; with --tls.cert=FILE among its flags, FILE: it
+                           speaks only TLS, and FILE (self-signed) verifies its certificate */
 };
 
 /**
@@ -59,12 +61,14 @@ struct tk_giftd {
  * --redis.url=<redis_url> (omitted when redis_url is NULL) plus extra_args (borrowed,
  * NULL-terminated, may be NULL; appended last so they win). stdout and stderr go to a log file
  * in /tmp (g->log_path); the environment is inherited. Waits until GET /healthz answers 200
- * (15 s). Returns 0, or a negative errno (-ECHILD when giftd exited during start, -ETIMEDOUT);
- * on failure the log tail is printed to stderr and nothing is left running.
+ * (15 s), over https verified against the certificate when extra_args hold --tls.cert=FILE. Returns
+ * 0, or a negative errno (-ECHILD when giftd exited during start, -ETIMEDOUT); on failure the log
+ * tail is printed to stderr and nothing is left running.
  */
 int tk_giftd_start(struct tk_giftd *g, const char *redis_url, const char *const *extra_args);
 
-/** Waits until GET /readyz answers 200. Returns 0 or -ETIMEDOUT (-ECHILD if giftd exited). */
+/** Waits until GET /readyz answers 200 (over https for a TLS node). Returns 0 or -ETIMEDOUT
+ * (-ECHILD if giftd exited). */
 int tk_giftd_wait_ready(const struct tk_giftd *g, int timeout_ms);
 
 /** kill(g->pid, sig). Returns 0 or a negative errno (-ESRCH when not running). */
@@ -114,8 +118,34 @@ struct tk_http_resp {
 int tk_http(int port, const char *method, const char *path, const char *token, const char *body,
             struct tk_http_resp *out);
 
+/**
+ * tk_http over TLS: https://127.0.0.1:port, the server's certificate verified (chain and the
+ * name 127.0.0.1) against the PEM file cafile (borrowed). Returns 0 or a negative errno
+ * (-EPROTO when the handshake or the verification failed).
+ */
+int tk_https(int port, const char *cafile, const char *method, const char *path, const char *token,
+             const char *body, struct tk_http_resp *out);
+
 /** Frees out's body and JSON; safe on a zeroed struct and twice. */
 void tk_http_resp_cleanup(struct tk_http_resp *r);
+
+/* A throwaway self-signed certificate (its own CA) with a P-256 key. */
+struct tk_tls_cert {
+    char dir[256];  /* mkdtemp directory holding both files; "" when not made */
+    char cert[300]; /* PEM certificate: pass it as tls.cert, and as the CA file to verify it */
+    char key[300];  /* PEM private key, unencrypted: tls.key */
+};
+
+/**
+ * Makes a key and a self-signed certificate valid from an hour ago for a day, with
+ * subjectAltName san (borrowed, OpenSSL syntax: "IP:127.0.0.1,DNS:localhost"), written to
+ * c->cert and c->key in a new directory. c is caller-supplied and overwritten. Returns 0 or a
+ * negative errno (-EIO when OpenSSL failed).
+ */
+int tk_tls_cert_init(struct tk_tls_cert *c, const char *san);
+
+/** Removes the files and the directory; safe on a zeroed struct and twice. */
+void tk_tls_cert_cleanup(struct tk_tls_cert *c);
 
 /* A blocking WebSocket client (RFC 6455). */
 struct tk_ws;
@@ -129,6 +159,14 @@ struct tk_ws *tk_ws_connect(int port, const char *path_and_query);
 
 /** The HTTP status of an upgrade attempt (101 on success), or a negative errno. */
 int tk_ws_connect_status(int port, const char *path_and_query);
+
+/**
+ * tk_ws_connect over TLS (wss://127.0.0.1:port…): the server's certificate is verified (chain
+ * and the name 127.0.0.1) against the PEM file cafile (borrowed). Every other tk_ws_* call
+ * works the same on the connection. NULL when the TLS handshake, the verification or the
+ * upgrade failed.
+ */
+struct tk_ws *tk_ws_connect_tls(int port, const char *path_and_query, const char *cafile);
 
 /** Sends one masked text frame (text: len bytes, borrowed). Returns 0 or a negative errno. */
 int tk_ws_send_text(struct tk_ws *ws, const char *text, size_t len);

@@ -587,8 +587,9 @@ Test(config_unknown_env, returns_first_unknown_giftd_variable)
 
 Test(config_unknown_env, returns_null_when_all_are_known)
 {
-    char *envp[] = {"GIFTD_LISTEN=:1", "GIFTD_FLUSH_SINK=postgres", "GIFTD_SECRET=s",
-                    "XGIFTD_FOO=1", NULL};
+    char *envp[] = {"GIFTD_LISTEN=:1", "GIFTD_FLUSH_SINK=postgres",
+                    "GIFTD_SECRET=s",  "GIFTD_CACERT=/etc/ca.pem",
+                    "XGIFTD_FOO=1",    NULL};
     char *empty[] = {NULL};
 
     cr_assert_null(config_unknown_env(envp));
