@@ -44,6 +44,8 @@ enum opt_id {
     OPT_CREATOR,
     OPT_CREATOR_NAME,
     OPT_TITLE,
+    OPT_TARGET,
+    OPT_GIFT,
     OPT_USER,
     OPT_PAYMENT_ID,
     OPT_REASON,
@@ -76,6 +78,8 @@ static const struct option long_options[] = {
     {"creator", required_argument, NULL, OPT_CREATOR},
     {"creator-name", required_argument, NULL, OPT_CREATOR_NAME},
     {"title", required_argument, NULL, OPT_TITLE},
+    {"target", required_argument, NULL, OPT_TARGET},
+    {"gift", required_argument, NULL, OPT_GIFT},
     {"user", required_argument, NULL, OPT_USER},
     {"payment-id", required_argument, NULL, OPT_PAYMENT_ID},
     {"reason", required_argument, NULL, OPT_REASON},
@@ -116,6 +120,9 @@ static void usage(FILE *f)
           "  room close ROOM\n"
           "  room show ROOM\n"
           "  recharge --user USER --payment-id ID (--package ID | --coins N)\n"
+          "  goal set ROOM --title TEXT --target N [--gift ID]\n"
+          "                                      a goal of N coins, or of N of one gift\n"
+          "  goal clear ROOM\n"
           "  reverse --user USER --payment-id ID [--reason TEXT]\n"
           "                                      take a recharge back (refund, chargeback)\n"
           "  transactions USER [--count N]      the user's recharges, reversals and gifts\n"
@@ -501,6 +508,52 @@ static int cmd_balance(const struct cli *c)
     char path[128];
     snprintf(path, sizeof(path), "/v1/users/%s/balance", user);
     return call(c, "GET", path, NULL);
+}
+
+static int cmd_goal(const struct cli *c)
+{
+    const char *sub = c->npos > 1 ? c->pos[1] : "";
+    bool set = strcmp(sub, "set") == 0;
+    if (!set && strcmp(sub, "clear") != 0) {
+        return usage_error("goal needs set or clear");
+    }
+    int rc = check_options(c, set ? BIT(OPT_TITLE) | BIT(OPT_TARGET) | BIT(OPT_GIFT) : 0,
+                           set ? "goal set" : "goal clear");
+    if (rc || (rc = check_npos(c, 3, set ? "goal set" : "goal clear"))) {
+        return rc;
+    }
+    const char *room = c->pos[2];
+    if (!valid_id(room)) {
+        return usage_error("ROOM is not a valid identifier: %s", room);
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/rooms/%s/goal", room);
+    if (!set) {
+        return call(c, "DELETE", path, NULL);
+    }
+    const char *title = c->opt[OPT_TITLE], *target_s = c->opt[OPT_TARGET], *gift = c->opt[OPT_GIFT];
+    long long target = 0;
+    if (!title || !target_s) {
+        return usage_error("goal set needs --title and --target");
+    }
+    if (!parse_ll(target_s, 1, 1000000000000LL, &target)) {
+        return usage_error("--target must be an integer from 1 to 1000000000000, not %s", target_s);
+    }
+    if (gift && !valid_id(gift)) {
+        return usage_error("--gift is not a valid identifier: %s", gift);
+    }
+    json_t *body = json_pack("{s:s,s:I}", "title", title, "target", (json_int_t)target);
+    if (body && gift && json_object_set_new(body, "gift", json_string(gift)) < 0) {
+        json_decref(body);
+        body = NULL;
+    }
+    if (!body) {
+        fprintf(stderr, "giftctl: out of memory (or --title is not UTF-8)\n");
+        return EXIT_HTTP_ERROR;
+    }
+    rc = call(c, "PUT", path, body);
+    json_decref(body);
+    return rc;
 }
 
 static int cmd_reverse(const struct cli *c)
@@ -959,6 +1012,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(command, "room") == 0) {
         return cmd_room(&c);
+    }
+    if (strcmp(command, "goal") == 0) {
+        return cmd_goal(&c);
     }
     if (strcmp(command, "recharge") == 0) {
         return cmd_recharge(&c);

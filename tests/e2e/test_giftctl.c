@@ -64,6 +64,22 @@ Test(giftctl, room_open_show_close)
     json_decref(j);
     const char *missing[] = {"room", "show", "never", NULL};
     cr_assert_eq(ctl(NULL, missing), 1, "a 404 is exit status 1");
+    /* goal set on a closed room: 409; on a live one it is the room's goal. */
+    const char *goal[] = {"goal",     "set", "studio-1", "--title", "Roses",
+                          "--target", "5",   "--gift",   "rose",    NULL};
+    cr_assert_eq(ctl(NULL, goal), 1, "the room is closed");
+    fx_open_room(&f, "studio-2", "cara");
+    const char *goal2[] = {"goal",     "set", "studio-2", "--title", "Roses",
+                           "--target", "5",   "--gift",   "rose",    NULL};
+    cr_assert_eq(ctl(&j, goal2), 0);
+    cr_assert_eq(fx_int(json_object_get(j, "goal"), "target"), 5);
+    json_decref(j);
+    const char *clear[] = {"goal", "clear", "studio-2", NULL};
+    cr_assert_eq(ctl(&j, clear), 0);
+    cr_assert(json_is_null(json_object_get(j, "goal")));
+    json_decref(j);
+    const char *bad[] = {"goal", "set", "studio-2", "--title", "x", "--target", "0", NULL};
+    cr_assert_eq(ctl(NULL, bad), 2, "usage error");
 }
 
 Test(giftctl, recharge_balance_budget)
