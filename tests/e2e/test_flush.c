@@ -517,7 +517,10 @@ Test(flush, normal_run_on_two_nodes_conserves_coins_and_diamonds)
     fprintf(stderr, "flush: rows settled by node 0: %g, node 1: %g\n", rows0, rows1);
     cr_assert_eq((long long)(rows0 + rows1), (long long)R.n);
     cr_assert_eq(metric(0, "giftd_flush_errors_total") + metric(1, "giftd_flush_errors_total"), 0);
-    cr_assert(metric(0, "giftd_flush_latency_seconds_count") > 0);
+    /* Which node's passes do the settling is a race for the leases: one of them did. */
+    cr_assert(metric(0, "giftd_flush_latency_seconds_count") +
+                  metric(1, "giftd_flush_latency_seconds_count") >
+              0);
 
     /* giftctl settlements prints the same rows. */
     char url[64];
