@@ -521,6 +521,77 @@ test('an anonymous gift shows as "Anonymous", with nothing of its sender on the 
     }
 });
 
+test('the demo page sends anonymously, lists its transactions and shows and sets the budget', {timeout: 120000}, async () => {
+    const room = await freshRoom('demotx');
+    await h.recharge(giftd, 'otto', 5000);
+    const page = await h.newPage(browser, {width: 1280, height: 1100});
+    const tok = h.token('otto', 'viewer', {name: 'Otto'});
+    // Pages of two transactions, so "More" has something to do.
+    await page.goto(`${giftd.base()}/demo/?room=${room}&token=${tok}&txlimit=2`);
+    try {
+        await page.waitForSelector('#balance[data-value="5000"]', {timeout: T * h.SLOW});
+        await page.waitForSelector('#tx-list tr.tx[data-type="recharge"][data-coins="5000"][data-balance="5000"]',
+            {timeout: T * h.SLOW});
+        await page.waitForSelector('#spent-today[data-value="0"]', {timeout: T * h.SLOW});
+        assert.equal(await page.locator('#daily-cap').getAttribute('data-value'), 'none');
+        assert.equal(await page.locator('#monthly-cap').getAttribute('data-value'), 'none');
+        // Set a daily cap with the form.
+        await page.fill('#daily-input', '1000');
+        await page.click('#daily-set');
+        await page.waitForSelector('#daily-cap[data-value="1000"]', {timeout: T * h.SLOW});
+        assert.equal((await h.api(giftd, 'GET', '/v1/users/otto/budget')).daily_coins, 1000);
+        // An anonymous Doughnut.
+        await page.check('#anonymous');
+        await page.waitForSelector('button.gift[data-gift="doughnut"]:not([disabled])', {timeout: T * h.SLOW});
+        await page.click('button.gift[data-gift="doughnut"]');
+        await page.waitForSelector('#sends .entry.ack[data-anonymous="true"]', {timeout: T * h.SLOW});
+        const row = page.locator('#tx-list tr.tx[data-type="gift"][data-coins="-30"][data-balance="4970"]');
+        await row.waitFor({timeout: T * h.SLOW});
+        const text = await row.textContent();
+        assert.match(text, /Doughnut/);
+        assert.match(text, /anonymous/);
+        assert.match(text, /4,970/);
+        await page.waitForSelector('#spent-today[data-value="30"]', {timeout: T * h.SLOW});
+        await page.waitForSelector('#spent-month[data-value="30"]', {timeout: T * h.SLOW});
+        assert.match(await page.locator('#spent-today').textContent(), /^30$/);
+        // The room saw it without a sender; the page knows it was its own.
+        await page.waitForSelector('#events .entry[data-type="gift"]', {timeout: T * h.SLOW});
+        assert.match(await page.locator('#events .entry[data-type="gift"]').first().textContent(), /You, anonymously/);
+        // 30 spent of 1000: a Galaxy (1000) is over the daily budget; without a cap it is not.
+        await page.waitForSelector('button.gift[data-gift="galaxy"][disabled]', {timeout: T * h.SLOW});
+        assert.match(await page.locator('button.gift[data-gift="galaxy"]').getAttribute('title'), /daily budget/);
+        await page.click('#daily-clear');
+        await page.waitForSelector('#daily-cap[data-value="none"]', {timeout: T * h.SLOW});
+        await page.waitForSelector('button.gift[data-gift="galaxy"]:not([disabled])', {timeout: T * h.SLOW});
+        assert.equal((await h.api(giftd, 'GET', '/v1/users/otto/budget')).daily_coins, null);
+        // Two named Roses; then, on a fresh load, the newest page and "More" for the older ones.
+        await page.uncheck('#anonymous');
+        await page.click('button.gift[data-gift="rose"]');
+        await page.waitForSelector('#sends .entry.ack[data-anonymous="false"]', {timeout: T * h.SLOW});
+        await page.click('button.gift[data-gift="rose"]');
+        await page.waitForFunction(() => document.querySelectorAll('#sends .entry.ack').length === 3, null,
+            {timeout: T * h.SLOW});
+        const types = () => page.$$eval('#tx-list tr.tx', (rows) => rows.map((r) => `${r.dataset.type}:${r.dataset.coins}`).join(' '));
+        // Listed as they are acked (two new ones fill a page: the list then starts over from it).
+        await h.waitFor('the two Roses on top of the transactions', async () =>
+            (await types()).startsWith('gift:-1 gift:-1'), T);
+        const all = 'gift:-1 gift:-1 gift:-30 recharge:5000';
+        await page.reload();
+        await page.waitForSelector('#tx-more:not(.hidden)', {timeout: T * h.SLOW});
+        assert.equal(await types(), 'gift:-1 gift:-1', 'the first page holds two');
+        for (let i = 0; i < 3 && (await types()) !== all; i++) {
+            await page.click('#tx-more');
+            await page.waitForFunction(() => !document.querySelector('#tx-more').disabled, null, {timeout: T * h.SLOW});
+        }
+        assert.equal(await types(), all);
+        await page.waitForSelector('#spent-today[data-value="32"]', {timeout: T * h.SLOW});
+        await h.screenshot(page, 'demo-account');
+        assertNoPageErrors(page);
+    } finally {
+        await page.context().close();
+    }
+});
+
 test('the demo page sends a gift and shows the new balance', {timeout: 90000}, async () => {
     const room = await freshRoom('demo');
     await h.recharge(giftd, 'nora', 5000);
