@@ -1,5 +1,6 @@
 /* overlay.js: the streamer overlay. Watches one room over giftd's WebSocket (SPEC 3) and shows
- * gift alerts one at a time, streaks as a live ×N counter, the top senders and the viewer count.
+ * gift alerts one at a time, streaks as a live ×N counter, the top senders, the viewer count and
+ * the room's goal as a progress bar.
  * It never throws on what the server sends, reconnects with backoff and rejoins by itself.
  * window.giftOverlay exposes its state (and handle() for tests). */
 (function () {
@@ -47,6 +48,7 @@
         speed: num('speed', 1, 0.1, 20),
         top: Math.round(num('top', 5, 0, 20)),
         viewers: flag('viewers', true),
+        goal: flag('goal', true),
         preview: flag('preview', false),
         debug: flag('debug', false),
         ws: params.get('ws') || ''
@@ -501,8 +503,10 @@
         var g = isObj(ev.gift) ? ev.gift : {};
         var f = isObj(ev.from) ? ev.from : {};
         var tier = Object.prototype.hasOwnProperty.call(TIERS, g.tier) ? g.tier : 'small';
+        /* An anonymous gift has from: null; nothing of a sender is shown even if one came along. */
+        var anon = ev.anonymous === true || ev.from === null;
         return {
-            from: {id: str(f.id, ''), name: str(f.name, str(f.id, 'Someone'))},
+            from: anon ? {id: '', name: 'Anonymous', anonymous: true} : {id: str(f.id, ''), name: str(f.name, str(f.id, 'Someone'))},
             gift: {
                 id: str(g.id, 'gift'),
                 name: str(g.name, str(g.id, 'a gift')),
@@ -657,6 +661,10 @@
         el.dataset.gift = a.gift.id;
         el.dataset.from = a.from.id;
         el.dataset.tier = a.tier;
+        if (a.from.anonymous) {
+            el.classList.add('anonymous');
+            el.dataset.anonymous = 'true';
+        }
         el.dataset.closed = String(!a.open);
 
         var art = document.createElement('div');
@@ -697,7 +705,7 @@
         a.shownAt = now();
         a.phase = 'enter';
         stats.alerts++;
-        a.record = {gift: a.gift.id, from: a.from.id, name: a.from.name, tier: a.tier, count: a.count, streak: !!a.streak, closed: !a.open, closedBy: a.closedBy || null, at: a.shownAt};
+        a.record = {gift: a.gift.id, from: a.from.id, name: a.from.name, anonymous: !!a.from.anonymous, tier: a.tier, count: a.count, streak: !!a.streak, closed: !a.open, closedBy: a.closedBy || null, at: a.shownAt};
         history.push(a.record);
         if (history.length > 50) {
             history.shift();
@@ -971,6 +979,164 @@
             .catch(function () {});
     }
 
+    /* ---- the room's goal: a progress bar, and a short banner when it is reached ---------------- */
+
+    /* The goal on screen: id null when there is none. alerted is the id whose goal_reached banner
+     * was shown (goal_reached comes once per goal; a rejoin must not show it again). */
+    var goal = {id: null, gift: '', current: 0, target: 0, reached: false, alerted: null, doneTimer: null};
+    var goalAlerts = []; /* the goal_reached banners shown, oldest first (for tests) */
+    var catalog = null; /* gift id → catalog entry, fetched once when a gift goal needs its artwork */
+    var catalogLoading = false;
+
+    function normGoal(g) {
+        if (!isObj(g) || typeof g.id !== 'string' || g.id === '') {
+            return null;
+        }
+        var n = function (v) {
+            return typeof v === 'number' && isFinite(v) && v > 0 ? Math.floor(v) : 0;
+        };
+        return {id: g.id, title: str(g.title, 'Goal'), gift: str(g.gift, ''), target: n(g.target),
+            current: n(g.current), reached: g.reached === true};
+    }
+
+    function loadCatalog() {
+        if (catalog || catalogLoading || !window.fetch) {
+            return;
+        }
+        catalogLoading = true;
+        fetch(httpBase() + '/v1/gifts', {cache: 'no-store'})
+            .then(function (r) {
+                return r.ok ? r.json() : null;
+            })
+            .then(function (j) {
+                catalogLoading = false;
+                if (!j || !Array.isArray(j.gifts)) {
+                    return;
+                }
+                catalog = {};
+                j.gifts.forEach(function (g) {
+                    if (isObj(g) && typeof g.id === 'string') {
+                        catalog[g.id] = g;
+                    }
+                });
+                renderGoalUnit();
+            })
+            .catch(function () {
+                catalogLoading = false;
+            });
+    }
+
+    /* The unit next to the numbers: a coin for a coin goal, the gift's artwork for a gift goal. */
+    function renderGoalUnit() {
+        var unit = $('goal').querySelector('.goal-unit');
+        if (!goal.id) {
+            return;
+        }
+        if (!goal.gift) {
+            unit.innerHTML = COIN;
+            unit.title = 'coins';
+            return;
+        }
+        var g = catalog && catalog[goal.gift];
+        var anim = g ? str(g.animation, goal.gift) : goal.gift;
+        var tier = g && Object.prototype.hasOwnProperty.call(TIERS, g.tier) ? g.tier : 'small';
+        unit.innerHTML = window.GiftArt ? window.GiftArt.svg(anim, tier) : '';
+        unit.title = g ? str(g.name, goal.gift) : goal.gift;
+        if (!g) {
+            loadCatalog();
+        }
+    }
+
+    function hideGoalDone() {
+        clearTimeout(goal.doneTimer);
+        goal.doneTimer = null;
+        var el = $('goal');
+        el.classList.remove('celebrate');
+        el.dataset.celebrating = 'false';
+    }
+
+    /* Shows the goal g (as in joined, goal and goal_reached), or hides the bar when g is null. */
+    function setGoal(raw) {
+        var el = $('goal');
+        var g = normGoal(raw);
+        if (!g) {
+            goal.id = null;
+            hideGoalDone();
+            el.classList.add('hidden');
+            el.dataset.id = '';
+            el.dataset.reached = 'false';
+            return;
+        }
+        var same = g.id === goal.id;
+        if (same) {
+            /* Within one goal progress only moves on: a late update never undoes a newer one. */
+            g.current = Math.max(g.current, goal.current);
+            g.reached = g.reached || goal.reached;
+        } else {
+            hideGoalDone();
+        }
+        var moved = same && g.current !== goal.current;
+        goal.id = g.id;
+        goal.gift = g.gift;
+        goal.current = g.current;
+        goal.target = g.target;
+        goal.reached = g.reached;
+        el.querySelector('.goal-title').textContent = g.title;
+        el.querySelector('.goal-current').textContent = fmt(g.current);
+        el.querySelector('.goal-target').textContent = fmt(g.target);
+        var pct = g.target > 0 ? Math.min(100, (g.current / g.target) * 100) : 0;
+        el.querySelector('.goal-fill').style.width = pct.toFixed(2) + '%';
+        el.querySelector('.goal-track').setAttribute('aria-valuenow', String(Math.round(pct)));
+        el.dataset.id = g.id;
+        el.dataset.gift = g.gift;
+        el.dataset.current = String(g.current);
+        el.dataset.target = String(g.target);
+        el.dataset.reached = String(g.reached);
+        el.classList.toggle('reached', g.reached);
+        if (!same) {
+            renderGoalUnit();
+        }
+        if (moved) {
+            el.classList.remove('bump');
+            void el.offsetWidth;
+            el.classList.add('bump');
+        }
+        el.classList.toggle('hidden', !opts.goal);
+    }
+
+    function onGoalReached(ev) {
+        if (!normGoal(ev.goal)) {
+            return;
+        }
+        setGoal(ev.goal);
+        if (goal.alerted === goal.id || !opts.goal) {
+            return;
+        }
+        goal.alerted = goal.id;
+        var el = $('goal');
+        goalAlerts.push({id: goal.id, title: el.querySelector('.goal-title').textContent,
+            current: goal.current, target: goal.target, at: now()});
+        log('goal reached ' + goal.id);
+        hideGoalDone();
+        void el.offsetWidth; /* restart the banner's entrance */
+        el.classList.add('celebrate');
+        el.dataset.celebrating = 'true';
+        goal.doneTimer = setTimeout(hideGoalDone, Math.max(1500, 5000 / opts.speed));
+        chime('large', false);
+        try {
+            if (fx.ctx) {
+                var r = el.getBoundingClientRect();
+                [0.2, 0.5, 0.8].forEach(function (k) {
+                    burst(r.left + r.width * k, r.top, 22, {kind: 'confetti', angle: -Math.PI / 2, spread: 0.9,
+                        speed: [200, 520], size: [7, 12], colors: PALETTES.gold.concat(PALETTES.party),
+                        life: [1.4, 2.4], g: 520, drag: 1.1});
+                });
+            }
+        } catch (e) {
+            stats.errors++;
+        }
+    }
+
     /* ---- the connection ----------------------------------------------------------------------- */
 
     var conn = {ws: null, attempt: 0, timer: null, joinTimer: null, joinAttempt: 0, lastRx: 0};
@@ -1142,6 +1308,10 @@
                 $('setup').classList.add('hidden');
                 setState('live');
                 setViewers(msg.viewers);
+                setGoal(msg.goal);
+                if (goal.reached) {
+                    goal.alerted = goal.id; /* reached before we joined: no banner now */
+                }
                 seedRoom(joinedFor);
                 break;
             case 'gift':
@@ -1156,9 +1326,16 @@
             case 'leaderboard':
                 setLeaderboard(msg.top);
                 break;
+            case 'goal':
+                setGoal(msg.goal);
+                break;
+            case 'goal_reached':
+                onGoalReached(msg);
+                break;
             case 'room_closed':
                 joinedFor = null;
                 closeAllStreaks('room_closed');
+                setGoal(null); /* a new session starts without a goal */
                 setState('waiting');
                 scheduleRejoin();
                 break;
@@ -1197,8 +1374,19 @@
         var names = ['Maya', 'Leo', 'Sam', 'Ana'];
         var seq = 0;
         var i = 0;
+        var sample = {id: 'preview', title: 'Road to 50k', gift: null, target: 50000, current: 31200, reached: false};
+        setGoal(sample);
         function next() {
             var g = cat[i++ % cat.length];
+            if (!sample.reached) {
+                sample.current += g[2];
+                sample.reached = sample.current >= sample.target;
+                if (sample.reached) {
+                    handle({type: 'goal_reached', room: 'preview', seq: ++seq, goal: sample});
+                } else {
+                    handle({type: 'goal', room: 'preview', goal: sample});
+                }
+            }
             var from = {id: 'u' + (i % names.length), name: names[i % names.length]};
             var gift = {id: g[0], name: g[1], coins: g[2], tier: g[3], animation: g[0]};
             if (g[3] === 'small') {
@@ -1233,7 +1421,12 @@
         opts: opts,
         stats: stats,
         history: history,
+        goalAlerts: goalAlerts,
         handle: handle,
+        goal: function () {
+            return goal.id ? {id: goal.id, gift: goal.gift || null, current: goal.current, target: goal.target,
+                reached: goal.reached} : null;
+        },
         state: function () {
             return root.dataset.state;
         },

@@ -1,6 +1,8 @@
 /* demo.js: the demo viewer page. Connects to giftd as a viewer (SPEC 3), shows the balance, the
- * catalog as buttons (greyed when unaffordable or unavailable), sends gifts with fresh ids, and
- * lists acks, errors and the room's events. window.giftDemo exposes send() for tests. */
+ * catalog as buttons (greyed when unaffordable, over budget or unavailable), sends gifts with fresh
+ * ids (anonymously if asked), lists acks, errors and the room's events, and shows the viewer's
+ * budget (with a form to set or clear each cap) and transaction history over the HTTP API, with
+ * the viewer's own token. window.giftDemo exposes send() for tests. */
 (function () {
     'use strict';
 
@@ -8,7 +10,8 @@
     var opts = {
         room: params.get('room') || '',
         token: params.get('token') || '',
-        ws: params.get('ws') || ''
+        ws: params.get('ws') || '',
+        txLimit: Math.max(1, Math.min(1000, Math.floor(Number(params.get('txlimit'))) || 10))
     };
     var claims = decodeClaims(opts.token);
 
@@ -22,8 +25,11 @@
         unavailable: {}, /* gift id → true after a gift_unavailable answer */
         clockSkew: 0, /* server_time_ms - Date.now() */
         joined: false,
-        pending: new Map(), /* id → {gift, count, el} */
-        last: null /* the last send, for "resend with the same id" */
+        pending: new Map(), /* id → {gift, count, anonymous, el} */
+        mine: new Set(), /* ids of this page's sends, to tell our own anonymous gifts in the room */
+        last: null, /* the last send, for "resend with the same id" */
+        budget: null, /* GET /v1/users/{user}/budget */
+        tx: {keys: new Set(), next: null, gen: 0, more: false} /* the transactions listed */
     };
     var conn = {ws: null, attempt: 0, timer: null, lastRx: 0};
     var MAX_ENTRIES = 150;
@@ -173,11 +179,28 @@
                 why = 'not available now';
             } else if (state.balance === null || g.coins * n > state.balance) {
                 why = 'costs ' + fmt(g.coins * n) + ' coins';
+            } else if (overBudget(g.coins * n)) {
+                why = 'over your ' + overBudget(g.coins * n) + ' budget';
             }
             b.disabled = why !== '';
             b.title = why ? g.name + ': ' + why : 'Send ' + n + ' × ' + g.name + ' (' + fmt(g.coins * n) + ' coins)';
         });
         $('resend').disabled = !state.last || !state.joined;
+    }
+
+    /* 'daily' or 'monthly' when spending `cost` now would pass that cap, else ''. */
+    function overBudget(cost) {
+        var b = state.budget;
+        if (!b) {
+            return '';
+        }
+        if (typeof b.daily_coins === 'number' && b.spent_today + cost > b.daily_coins) {
+            return 'daily';
+        }
+        if (typeof b.monthly_coins === 'number' && b.spent_this_month + cost > b.monthly_coins) {
+            return 'monthly';
+        }
+        return '';
     }
 
     function renderCatalog() {
@@ -216,6 +239,9 @@
                     return isObj(g) && typeof g.id === 'string' && typeof g.coins === 'number';
                 });
                 renderCatalog();
+                Array.prototype.forEach.call($('tx-list').querySelectorAll('tr.tx-gift'), function (tr) {
+                    tr.parentNode.replaceChild(txRow(tr.txData), tr);
+                });
             })
             .catch(function (e) {
                 $('catalog').textContent = 'Could not load the catalog: ' + e.message;
@@ -223,17 +249,40 @@
             });
     }
 
+    /* An HTTP API call as this viewer (Authorization: Bearer with the page's token); resolves with
+     * the answer's JSON, rejects with an Error carrying giftd's error message. */
+    function api(method, path, body) {
+        var init = {method: method, headers: {authorization: 'Bearer ' + opts.token}, cache: 'no-store'};
+        if (body !== undefined) {
+            init.headers['content-type'] = 'application/json';
+            init.body = JSON.stringify(body);
+        }
+        return fetch(apiBase() + path, init).then(function (r) {
+            return r.text().then(function (text) {
+                var j = null;
+                try {
+                    j = JSON.parse(text);
+                } catch (e) {
+                    /* not JSON */
+                }
+                if (!r.ok) {
+                    var err = j && isObj(j.error) ? j.error : {};
+                    throw new Error((err.code || 'HTTP ' + r.status) + (err.message ? ': ' + err.message : ''));
+                }
+                return j;
+            });
+        });
+    }
+
+    function userPath(tail) {
+        return '/v1/users/' + encodeURIComponent(claims.sub) + tail;
+    }
+
     function refreshBalance() {
         if (!claims.sub) {
             return;
         }
-        fetch(apiBase() + '/v1/users/' + encodeURIComponent(claims.sub) + '/balance', {
-            headers: {authorization: 'Bearer ' + opts.token},
-            cache: 'no-store'
-        })
-            .then(function (r) {
-                return r.ok ? r.json() : null;
-            })
+        api('GET', userPath('/balance'))
             .then(function (j) {
                 if (j) {
                     setBalance(j.coins);
@@ -242,19 +291,268 @@
             .catch(function () {});
     }
 
+    /* ---- budget ------------------------------------------------------------------------------- */
+
+    function status(id, text, bad) {
+        var el = $(id);
+        el.textContent = text;
+        el.classList.toggle('bad', !!bad);
+    }
+
+    function renderCap(spentId, capId, spent, cap) {
+        var s = $(spentId);
+        var c = $(capId);
+        s.textContent = fmt(spent);
+        s.dataset.value = String(spent);
+        var capped = typeof cap === 'number';
+        c.textContent = capped ? fmt(cap) : 'no cap';
+        c.dataset.value = capped ? String(cap) : 'none';
+        var box = s.closest('.cap');
+        var fill = box.querySelector('.meter-fill');
+        var pct = !capped ? 0 : cap === 0 ? 100 : Math.min(100, (spent / cap) * 100);
+        fill.style.width = pct.toFixed(1) + '%';
+        box.classList.toggle('uncapped', !capped);
+        box.classList.toggle('full', capped && spent >= cap);
+    }
+
+    function renderBudget(b) {
+        if (!isObj(b) || typeof b.spent_today !== 'number') {
+            return;
+        }
+        state.budget = b;
+        renderCap('spent-today', 'daily-cap', b.spent_today, b.daily_coins);
+        renderCap('spent-month', 'monthly-cap', b.spent_this_month, b.monthly_coins);
+        updateButtons();
+    }
+
+    function refreshBudget() {
+        if (!claims.sub) {
+            return;
+        }
+        api('GET', userPath('/budget'))
+            .then(renderBudget)
+            .catch(function (e) {
+                status('budget-status', 'Could not read the budget: ' + e.message, true);
+            });
+    }
+
+    /* Sets (a number) or clears (null) one cap; the other keeps its value. */
+    function setCap(field, value) {
+        var body = {};
+        body[field] = value;
+        var what = field === 'daily_coins' ? 'Daily' : 'Monthly';
+        status('budget-status', 'Saving…');
+        return api('PUT', userPath('/budget'), body)
+            .then(function (b) {
+                renderBudget(b);
+                status('budget-status', what + ' cap ' + (value === null ? 'removed' : 'set to ' + fmt(value) + ' coins') + '.');
+            })
+            .catch(function (e) {
+                status('budget-status', e.message, true);
+            });
+    }
+
+    function wireCapForm(form, input, clear) {
+        var field = form.dataset.field;
+        form.addEventListener('submit', function (ev) {
+            ev.preventDefault();
+            var raw = input.value.trim();
+            var n = Number(raw);
+            if (raw === '' || !isFinite(n) || n < 0 || Math.floor(n) !== n) {
+                status('budget-status', 'A cap is a whole number of coins, 0 or more (0 blocks all gifts).', true);
+                return;
+            }
+            setCap(field, n).then(function () {
+                input.value = '';
+            });
+        });
+        clear.addEventListener('click', function () {
+            setCap(field, null);
+        });
+    }
+
+    /* ---- transactions ------------------------------------------------------------------------- */
+
+    function txKey(t) {
+        return t.type + ':' + (t.id || t.payment_id || '') + ':' + t.ts_ms;
+    }
+
+    function txTime(ms) {
+        var d = new Date(ms);
+        var today = new Date();
+        var hms = d.toTimeString().slice(0, 8);
+        if (d.toDateString() === today.toDateString()) {
+            return hms;
+        }
+        return d.toISOString().slice(0, 10) + ' ' + hms.slice(0, 5);
+    }
+
+    function txRow(t) {
+        var tr = document.createElement('tr');
+        var type = String(t.type);
+        tr.className = 'tx tx-' + type.replace(/[^a-z]/g, '');
+        tr.dataset.type = type;
+        tr.dataset.key = txKey(t);
+        tr.dataset.coins = String(t.coins);
+        tr.dataset.balance = String(t.balance);
+        tr.txData = t; /* to draw it again once the catalog (gift names) is in */
+        var cell = function (cls, text) {
+            var td = document.createElement('td');
+            td.className = cls;
+            if (text !== undefined) {
+                td.textContent = text;
+            }
+            tr.appendChild(td);
+            return td;
+        };
+        var when = cell('time', typeof t.ts_ms === 'number' ? txTime(t.ts_ms) : '–');
+        if (typeof t.ts_ms === 'number') {
+            when.title = new Date(t.ts_ms).toISOString();
+        }
+        var badge = document.createElement('span');
+        badge.className = 'badge';
+        badge.textContent = type;
+        cell('type').appendChild(badge);
+        var what = cell('what');
+        if (type === 'gift') {
+            var g = catalogEntry(t.gift) || {id: String(t.gift), name: String(t.gift), tier: 'small'};
+            var art = document.createElement('span');
+            art.innerHTML = giftArt(g);
+            if (art.firstChild) {
+                what.appendChild(art.firstChild);
+            }
+            setParts(what.appendChild(document.createElement('span')), [[g.name], ' ×' + t.count + ' in ' + t.room +
+                (t.anonymous ? ' · anonymous' : '')]);
+            tr.dataset.id = String(t.id);
+        } else {
+            var parts = ['payment ', [String(t.payment_id)]];
+            if (t.package) {
+                parts.push(' · package ' + t.package);
+            }
+            if (type === 'reversal' && t.reason) {
+                parts.push(' · ' + t.reason);
+            }
+            setParts(what.appendChild(document.createElement('span')), parts);
+        }
+        var c = typeof t.coins === 'number' ? t.coins : 0;
+        cell('num coins ' + (c < 0 ? 'neg' : 'pos'), (c > 0 ? '+' : c < 0 ? '\u2212' : '') + fmt(Math.abs(c)));
+        cell('num bal', fmt(t.balance));
+        return tr;
+    }
+
+    function txDone() {
+        $('tx-empty').classList.toggle('hidden', state.tx.keys.size > 0);
+        $('tx-more').classList.toggle('hidden', state.tx.next === null);
+        $('tx-more').disabled = state.tx.more;
+    }
+
+    function validTxs(j) {
+        return (j && Array.isArray(j.transactions) ? j.transactions : []).filter(function (t) {
+            return isObj(t) && typeof t.type === 'string';
+        });
+    }
+
+    /* The newest page: entries not listed yet go on top. When none of the page was listed (more
+     * than a page happened since), the list starts over from this page. */
+    function loadTx() {
+        if (!claims.sub) {
+            return;
+        }
+        api('GET', userPath('/transactions?limit=' + opts.txLimit))
+            .then(function (j) {
+                var list = $('tx-list');
+                var txs = validTxs(j);
+                var fresh = txs.filter(function (t) {
+                    return !state.tx.keys.has(txKey(t));
+                });
+                if (state.tx.keys.size === 0 || (fresh.length === txs.length && txs.length > 0)) {
+                    state.tx.gen++;
+                    state.tx.keys.clear();
+                    list.textContent = '';
+                    state.tx.next = typeof j.next_before === 'number' ? j.next_before : null;
+                }
+                var first = list.firstChild;
+                fresh.forEach(function (t) {
+                    state.tx.keys.add(txKey(t));
+                    list.insertBefore(txRow(t), first);
+                });
+                status('tx-status', '');
+                txDone();
+            })
+            .catch(function (e) {
+                status('tx-status', 'Could not read the transactions: ' + e.message, true);
+            });
+    }
+
+    /* The next older page (next_before). */
+    function moreTx() {
+        if (state.tx.next === null || state.tx.more) {
+            return;
+        }
+        var gen = state.tx.gen;
+        state.tx.more = true;
+        txDone();
+        api('GET', userPath('/transactions?limit=' + opts.txLimit + '&before=' + state.tx.next))
+            .then(function (j) {
+                state.tx.more = false;
+                if (gen !== state.tx.gen) {
+                    txDone();
+                    return;
+                }
+                var list = $('tx-list');
+                validTxs(j).forEach(function (t) {
+                    if (!state.tx.keys.has(txKey(t))) {
+                        state.tx.keys.add(txKey(t));
+                        list.appendChild(txRow(t));
+                    }
+                });
+                state.tx.next = typeof j.next_before === 'number' ? j.next_before : null;
+                status('tx-status', '');
+                txDone();
+            })
+            .catch(function (e) {
+                state.tx.more = false;
+                txDone();
+                status('tx-status', 'Could not read more transactions: ' + e.message, true);
+            });
+    }
+
+    /* After a send: the budget's spending and the history changed (a burst of acks: one reload). */
+    var accountTimer = null;
+
+    function refreshAccountSoon() {
+        clearTimeout(accountTimer);
+        accountTimer = setTimeout(function () {
+            refreshBudget();
+            loadTx();
+        }, 250);
+    }
+
     /* ---- sending ------------------------------------------------------------------------------ */
 
-    function send(giftId, n, sameId) {
+    /* Sends n × giftId; anonymous defaults to the page's toggle. A resend passes the first send's
+     * id and anonymous flag, so giftd sees the very same send. */
+    function send(giftId, n, sameId, anonymous) {
         var id = sameId || freshId();
+        var anon = anonymous === undefined ? $('anonymous').checked : !!anonymous;
         var g = catalogEntry(giftId) || {id: giftId, name: giftId, tier: 'small'};
         var frame = {type: 'gift', id: id, gift: giftId, count: n};
-        var el = entry($('sends'), 'pending', 'send', g, [['' + g.name], ' ×' + n + ' … ', id]);
+        if (anon) {
+            frame.anonymous = true;
+        }
+        var how = ' ×' + n + (anon ? ' (anonymous)' : '');
+        var el = entry($('sends'), 'pending', 'send', g, [['' + g.name], how + ' … ', id]);
         el.dataset.id = id;
-        state.pending.set(id, {gift: g, count: n, el: el, frame: frame});
-        state.last = {gift: giftId, count: n, id: id};
+        el.dataset.anonymous = String(anon);
+        state.pending.set(id, {gift: g, count: n, anonymous: anon, el: el, frame: frame});
+        state.mine.add(id);
+        if (state.mine.size > 500) {
+            state.mine.delete(state.mine.values().next().value);
+        }
+        state.last = {gift: giftId, count: n, id: id, anonymous: anon};
         updateButtons();
         if (!wsSend(frame)) {
-            setParts(el.querySelector('.text'), [[g.name], ' ×' + n + ' — waiting for the connection (will be sent with the same id)']);
+            setParts(el.querySelector('.text'), [[g.name], how + ' — waiting for the connection (will be sent with the same id)']);
         }
         return id;
     }
@@ -271,7 +569,7 @@
         var p = state.pending.get(m.id);
         setBalance(m.balance);
         var g = p ? p.gift : {id: '?', name: 'gift', tier: 'small'};
-        var parts = [[g.name], ' ×' + (p ? p.count : '?') + ' — ', ['✓ acked'], ', seq ' + m.seq +
+        var parts = [[g.name], ' ×' + (p ? p.count : '?') + (p && p.anonymous ? ' (anonymous)' : '') + ' — ', ['✓ acked'], ', seq ' + m.seq +
             ', balance ' + fmt(m.balance) + (m.duplicate ? ' (duplicate: charged once)' : '')];
         if (p) {
             state.pending.delete(m.id);
@@ -283,6 +581,7 @@
             var li = entry($('sends'), 'ack', 'send', g, parts);
             li.dataset.id = String(m.id);
         }
+        refreshAccountSoon();
     }
 
     function onSendError(m) {
@@ -301,6 +600,8 @@
         li.dataset.code = String(m.code);
         if (m.code === 'insufficient_funds') {
             refreshBalance();
+        } else if (m.code === 'budget_exceeded') {
+            refreshBudget();
         } else if (m.code === 'gift_unavailable' && p) {
             state.unavailable[p.gift.id] = true;
             updateButtons();
@@ -311,6 +612,23 @@
 
     function who(x) {
         return isObj(x) ? String(x.name || x.id || '?') : '?';
+    }
+
+    /* The sender of a gift or combo_end: "Anonymous" when from is null (our own: "You, anonymously"). */
+    function sender(m) {
+        if (m.anonymous === true || m.from === null) {
+            return state.mine.has(m.id) ? 'You, anonymously' : 'Anonymous';
+        }
+        return who(m.from);
+    }
+
+    function goalText(g) {
+        if (!isObj(g)) {
+            return ['no goal'];
+        }
+        var unit = g.gift ? ' × ' + ((catalogEntry(g.gift) || {}).name || g.gift) : ' coins';
+        return ['goal ', [String(g.title)], ': ' + fmt(g.current) + ' / ' + fmt(g.target) + unit +
+            (g.reached ? ' (reached)' : '')];
     }
 
     function handle(m) {
@@ -339,6 +657,9 @@
             $('creator').textContent = who(m.creator);
             $('viewer-count').textContent = fmt(m.viewers);
             event('joined', null, ['joined ', [m.room], ' (seq ' + m.seq + ', ' + fmt(m.viewers) + ' watching)']);
+            if (isObj(m.goal)) {
+                event('goal', null, goalText(m.goal));
+            }
             /* Sends that were waiting, or unanswered when the last connection dropped, go again
              * with the same id: giftd charges each id once. */
             state.pending.forEach(function (p) {
@@ -348,12 +669,12 @@
             break;
         case 'gift':
             var g = isObj(m.gift) ? m.gift : {};
-            event('gift', g, [[who(m.from)], ' sent ', [g.name || g.id], ' ×' + m.count +
+            event('gift', g, [[sender(m)], ' sent ', [g.name || g.id], ' ×' + m.count +
                 (isObj(m.combo) ? ' (streak ' + m.combo.count + ')' : '') + ' · seq ' + m.seq]);
             break;
         case 'combo_end':
             var cg = isObj(m.gift) ? m.gift : {};
-            event('combo_end', cg, [[who(m.from)], '’s ', [cg.name || cg.id], ' streak ended: ×' +
+            event('combo_end', cg, [[sender(m)], '’s ', [cg.name || cg.id], ' streak ended: ×' +
                 m.total_count + ' in ' + (isObj(m.combo) ? m.combo.count : '?') + ' sends']);
             break;
         case 'viewers':
@@ -369,6 +690,12 @@
                 parts.push(' ' + fmt(r.coins));
             });
             event('leaderboard', null, parts);
+            break;
+        case 'goal':
+            event('goal', null, goalText(m.goal));
+            break;
+        case 'goal_reached':
+            event('goal_reached', null, ['🎉 '].concat(goalText(m.goal)));
             break;
         case 'room_closed':
             state.joined = false;
@@ -479,12 +806,20 @@
             updateButtons();
         });
     });
-    $('refresh').addEventListener('click', refreshBalance);
+    $('refresh').addEventListener('click', function () {
+        refreshBalance();
+        refreshBudget();
+        loadTx();
+    });
     $('resend').addEventListener('click', function () {
         if (state.last) {
-            send(state.last.gift, state.last.count, state.last.id);
+            send(state.last.gift, state.last.count, state.last.id, state.last.anonymous);
         }
     });
+    wireCapForm(document.querySelector('form[data-field="daily_coins"]'), $('daily-input'), $('daily-clear'));
+    wireCapForm(document.querySelector('form[data-field="monthly_coins"]'), $('monthly-input'), $('monthly-clear'));
+    $('tx-refresh').addEventListener('click', loadTx);
+    $('tx-more').addEventListener('click', moreTx);
 
     window.giftDemo = {send: send, state: state};
 
@@ -496,6 +831,8 @@
         setConn('offline', 'not configured');
     } else {
         refreshBalance();
+        refreshBudget();
+        loadTx();
         connect();
     }
 })();

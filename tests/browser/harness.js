@@ -402,9 +402,14 @@ class Viewer {
         });
     }
 
-    // Sends a gift; the returned promise resolves with its ack (or rejects with its error).
-    gift(gift, count = 1, id = `t-${crypto.randomUUID()}`) {
-        this.ws.send(JSON.stringify({type: 'gift', id, gift, count}));
+    // Sends a gift ({anonymous: true} for an anonymous one); the returned promise resolves with
+    // its ack (or rejects with its error).
+    gift(gift, count = 1, id = `t-${crypto.randomUUID()}`, {anonymous = false} = {}) {
+        const frame = {type: 'gift', id, gift, count};
+        if (anonymous) {
+            frame.anonymous = true;
+        }
+        this.ws.send(JSON.stringify(frame));
         return this.next((e) => (e.type === 'ack' || e.type === 'error') && e.id === id).then((e) => {
             if (e.type !== 'ack') {
                 throw new Error(`gift ${gift} refused: ${JSON.stringify(e)}`);

@@ -74,6 +74,7 @@ after(async () => {
 test('a gift sent over WebSocket appears in the overlay with the sender and gift names', {timeout: 90000}, async () => {
     const room = await freshRoom('alert');
     await h.recharge(giftd, 'maya', 50000);
+    await h.api(giftd, 'PUT', `/v1/rooms/${room}/goal`, {title: 'Road to 5k', target: 5000});
     const page = await openOverlay(room);
     const maya = await h.Viewer.connect(giftd, 'maya', 'Maya Lind', room);
     try {
@@ -87,8 +88,10 @@ test('a gift sent over WebSocket appears in the overlay with the sender and gift
         assert.equal(await alert.locator('.alert-gift').textContent(), 'Galaxy');
         assert.equal(await alert.getAttribute('data-tier'), 'large');
         assert.ok(await alert.locator('svg.gift-svg').count(), 'the gift has its artwork');
-        // For the README picture: the leaderboard with Maya on it, while the alert still shows.
+        // For the README picture: the leaderboard with Maya on it and the goal bar at 1000 / 5000,
+        // while the alert still shows.
         await page.waitForSelector('#leaderboard li[data-id="maya"]', {timeout: 3000 * h.SLOW}).catch(() => {});
+        await page.waitForSelector('#goal[data-current="1000"]', {timeout: 3000 * h.SLOW}).catch(() => {});
         const file = await h.screenshot(page, 'overlay-alert');
         fs.mkdirSync(path.join(h.REPO, 'docs'), {recursive: true});
         fs.copyFileSync(file, path.join(h.REPO, 'docs', 'overlay.png'));
@@ -395,6 +398,197 @@ test('steps=1 alerts every streak step; mute=1 never starts audio, mute=0 does',
     } finally {
         await stepsPage.context().close();
         await loudPage.context().close();
+    }
+});
+
+test('a goal set over HTTP shows as a bar that follows the gifts, celebrates once and hides when cleared', {timeout: 120000}, async () => {
+    const room = await freshRoom('goal');
+    await h.recharge(giftd, 'gus', 20000);
+    const page = await openOverlay(room);
+    const gus = await h.Viewer.connect(giftd, 'gus', 'Gus', room);
+    let late = null;
+    try {
+        const bar = page.locator('#goal');
+        assert.equal(await bar.isVisible(), false, 'no goal: no bar');
+        const set = await h.api(giftd, 'PUT', `/v1/rooms/${room}/goal`, {title: 'Road to 100', target: 100});
+        const id = set.goal.id;
+        // The goal event of the PUT shows the bar.
+        await page.waitForSelector(`#goal[data-id="${id}"][data-current="0"][data-target="100"]`,
+            {state: 'visible', timeout: T * h.SLOW});
+        assert.equal(await bar.locator('.goal-title').textContent(), 'Road to 100');
+        assert.equal(await bar.locator('.goal-target').textContent(), '100');
+        assert.equal(await bar.locator('.goal-unit svg.coin').count(), 1, 'a coin goal shows a coin');
+        // The filled part of the bar, in percent of its width.
+        const fill = () => page.$eval('#goal .goal-fill', (e) => parseFloat(e.style.width));
+        assert.equal(await fill(), 0);
+        // Progress follows the gifts (goal events).
+        await gus.gift('doughnut'); // 30 coins
+        await page.waitForSelector('#goal[data-current="30"]', {timeout: T * h.SLOW});
+        assert.equal(await bar.locator('.goal-current').textContent(), '30');
+        assert.equal(await fill(), 30);
+        await gus.gift('doughnut', 2); // 90
+        await page.waitForSelector('#goal[data-current="90"][data-reached="false"]', {timeout: T * h.SLOW});
+        assert.equal(await fill(), 90);
+        assert.equal(await page.evaluate(() => window.giftOverlay.goalAlerts.length), 0);
+        // 110 of 100: goal_reached, the banner shows.
+        await gus.gift('perfume'); // 20
+        await page.waitForSelector('#goal[data-reached="true"][data-current="110"]', {timeout: T * h.SLOW});
+        await page.waitForFunction(() => window.giftOverlay.goalAlerts.length > 0, null, {timeout: T * h.SLOW});
+        assert.equal(await fill(), 100, 'the bar stops at full');
+        await h.screenshot(page, 'overlay-goal-reached');
+        let shown = await page.evaluate(() => window.giftOverlay.goalAlerts.slice());
+        assert.equal(shown.length, 1);
+        assert.equal(shown[0].id, id);
+        assert.equal(shown[0].title, 'Road to 100');
+        // A gift after the goal was met brings no second banner (goal_reached would come with it).
+        const before = await page.evaluate(() => window.giftOverlay.stats.gifts);
+        await gus.gift('galaxy');
+        await page.waitForFunction((n) => window.giftOverlay.stats.gifts > n, before, {timeout: T * h.SLOW});
+        await page.waitForSelector('.alert[data-gift="galaxy"]', {state: 'attached', timeout: T * h.SLOW});
+        shown = await page.evaluate(() => window.giftOverlay.goalAlerts.slice());
+        assert.equal(shown.length, 1, 'the goal-reached banner shows once');
+        // The banner goes after a few seconds; the bar stays, reached.
+        await page.waitForSelector('#goal[data-celebrating="false"]', {timeout: T * h.SLOW});
+        assert.equal(await bar.locator('.goal-done').isVisible(), false);
+        assert.ok(await bar.isVisible());
+        // An overlay opened now gets the goal from joined: reached, without a banner.
+        late = await openOverlay(room);
+        await late.waitForSelector(`#goal[data-id="${id}"][data-reached="true"]`, {state: 'visible', timeout: T * h.SLOW});
+        assert.equal(await late.evaluate(() => window.giftOverlay.goalAlerts.length), 0);
+        // Cleared: both bars go.
+        await h.api(giftd, 'DELETE', `/v1/rooms/${room}/goal`);
+        await page.waitForSelector('#goal', {state: 'hidden', timeout: T * h.SLOW});
+        await late.waitForSelector('#goal', {state: 'hidden', timeout: T * h.SLOW});
+        assert.equal(await page.evaluate(() => window.giftOverlay.goal()), null);
+        // A goal counted in one gift: its artwork stands for the unit.
+        const roses = await h.api(giftd, 'PUT', `/v1/rooms/${room}/goal`, {title: 'Ten roses', gift: 'rose', target: 10});
+        await page.waitForSelector(`#goal[data-id="${roses.goal.id}"][data-gift="rose"][data-current="0"]`,
+            {state: 'visible', timeout: T * h.SLOW});
+        await gus.gift('rose', 3);
+        await page.waitForSelector('#goal[data-current="3"][data-target="10"]', {timeout: T * h.SLOW});
+        assert.equal(await bar.locator('.goal-unit svg.gift-svg').count(), 1, 'a gift goal shows the gift');
+        assert.equal(await fill(), 30);
+        assert.equal(await page.evaluate(() => window.giftOverlay.goalAlerts.length), 1);
+        await h.screenshot(page, 'overlay-goal-gift');
+        assert.equal(await page.evaluate(() => window.giftOverlay.stats.errors), 0);
+        assertNoPageErrors(page);
+        assertNoPageErrors(late);
+    } finally {
+        gus.close();
+        await page.context().close();
+        if (late) {
+            await late.context().close();
+        }
+    }
+});
+
+test('an anonymous gift shows as "Anonymous", with nothing of its sender on the overlay', {timeout: 90000}, async () => {
+    const room = await freshRoom('anon');
+    await h.recharge(giftd, 'shadow_quill', 5000);
+    await h.recharge(giftd, 'lea', 100);
+    const page = await openOverlay(room);
+    const shadow = await h.Viewer.connect(giftd, 'shadow_quill', 'Shadow Quill', room);
+    const lea = await h.Viewer.connect(giftd, 'lea', 'Lea', room);
+    try {
+        const ack = await shadow.gift('galaxy', 1, `anon-${process.pid}`, {anonymous: true});
+        const ev = await shadow.next((e) => e.type === 'gift' && e.id === ack.id, T);
+        assert.equal(ev.from, null, 'the server sends no sender');
+        assert.equal(ev.anonymous, true);
+        const alert = page.locator('.alert[data-gift="galaxy"]');
+        await page.waitForSelector('.alert[data-gift="galaxy"][data-phase="show"]', {timeout: T * h.SLOW});
+        assert.equal(await alert.locator('.alert-from').textContent(), 'Anonymous');
+        assert.equal(await alert.getAttribute('data-anonymous'), 'true');
+        const html = await alert.evaluate((e) => e.outerHTML);
+        for (const leak of ['shadow_quill', 'Shadow', 'Quill']) {
+            assert.ok(!html.includes(leak), `the alert does not contain "${leak}"`);
+        }
+        const rec = (await alerts(page)).find((a) => a.gift === 'galaxy');
+        assert.deepEqual([rec.from, rec.name, rec.anonymous], ['', 'Anonymous', true]);
+        // A named gift after it: once Lea is on the leaderboard, the room's updates have come in,
+        // and the sender is still nowhere on the page.
+        await lea.gift('rose');
+        await page.waitForSelector('#leaderboard li[data-id="lea"]', {timeout: T * h.SLOW});
+        const body = await page.evaluate(() => document.body.innerHTML);
+        for (const leak of ['shadow_quill', 'Shadow Quill']) {
+            assert.ok(!body.includes(leak), `the overlay does not contain "${leak}"`);
+        }
+        await h.screenshot(page, 'overlay-anonymous');
+        assertNoPageErrors(page);
+    } finally {
+        shadow.close();
+        lea.close();
+        await page.context().close();
+    }
+});
+
+test('the demo page sends anonymously, lists its transactions and shows and sets the budget', {timeout: 120000}, async () => {
+    const room = await freshRoom('demotx');
+    await h.recharge(giftd, 'otto', 5000);
+    const page = await h.newPage(browser, {width: 1280, height: 1100});
+    const tok = h.token('otto', 'viewer', {name: 'Otto'});
+    // Pages of two transactions, so "More" has something to do.
+    await page.goto(`${giftd.base()}/demo/?room=${room}&token=${tok}&txlimit=2`);
+    try {
+        await page.waitForSelector('#balance[data-value="5000"]', {timeout: T * h.SLOW});
+        await page.waitForSelector('#tx-list tr.tx[data-type="recharge"][data-coins="5000"][data-balance="5000"]',
+            {timeout: T * h.SLOW});
+        await page.waitForSelector('#spent-today[data-value="0"]', {timeout: T * h.SLOW});
+        assert.equal(await page.locator('#daily-cap').getAttribute('data-value'), 'none');
+        assert.equal(await page.locator('#monthly-cap').getAttribute('data-value'), 'none');
+        // Set a daily cap with the form.
+        await page.fill('#daily-input', '1000');
+        await page.click('#daily-set');
+        await page.waitForSelector('#daily-cap[data-value="1000"]', {timeout: T * h.SLOW});
+        assert.equal((await h.api(giftd, 'GET', '/v1/users/otto/budget')).daily_coins, 1000);
+        // An anonymous Doughnut.
+        await page.check('#anonymous');
+        await page.waitForSelector('button.gift[data-gift="doughnut"]:not([disabled])', {timeout: T * h.SLOW});
+        await page.click('button.gift[data-gift="doughnut"]');
+        await page.waitForSelector('#sends .entry.ack[data-anonymous="true"]', {timeout: T * h.SLOW});
+        const row = page.locator('#tx-list tr.tx[data-type="gift"][data-coins="-30"][data-balance="4970"]');
+        await row.waitFor({timeout: T * h.SLOW});
+        const text = await row.textContent();
+        assert.match(text, /Doughnut/);
+        assert.match(text, /anonymous/);
+        assert.match(text, /4,970/);
+        await page.waitForSelector('#spent-today[data-value="30"]', {timeout: T * h.SLOW});
+        await page.waitForSelector('#spent-month[data-value="30"]', {timeout: T * h.SLOW});
+        assert.match(await page.locator('#spent-today').textContent(), /^30$/);
+        // The room saw it without a sender; the page knows it was its own.
+        await page.waitForSelector('#events .entry[data-type="gift"]', {timeout: T * h.SLOW});
+        assert.match(await page.locator('#events .entry[data-type="gift"]').first().textContent(), /You, anonymously/);
+        // 30 spent of 1000: a Galaxy (1000) is over the daily budget; without a cap it is not.
+        await page.waitForSelector('button.gift[data-gift="galaxy"][disabled]', {timeout: T * h.SLOW});
+        assert.match(await page.locator('button.gift[data-gift="galaxy"]').getAttribute('title'), /daily budget/);
+        await page.click('#daily-clear');
+        await page.waitForSelector('#daily-cap[data-value="none"]', {timeout: T * h.SLOW});
+        await page.waitForSelector('button.gift[data-gift="galaxy"]:not([disabled])', {timeout: T * h.SLOW});
+        assert.equal((await h.api(giftd, 'GET', '/v1/users/otto/budget')).daily_coins, null);
+        // Two named Roses; then, on a fresh load, the newest page and "More" for the older ones.
+        await page.uncheck('#anonymous');
+        await page.click('button.gift[data-gift="rose"]');
+        await page.waitForSelector('#sends .entry.ack[data-anonymous="false"]', {timeout: T * h.SLOW});
+        await page.click('button.gift[data-gift="rose"]');
+        await page.waitForFunction(() => document.querySelectorAll('#sends .entry.ack').length === 3, null,
+            {timeout: T * h.SLOW});
+        const types = () => page.$$eval('#tx-list tr.tx', (rows) => rows.map((r) => `${r.dataset.type}:${r.dataset.coins}`).join(' '));
+        // Listed as they are acked (two new ones fill a page: the list then starts over from it).
+        await h.waitFor('the two Roses on top of the transactions', async () =>
+            (await types()).startsWith('gift:-1 gift:-1'), T);
+        const all = 'gift:-1 gift:-1 gift:-30 recharge:5000';
+        await page.reload();
+        await page.waitForSelector('#tx-more:not(.hidden)', {timeout: T * h.SLOW});
+        assert.equal(await types(), 'gift:-1 gift:-1', 'the first page holds two');
+        for (let i = 0; i < 3 && (await types()) !== all; i++) {
+            await page.click('#tx-more');
+            await page.waitForFunction(() => !document.querySelector('#tx-more').disabled, null, {timeout: T * h.SLOW});
+        }
+        assert.equal(await types(), all);
+        await page.waitForSelector('#spent-today[data-value="32"]', {timeout: T * h.SLOW});
+        await h.screenshot(page, 'demo-account');
+        assertNoPageErrors(page);
+    } finally {
+        await page.context().close();
     }
 });
 
