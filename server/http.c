@@ -5,12 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
 #include <libwebsockets.h>
 
 #include "auth/auth.h"
 #include "config/config.h"
 #include "gifts/gifts.h"
+#include "httpapi/httpapi.h"
 #include "ledger_client/ledger_client.h"
 #include "protocol/protocol.h"
 #include "server/app.h"
@@ -54,15 +54,15 @@ int http_begin(struct http_req *h, struct lws *wsi, const char *uri, size_t len)
     app->m.http_requests++;
     snprintf(h->path, sizeof(h->path), "%.*s", (int)len, uri);
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI)) {
-        h->method = HTTP_GET;
+        h->method = HTTPAPI_GET;
     } else if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI)) {
-        h->method = HTTP_POST;
+        h->method = HTTPAPI_POST;
     } else if (lws_hdr_total_length(wsi, WSI_TOKEN_PUT_URI)) {
-        h->method = HTTP_PUT;
+        h->method = HTTPAPI_PUT;
     } else if (lws_hdr_total_length(wsi, WSI_TOKEN_DELETE_URI)) {
-        h->method = HTTP_DELETE;
+        h->method = HTTPAPI_DELETE;
     } else {
-        h->method = HTTP_OTHER;
+        h->method = HTTPAPI_OTHER;
     }
     char auth[PROTO_TOKEN_MAX + 32];
     int n = lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION);
@@ -84,7 +84,7 @@ int http_begin(struct http_req *h, struct lws *wsi, const char *uri, size_t len)
         http_error(h, PROTO_ERR_TOO_LARGE, "request body too large");
         return 0;
     }
-    if ((h->method == HTTP_POST || h->method == HTTP_PUT) && content_length > 0) {
+    if ((h->method == HTTPAPI_POST || h->method == HTTPAPI_PUT) && content_length > 0) {
         return 0; /* dispatched at LWS_CALLBACK_HTTP_BODY_COMPLETION */
     }
     return http_dispatch(h);
@@ -197,24 +197,6 @@ int http_writeable(struct http_req *h)
 
 /* ---- helpers ---- */
 
-/* Copies the path segment after prefix up to the next '/' or the end into out; the rest of
- * the path (from that '/') is returned. NULL when the segment is not a valid identifier. */
-static const char *path_segment(const char *path, const char *prefix, char *out, size_t outlen)
-{
-    size_t pl = strlen(prefix);
-    if (strncmp(path, prefix, pl) != 0) {
-        return NULL;
-    }
-    const char *seg = path + pl;
-    size_t n = strcspn(seg, "/");
-    if (n == 0 || n >= outlen || !proto_valid_id(seg, n)) {
-        return NULL;
-    }
-    memcpy(out, seg, n);
-    out[n] = '\0';
-    return seg + n;
-}
-
 static bool require_auth(struct http_req *h)
 {
     if (!h->have_auth || h->auth_bad) {
@@ -250,20 +232,14 @@ static bool require_user_or_service(struct http_req *h, const char *user)
     return false;
 }
 
-static json_t *body_json(struct http_req *h)
+/* False (answered) when the body went over HTTP_MAX_BODY; httpapi parses the rest. */
+static bool body_fits(struct http_req *h)
 {
     if (h->too_large) {
         http_error(h, PROTO_ERR_TOO_LARGE, "request body too large");
-        return NULL;
+        return false;
     }
-    json_error_t jerr;
-    json_t *j = h->body ? json_loadb(h->body, h->body_len, 0, &jerr) : NULL;
-    if (!j || !json_is_object(j)) {
-        json_decref(j);
-        http_error(h, PROTO_ERR_BAD_JSON, "the body is not a JSON object");
-        return NULL;
-    }
-    return j;
+    return true;
 }
 
 /* First step of a typed callback for an HTTP request: untracks p, then answers the request
@@ -341,39 +317,29 @@ static void room_open_done(void *ud, int status, const struct ledger_room_open_r
 
 static int room_open(struct http_req *h, const char *room)
 {
-    if (!require_service(h)) {
+    if (!require_service(h) || !body_fits(h)) {
         return 0;
     }
-    json_t *j = body_json(h);
-    if (!j) {
+    struct httpapi_room_open o;
+    const char *detail;
+    enum proto_err e = httpapi_parse_room_open(h->body, h->body_len, &o, &detail);
+    if (e != PROTO_OK) {
+        http_error(h, e, detail);
         return 0;
     }
-    json_t *creator = json_object_get(j, "creator");
-    const char *cid = json_string_value(json_object_get(creator, "id"));
-    const char *cname = json_string_value(json_object_get(creator, "name"));
-    json_t *jt = json_object_get(j, "title");
-    const char *title = json_string_value(jt);
-    if (!cid || !proto_valid_id(cid, strlen(cid))) {
-        http_error(h, PROTO_ERR_BAD_REQUEST, "creator.id: must be an identifier");
-    } else if (!cname || !proto_valid_name(cname, strlen(cname))) {
-        http_error(h, PROTO_ERR_BAD_REQUEST, "creator.name: must be 1-64 bytes of UTF-8");
-    } else if (jt && !json_is_null(jt) && (!title || strlen(title) > 200)) {
-        http_error(h, PROTO_ERR_BAD_REQUEST, "title: must be a string of at most 200 bytes");
-    } else {
-        struct pending *p = pending_new(h->app, NULL, h);
-        if (!p) {
-            http_error(h, PROTO_ERR_INTERNAL, "out of memory");
-        } else {
-            snprintf(p->room, sizeof(p->room), "%s", room);
-            snprintf(p->creator_id, sizeof(p->creator_id), "%s", cid);
-            snprintf(p->name, sizeof(p->name), "%s", cname);
-            struct ledger_room_open_req req = {
-                .room = room, .creator_id = cid, .creator_name = cname, .title = title};
-            started(h, p, ledger_room_open(h->app->ledger, &req, room_open_done, p, NULL));
-        }
+    struct pending *p = pending_new(h->app, NULL, h);
+    if (!p) {
+        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
+        return 0;
     }
-    json_decref(j);
-    return 0;
+    snprintf(p->room, sizeof(p->room), "%s", room);
+    snprintf(p->creator_id, sizeof(p->creator_id), "%s", o.creator_id);
+    snprintf(p->name, sizeof(p->name), "%s", o.creator_name);
+    struct ledger_room_open_req req = {.room = room,
+                                       .creator_id = o.creator_id,
+                                       .creator_name = o.creator_name,
+                                       .title = o.has_title ? o.title : NULL};
+    return started(h, p, ledger_room_open(h->app->ledger, &req, room_open_done, p, NULL));
 }
 
 static void room_close_done(void *ud, int status, const struct ledger_room_close_reply *r)
@@ -489,45 +455,25 @@ static void recharge_done(void *ud, int status, const struct ledger_recharge_rep
 
 static int recharge(struct http_req *h)
 {
-    if (!require_service(h)) {
+    if (!require_service(h) || !body_fits(h)) {
         return 0;
     }
-    json_t *j = body_json(h);
-    if (!j) {
+    struct httpapi_recharge r;
+    const char *detail;
+    enum proto_err e = httpapi_parse_recharge(h->body, h->body_len, h->app->catalog, &r, &detail);
+    if (e != PROTO_OK) {
+        http_error(h, e, detail);
         return 0;
     }
-    const char *pay = json_string_value(json_object_get(j, "payment_id"));
-    const char *user = json_string_value(json_object_get(j, "user"));
-    json_t *jpkg = json_object_get(j, "package");
-    json_t *jcoins = json_object_get(j, "coins");
-    long long coins = 0;
-    const struct gifts_package *pkg = NULL;
-    if (!pay || !proto_valid_id(pay, strlen(pay))) {
-        http_error(h, PROTO_ERR_BAD_REQUEST, "payment_id: must be an identifier");
-    } else if (!user || !proto_valid_id(user, strlen(user))) {
-        http_error(h, PROTO_ERR_BAD_REQUEST, "user: must be an identifier");
-    } else if ((jpkg != NULL) == (jcoins != NULL)) {
-        http_error(h, PROTO_ERR_BAD_REQUEST, "give exactly one of package and coins");
-    } else if (jpkg && (!json_is_string(jpkg) ||
-                        !(pkg = gifts_find_package(h->app->catalog, json_string_value(jpkg))))) {
-        http_error(h, PROTO_ERR_BAD_REQUEST, "package: no such package");
-    } else if (jcoins && (!json_is_integer(jcoins) || json_integer_value(jcoins) < 1 ||
-                          json_integer_value(jcoins) > 1000000000)) {
-        http_error(h, PROTO_ERR_BAD_REQUEST, "coins: must be an integer from 1 to 1000000000");
-    } else {
-        coins = pkg ? pkg->coins : json_integer_value(jcoins);
-        struct pending *p = pending_new(h->app, NULL, h);
-        if (!p) {
-            http_error(h, PROTO_ERR_INTERNAL, "out of memory");
-        } else {
-            snprintf(p->sub, sizeof(p->sub), "%s", user);
-            snprintf(p->id, sizeof(p->id), "%s", pay);
-            struct ledger_recharge_req req = {.user = user, .payment_id = pay, .coins = coins};
-            started(h, p, ledger_recharge(h->app->ledger, &req, recharge_done, p, NULL));
-        }
+    struct pending *p = pending_new(h->app, NULL, h);
+    if (!p) {
+        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
+        return 0;
     }
-    json_decref(j);
-    return 0;
+    snprintf(p->sub, sizeof(p->sub), "%s", r.user);
+    snprintf(p->id, sizeof(p->id), "%s", r.payment_id);
+    struct ledger_recharge_req req = {.user = r.user, .payment_id = r.payment_id, .coins = r.coins};
+    return started(h, p, ledger_recharge(h->app->ledger, &req, recharge_done, p, NULL));
 }
 
 static void balance_done(void *ud, int status, const struct ledger_balance_reply *r)
@@ -587,26 +533,19 @@ static int budget(struct http_req *h, const char *user)
         return 0;
     }
     struct ledger_budget_req req = {.user = user, .op = LEDGER_BUDGET_GET};
-    if (h->method == HTTP_PUT) {
-        json_t *j = body_json(h);
-        if (!j) {
+    if (h->method == HTTPAPI_PUT) {
+        struct httpapi_budget b;
+        const char *detail;
+        if (!body_fits(h)) {
             return 0;
         }
-        json_t *d = json_object_get(j, "daily_coins");
-        if (!d || (!json_is_null(d) && (!json_is_integer(d) || json_integer_value(d) < 0 ||
-                                        json_integer_value(d) > 1000000000000LL))) {
-            json_decref(j);
-            http_error(h, PROTO_ERR_BAD_REQUEST,
-                       "daily_coins: must be null or an integer from 0 to 1000000000000");
+        enum proto_err e = httpapi_parse_budget(h->body, h->body_len, &b, &detail);
+        if (e != PROTO_OK) {
+            http_error(h, e, detail);
             return 0;
         }
-        if (json_is_null(d)) {
-            req.op = LEDGER_BUDGET_CLEAR;
-        } else {
-            req.op = LEDGER_BUDGET_SET;
-            req.daily_coins = json_integer_value(d);
-        }
-        json_decref(j);
+        req.op = b.clear ? LEDGER_BUDGET_CLEAR : LEDGER_BUDGET_SET;
+        req.daily_coins = b.daily_coins;
     }
     struct pending *p = pending_new(h->app, NULL, h);
     if (!p) {
@@ -619,21 +558,29 @@ static int budget(struct http_req *h, const char *user)
 
 /* ---- dispatch ---- */
 
+/* Answers 200 with j (steals it; NULL, out of memory, answers internal). */
+static void respond_new_json(struct http_req *h, char *j)
+{
+    if (!j) {
+        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    http_respond(h, 200, j, strlen(j));
+    free(j);
+}
+
 int http_dispatch(struct http_req *h)
 {
     struct app *app = h->app;
     if (!app || h->stage) {
         return 0;
     }
-    const char *path = h->path;
     char id[65];
-    const char *rest;
-    bool get = h->method == HTTP_GET;
-    if (strcmp(path, "/healthz") == 0 && get) {
+    switch (httpapi_route(h->method, h->path, id)) {
+    case HTTPAPI_HEALTHZ:
         http_respond(h, 200, "{\"status\":\"ok\"}", 15);
         return 0;
-    }
-    if (strcmp(path, "/readyz") == 0 && get) {
+    case HTTPAPI_READYZ:
         if (ledger_ready(app->ledger) && !app->shutting_down) {
             http_respond(h, 200, "{\"status\":\"ready\"}", 18);
         } else {
@@ -641,8 +588,7 @@ int http_dispatch(struct http_req *h)
                        app->shutting_down ? "shutting down" : "redis is not answering");
         }
         return 0;
-    }
-    if (strcmp(path, "/metrics") == 0 && get) {
+    case HTTPAPI_METRICS: {
         struct proto_buf b;
         proto_buf_init(&b, 0);
         metrics_render(app, &b);
@@ -650,64 +596,35 @@ int http_dispatch(struct http_req *h)
         proto_buf_cleanup(&b);
         return 0;
     }
-    if (strcmp(path, "/v1/gifts") == 0 && get) {
-        char *j = gifts_catalog_json(app->catalog, ledger_now_ms());
-        if (!j) {
-            http_error(h, PROTO_ERR_INTERNAL, "out of memory");
-        } else {
-            http_respond(h, 200, j, strlen(j));
-            free(j);
-        }
+    case HTTPAPI_GIFTS:
+        respond_new_json(h, gifts_catalog_json(app->catalog, ledger_now_ms()));
         return 0;
-    }
-    if (strcmp(path, "/v1/packages") == 0 && get) {
-        char *j = gifts_packages_json(app->catalog);
-        if (!j) {
-            http_error(h, PROTO_ERR_INTERNAL, "out of memory");
-        } else {
-            http_respond(h, 200, j, strlen(j));
-            free(j);
-        }
+    case HTTPAPI_PACKAGES:
+        respond_new_json(h, gifts_packages_json(app->catalog));
         return 0;
-    }
-    if (strcmp(path, "/v1/recharge") == 0 && h->method == HTTP_POST) {
+    case HTTPAPI_RECHARGE:
         return recharge(h);
-    }
-    if ((rest = path_segment(path, "/v1/rooms/", id, sizeof(id))) && !*rest) {
-        switch (h->method) {
-        case HTTP_GET:
-            return room_info(h, id);
-        case HTTP_PUT:
-            return room_open(h, id);
-        case HTTP_DELETE:
-            return room_close(h, id);
-        default:
-            break;
-        }
+    case HTTPAPI_ROOM_INFO:
+        return room_info(h, id);
+    case HTTPAPI_ROOM_OPEN:
+        return room_open(h, id);
+    case HTTPAPI_ROOM_CLOSE:
+        return room_close(h, id);
+    case HTTPAPI_BALANCE:
+        return balance(h, id);
+    case HTTPAPI_BUDGET:
+        return budget(h, id);
+    case HTTPAPI_METHOD_NOT_ALLOWED:
         error_status(h, 405, PROTO_ERR_BAD_REQUEST, "method not allowed");
         return 0;
-    }
-    if ((rest = path_segment(path, "/v1/users/", id, sizeof(id)))) {
-        if (strcmp(rest, "/balance") == 0 && get) {
-            return balance(h, id);
-        }
-        if (strcmp(rest, "/budget") == 0 && (get || h->method == HTTP_PUT)) {
-            return budget(h, id);
-        }
-        if (strcmp(rest, "/balance") == 0 || strcmp(rest, "/budget") == 0) {
-            error_status(h, 405, PROTO_ERR_BAD_REQUEST, "method not allowed");
-            return 0;
-        }
-        http_error(h, PROTO_ERR_NOT_FOUND, "no such resource");
-        return 0;
-    }
-    if (strcmp(path, "/ws") == 0) {
+    case HTTPAPI_UPGRADE_REQUIRED:
         error_status(h, 426, PROTO_ERR_BAD_REQUEST, "WebSocket upgrade required");
         return 0;
-    }
-    if (strncmp(path, "/v1/rooms/", 10) == 0 || strncmp(path, "/v1/users/", 10) == 0) {
+    case HTTPAPI_BAD_ID:
         http_error(h, PROTO_ERR_BAD_REQUEST, "bad identifier in the path");
         return 0;
+    case HTTPAPI_NOT_FOUND:
+        break;
     }
     http_error(h, PROTO_ERR_NOT_FOUND, "no such resource");
     return 0;

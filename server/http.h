@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "auth/auth.h"
+#include "httpapi/httpapi.h"
 #include "protocol/protocol.h"
 
 struct app;
@@ -16,7 +17,7 @@ struct http_req {
     int kind; /* CONN_HTTP: first member, shared with struct session */
     struct lws *wsi;
     struct app *app;
-    int method; /* HTTP_GET … */
+    enum httpapi_method method;
     char path[256];
     char *body;
     size_t body_len;
@@ -32,8 +33,6 @@ struct http_req {
     int stage; /* 0 waiting, 1 headers to write, 2 body to write */
     struct pending *pendings;
 };
-
-enum { HTTP_GET = 1, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_OTHER };
 
 /** LWS_CALLBACK_HTTP: starts a request (uri: len bytes). Returns 0, or -1 to close. */
 int http_begin(struct http_req *h, struct lws *wsi, const char *uri, size_t len);
