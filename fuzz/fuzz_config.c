@@ -22,6 +22,7 @@
 static int file_fd = -1;
 static char file_path[64];
 static FILE *devnull;
+static struct config defaults; /* config_init's */
 
 static void setup(void)
 {
@@ -30,6 +31,7 @@ static void setup(void)
     snprintf(file_path, sizeof file_path, "/proc/self/fd/%d", file_fd);
     devnull = fopen("/dev/null", "w");
     CHECK(devnull != NULL);
+    CHECK(config_init(&defaults) == 0);
 }
 
 static void put_file(const void *data, size_t size)
@@ -43,23 +45,32 @@ static bool same_str(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-/* True when a and b hold the same configuration. */
-static bool same(const struct config *a, const struct config *b)
+/* The first key whose values differ in a and b, or NULL when they hold the same configuration. */
+static const char *first_difference(const struct config *a, const struct config *b)
 {
 #define SAME_STR(f)  same_str(a->f, b->f)
 #define SAME_INT(f)  a->f == b->f
 #define SAME_BOOL(f) a->f == b->f
 #define SAME_X(field, key, type, def, min, max, help)                                              \
     if (!(SAME_##type(field))) {                                                                   \
-        fprintf(stderr, "config differs at %s\n", key);                                            \
-        return false;                                                                              \
+        return key;                                                                                \
     }
     CONFIG_KEYS(SAME_X)
 #undef SAME_X
 #undef SAME_BOOL
 #undef SAME_INT
 #undef SAME_STR
-    return true;
+    return NULL;
+}
+
+/* Aborts, naming the key, unless a and b hold the same configuration. */
+static void check_same(const struct config *a, const struct config *b)
+{
+    const char *key = first_difference(a, b);
+    if (key != NULL) {
+        fprintf(stderr, "configurations differ at %s\n", key);
+    }
+    CHECK(key == NULL);
 }
 
 /* A deep copy of src into dst (for comparing after a call that must not change it on failure). */
@@ -102,9 +113,16 @@ static char *dump(const struct config *cfg)
     return text;
 }
 
-/* A configuration written out as a file reads back the same. */
+/* A configuration written out as a file reads back the same. (The defaults, what most inputs
+ * leave, are read back once rather than every time.) */
 static void check_round_trip(const struct config *cfg)
 {
+    static bool defaults_done;
+    bool at_defaults = first_difference(cfg, &defaults) == NULL;
+    if (at_defaults && defaults_done) {
+        return;
+    }
+    defaults_done = defaults_done || at_defaults;
     char *text = dump(cfg);
     if (text == NULL) {
         return;
@@ -118,7 +136,7 @@ static void check_round_trip(const struct config *cfg)
         fprintf(stderr, "round trip refused: %s\n%s\n", err, text);
     }
     CHECK(rc == 0);
-    CHECK(same(cfg, &back));
+    check_same(cfg, &back);
     config_cleanup(&back);
     free(text);
 }
@@ -187,7 +205,7 @@ static void run_set(struct config *cfg, const char *text, size_t len)
         if (rc != 0) {
             CHECK(rc == -ENOENT || rc == -EINVAL);
             CHECK(err[0] != '\0');
-            CHECK(same(cfg, &before));
+            check_same(cfg, &before);
         }
         config_cleanup(&before);
         free(lines[i]);
@@ -204,7 +222,7 @@ static void run_env(struct config *cfg, const char *text, size_t len)
     int rc = config_apply_env(cfg, lines, err, sizeof err);
     if (rc != 0) {
         CHECK(rc == -EINVAL && err[0] != '\0');
-        CHECK(same(cfg, &before));
+        check_same(cfg, &before);
     }
     config_cleanup(&before);
     const char *unknown = config_unknown_env(lines);
@@ -227,7 +245,7 @@ static void run_file(struct config *cfg, const uint8_t *data, size_t size)
     int rc = config_apply_file(cfg, file_path, err, sizeof err);
     if (rc != 0) {
         CHECK(rc == -EINVAL && err[0] != '\0');
-        CHECK(same(cfg, &before));
+        check_same(cfg, &before);
     }
     config_cleanup(&before);
 }
