@@ -1,10 +1,14 @@
 # giftd: the two commands are `make run` and `make test`; both install what is missing first.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+# make fuzz: seconds per fuzzer, and which fuzzers (empty: all of fuzz/corpus/).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?=
 JOBS       ?= $(shell nproc)
 ARGS       ?=
 
-.PHONY: all setup build build-asan run test test-fast bench soak clean format
+.PHONY: all setup build build-asan build-fuzz run test test-fast test-fuzz fuzz bench soak clean format
 
 all: build
 
@@ -19,15 +23,35 @@ build-asan: setup
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGIFTD_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j$(JOBS)
 
+# The libFuzzer harnesses of fuzz/ (clang-14; ASan + UBSan; only the harnesses are built).
+build-fuzz: setup
+	@CC=clang-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGIFTD_FUZZ=ON \
+		-DGIFTD_TESTS=OFF >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzzers
+
 # giftd --dev with its own private redis-server; Ctrl-C stops both.
 run: build
 	./$(BUILD)/giftd --dev $(ARGS)
 
-# The whole suite, then the whole suite again under ASan + UBSan.
+# The whole suite, then the whole suite again under ASan + UBSan, then each fuzzer briefly.
 test: build build-asan
 	./scripts/run-tests.sh $(BUILD)
 	ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		./scripts/run-tests.sh $(ASAN_BUILD)
+	@$(MAKE) --no-print-directory test-fuzz
+
+# Each fuzzer for 5 seconds from its seeds (ctest in build-fuzz), when clang-14 can build them.
+test-fuzz:
+	@if ./scripts/fuzz.sh available; then \
+		$(MAKE) --no-print-directory build-fuzz && ./scripts/run-tests.sh $(FUZZ_BUILD); \
+	else \
+		echo "test-fuzz: skipped: clang-14 cannot build a libFuzzer harness (setup installs it)"; \
+	fi
+
+# Each fuzzer for FUZZ_SECONDS (default 10 minutes), one after the other, on a scratch copy of
+# its seed corpus (build-fuzz/fuzz-work/); prints executions and coverage.
+fuzz: build-fuzz
+	./scripts/fuzz.sh run $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # The suite once, without the sanitizer pass (for quick iterations).
 test-fast: build
@@ -44,4 +68,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

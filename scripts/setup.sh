@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
 libhiredis-dev libjansson-dev libssl-dev libcriterion-dev redis-server libpq-dev
-libcurl4-openssl-dev postgresql curl chromium"
+libcurl4-openssl-dev postgresql curl chromium clang-14 libclang-rt-14-dev libfuzzer-14-dev"
 # Node.js (the baseline peer of the benchmarks) may come from Debian or from NodeSource, whose
 # nodejs package carries npm itself: install only what the commands say is missing.
 command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
