@@ -152,9 +152,36 @@ static bool is_id(const json_t *v)
     return json_is_string(v) && proto_valid_id(json_string_value(v), json_string_length(v));
 }
 
-static enum proto_err room_open_fields(const json_t *j, struct httpapi_room_open *out,
+/* Reads the fields of one body from j (borrowed) into out, or names the bad field in *detail
+ * (static text). ctx: what the endpoint needs besides the body (may be NULL). */
+typedef enum proto_err body_fields_fn(const json_t *j, const void *ctx, void *out,
+                                      const char **detail);
+
+/* What every httpapi_parse_* does around its fields: out (out_size bytes) zeroed, the body
+ * loaded as a JSON object (else bad_json), fields read, *out_detail set (NULL on success). */
+static enum proto_err parse_body(const char *body, size_t len, body_fields_fn *fields,
+                                 const void *ctx, void *out, size_t out_size,
+                                 const char **out_detail)
+{
+    const char *detail = NULL;
+    enum proto_err rc = PROTO_ERR_BAD_JSON;
+    memset(out, 0, out_size);
+    json_t *j = load_body(body, len, &detail);
+    if (j != NULL) {
+        rc = fields(j, ctx, out, &detail);
+        json_decref(j);
+    }
+    if (out_detail != NULL) {
+        *out_detail = rc == PROTO_OK ? NULL : detail;
+    }
+    return rc;
+}
+
+static enum proto_err room_open_fields(const json_t *j, const void *ctx, void *vout,
                                        const char **detail)
 {
+    struct httpapi_room_open *out = vout;
+    (void)ctx;
     const json_t *creator = json_object_get(j, "creator");
     const json_t *cid = json_object_get(creator, "id");
     const json_t *cname = json_object_get(creator, "name");
@@ -185,24 +212,21 @@ static enum proto_err room_open_fields(const json_t *j, struct httpapi_room_open
 enum proto_err httpapi_parse_room_open(const char *body, size_t len, struct httpapi_room_open *out,
                                        const char **out_detail)
 {
-    const char *detail = NULL;
-    enum proto_err rc = PROTO_ERR_BAD_JSON;
-    memset(out, 0, sizeof *out);
-    json_t *j = load_body(body, len, &detail);
-    if (j != NULL) {
-        rc = room_open_fields(j, out, &detail);
-        json_decref(j);
-    }
-    if (out_detail != NULL) {
-        *out_detail = rc == PROTO_OK ? NULL : detail;
-    }
-    return rc;
+    return parse_body(body, len, room_open_fields, NULL, out, sizeof *out, out_detail);
 }
 
-static enum proto_err recharge_fields(const json_t *j, const struct gifts_catalog *cat,
-                                      int64_t now_ms, struct httpapi_recharge *out,
+/* recharge_fields' context: the catalog and the time its packages' windows are judged at. */
+struct recharge_ctx {
+    const struct gifts_catalog *cat;
+    int64_t now_ms;
+};
+
+static enum proto_err recharge_fields(const json_t *j, const void *ctx, void *vout,
                                       const char **detail)
 {
+    const struct gifts_catalog *cat = ((const struct recharge_ctx *)ctx)->cat;
+    int64_t now_ms = ((const struct recharge_ctx *)ctx)->now_ms;
+    struct httpapi_recharge *out = vout;
     const json_t *pay = json_object_get(j, "payment_id");
     const json_t *user = json_object_get(j, "user");
     const json_t *jpkg = json_object_get(j, "package");
@@ -247,90 +271,79 @@ enum proto_err httpapi_parse_recharge(const char *body, size_t len, const struct
                                       int64_t now_ms, struct httpapi_recharge *out,
                                       const char **out_detail)
 {
-    const char *detail = NULL;
-    enum proto_err rc = PROTO_ERR_BAD_JSON;
-    memset(out, 0, sizeof *out);
-    json_t *j = load_body(body, len, &detail);
-    if (j != NULL) {
-        rc = recharge_fields(j, cat, now_ms, out, &detail);
-        json_decref(j);
+    const struct recharge_ctx ctx = {cat, now_ms};
+    return parse_body(body, len, recharge_fields, &ctx, out, sizeof *out, out_detail);
+}
+
+static enum proto_err goal_fields(const json_t *j, const void *ctx, void *vout, const char **detail)
+{
+    struct httpapi_goal *out = vout;
+    (void)ctx;
+    const json_t *title = json_object_get(j, "title");
+    const json_t *target = json_object_get(j, "target");
+    const json_t *gift = json_object_get(j, "gift");
+    if (!json_is_string(title) || json_string_length(title) < 1 ||
+        json_string_length(title) > HTTPAPI_GOAL_TITLE_MAX) {
+        *detail = "title: must be a string of 1 to 100 bytes";
+        return PROTO_ERR_BAD_REQUEST;
     }
-    if (out_detail != NULL) {
-        *out_detail = rc == PROTO_OK ? NULL : detail;
+    if (!json_is_integer(target) || json_integer_value(target) < 1 ||
+        json_integer_value(target) > 1000000000000LL) {
+        *detail = "target: must be an integer from 1 to 1000000000000";
+        return PROTO_ERR_BAD_REQUEST;
     }
-    return rc;
+    if (gift != NULL && !json_is_null(gift) && !is_id(gift)) {
+        *detail = "gift: must be null or a gift id";
+        return PROTO_ERR_BAD_REQUEST;
+    }
+    copy_str(out->title, sizeof out->title, title);
+    if (is_id(gift)) {
+        copy_str(out->gift, sizeof out->gift, gift);
+    }
+    out->target = json_integer_value(target);
+    return PROTO_OK;
 }
 
 enum proto_err httpapi_parse_goal(const char *body, size_t len, struct httpapi_goal *out,
                                   const char **out_detail)
 {
-    const char *detail = NULL;
-    enum proto_err rc = PROTO_ERR_BAD_JSON;
-    memset(out, 0, sizeof *out);
-    json_t *j = load_body(body, len, &detail);
-    if (j != NULL) {
-        const json_t *title = json_object_get(j, "title");
-        const json_t *target = json_object_get(j, "target");
-        const json_t *gift = json_object_get(j, "gift");
-        rc = PROTO_ERR_BAD_REQUEST;
-        if (!json_is_string(title) || json_string_length(title) < 1 ||
-            json_string_length(title) > HTTPAPI_GOAL_TITLE_MAX) {
-            detail = "title: must be a string of 1 to 100 bytes";
-        } else if (!json_is_integer(target) || json_integer_value(target) < 1 ||
-                   json_integer_value(target) > 1000000000000LL) {
-            detail = "target: must be an integer from 1 to 1000000000000";
-        } else if (gift != NULL && !json_is_null(gift) && !is_id(gift)) {
-            detail = "gift: must be null or a gift id";
-        } else {
-            copy_str(out->title, sizeof out->title, title);
-            if (is_id(gift)) {
-                copy_str(out->gift, sizeof out->gift, gift);
-            }
-            out->target = json_integer_value(target);
-            rc = PROTO_OK;
-        }
-        json_decref(j);
+    return parse_body(body, len, goal_fields, NULL, out, sizeof *out, out_detail);
+}
+
+static enum proto_err reverse_fields(const json_t *j, const void *ctx, void *vout,
+                                     const char **detail)
+{
+    struct httpapi_reverse *out = vout;
+    (void)ctx;
+    const json_t *pay = json_object_get(j, "payment_id");
+    const json_t *user = json_object_get(j, "user");
+    const json_t *reason = json_object_get(j, "reason");
+    if (!is_id(pay)) {
+        *detail = "payment_id: must be an identifier";
+        return PROTO_ERR_BAD_REQUEST;
     }
-    if (out_detail != NULL) {
-        *out_detail = rc == PROTO_OK ? NULL : detail;
+    if (!is_id(user)) {
+        *detail = "user: must be an identifier";
+        return PROTO_ERR_BAD_REQUEST;
     }
-    return rc;
+    if (reason != NULL && !json_is_null(reason) &&
+        (!json_is_string(reason) || json_string_length(reason) > HTTPAPI_REASON_MAX)) {
+        *detail = "reason: must be null or a string of at most 200 bytes";
+        return PROTO_ERR_BAD_REQUEST;
+    }
+    copy_str(out->payment_id, sizeof out->payment_id, pay);
+    copy_str(out->user, sizeof out->user, user);
+    if (json_is_string(reason)) {
+        out->has_reason = true;
+        copy_str(out->reason, sizeof out->reason, reason);
+    }
+    return PROTO_OK;
 }
 
 enum proto_err httpapi_parse_reverse(const char *body, size_t len, struct httpapi_reverse *out,
                                      const char **out_detail)
 {
-    const char *detail = NULL;
-    enum proto_err rc = PROTO_ERR_BAD_JSON;
-    memset(out, 0, sizeof *out);
-    json_t *j = load_body(body, len, &detail);
-    if (j != NULL) {
-        const json_t *pay = json_object_get(j, "payment_id");
-        const json_t *user = json_object_get(j, "user");
-        const json_t *reason = json_object_get(j, "reason");
-        rc = PROTO_ERR_BAD_REQUEST;
-        if (!is_id(pay)) {
-            detail = "payment_id: must be an identifier";
-        } else if (!is_id(user)) {
-            detail = "user: must be an identifier";
-        } else if (reason != NULL && !json_is_null(reason) &&
-                   (!json_is_string(reason) || json_string_length(reason) > HTTPAPI_REASON_MAX)) {
-            detail = "reason: must be null or a string of at most 200 bytes";
-        } else {
-            copy_str(out->payment_id, sizeof out->payment_id, pay);
-            copy_str(out->user, sizeof out->user, user);
-            if (json_is_string(reason)) {
-                out->has_reason = true;
-                copy_str(out->reason, sizeof out->reason, reason);
-            }
-            rc = PROTO_OK;
-        }
-        json_decref(j);
-    }
-    if (out_detail != NULL) {
-        *out_detail = rc == PROTO_OK ? NULL : detail;
-    }
-    return rc;
+    return parse_body(body, len, reverse_fields, NULL, out, sizeof *out, out_detail);
 }
 
 static bool parse_cap(const json_t *j, const char *key, struct httpapi_cap *out)
@@ -350,26 +363,24 @@ static bool parse_cap(const json_t *j, const char *key, struct httpapi_cap *out)
     return true;
 }
 
+static enum proto_err budget_fields(const json_t *j, const void *ctx, void *vout,
+                                    const char **detail)
+{
+    struct httpapi_budget *out = vout;
+    (void)ctx;
+    if (!parse_cap(j, "daily_coins", &out->daily)) {
+        *detail = "daily_coins: must be null or an integer from 0 to 1000000000000";
+        return PROTO_ERR_BAD_REQUEST;
+    }
+    if (!parse_cap(j, "monthly_coins", &out->monthly)) {
+        *detail = "monthly_coins: must be null or an integer from 0 to 1000000000000";
+        return PROTO_ERR_BAD_REQUEST;
+    }
+    return PROTO_OK;
+}
+
 enum proto_err httpapi_parse_budget(const char *body, size_t len, struct httpapi_budget *out,
                                     const char **out_detail)
 {
-    const char *detail = NULL;
-    enum proto_err rc = PROTO_ERR_BAD_JSON;
-    memset(out, 0, sizeof *out);
-    json_t *j = load_body(body, len, &detail);
-    if (j != NULL) {
-        rc = PROTO_ERR_BAD_REQUEST;
-        if (!parse_cap(j, "daily_coins", &out->daily)) {
-            detail = "daily_coins: must be null or an integer from 0 to 1000000000000";
-        } else if (!parse_cap(j, "monthly_coins", &out->monthly)) {
-            detail = "monthly_coins: must be null or an integer from 0 to 1000000000000";
-        } else {
-            rc = PROTO_OK;
-        }
-        json_decref(j);
-    }
-    if (out_detail != NULL) {
-        *out_detail = rc == PROTO_OK ? NULL : detail;
-    }
-    return rc;
+    return parse_body(body, len, budget_fields, NULL, out, sizeof *out, out_detail);
 }
