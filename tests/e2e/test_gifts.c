@@ -956,10 +956,14 @@ Test(gifts, anonymous_gifts_hide_the_sender_everywhere_and_count_in_the_totals)
             }
         }
         if (strcmp(t, "leaderboard") == 0) {
+            /* Before the named gift the board is empty (the presence tick may publish it
+             * then); after it, it holds the named coin only: never the anonymous 31. */
             json_t *top = json_object_get(ev, "top");
-            cr_assert_eq(json_array_size(top), 1, "%s", text);
-            cr_assert_eq(json_integer_value(json_object_get(json_array_get(top, 0), "coins")), 1,
-                         "%s", text);
+            cr_assert_leq(json_array_size(top), 1, "%s", text);
+            if (json_array_size(top) == 1) {
+                cr_assert_eq(json_integer_value(json_object_get(json_array_get(top, 0), "coins")),
+                             1, "%s", text);
+            }
         }
         /* The sender's id is in no frame about its anonymous sends. */
         if (anon_send || anon_combo) {
