@@ -68,7 +68,9 @@ typedef void ledger_room_message_cb(void *ud, const char *room, long long epoch,
 typedef void ledger_state_cb(void *ud, enum ledger_state state);
 
 struct ledger_opts {
-    const char *url;   /* redis://[:password@]host:port[/db] or unix:///path[?db=N] (borrowed) */
+    const char *url;     /* redis://[:password@]host:port[/db] or unix:///path[?db=N] (borrowed) */
+    const char *cluster; /* instead of url: a Redis Cluster's seed nodes, "host:port" or
+                            "redis://[:password@]host:port", comma separated (borrowed) */
     long timeout_ms;   /* deadline of a request from the call that makes it */
     long max_inflight; /* requests sent but not answered; more wait in a queue */
     long partitions;   /* ledger.partitions */
@@ -134,6 +136,7 @@ struct ledger_stats {
     uint64_t errors; /* timeouts and lost connections */
     uint64_t timeouts;
     uint64_t reconnects;
+    uint64_t redirects; /* cluster: MOVED, ASK, TRYAGAIN and CLUSTERDOWN answers followed */
     long inflight;
     long queued;
     /* Round-trip latency histogram: counts of requests at or below each bound (cumulative). */
