@@ -24,6 +24,10 @@
     X(GOAL, goal)                                                                                  \
     X(ROOM_EVENTS, room_events)                                                                    \
     X(OVERLAY, overlay)                                                                            \
+    X(DEBIT, debit)                                                                                \
+    X(PUBLISH, publish)                                                                            \
+    X(OUTBOX_DONE, outbox_done)                                                                    \
+    X(OUTBOX_SWEEP, outbox_sweep)                                                                  \
     X(COMBO, combo)                                                                                \
     X(SETTLE_BEGIN, settle_begin)                                                                  \
     X(SETTLE_STREAM, settle_stream)                                                                \
@@ -80,6 +84,8 @@ struct ledger_opts {
     long history_ttl_s;     /* rooms.history_ttl_s: how long it keeps them */
     long tx_history_size;   /* ledger.history_size: transactions kept per user */
     long tx_history_ttl_s;  /* ledger.history_ttl_s: how long they are kept */
+    long outbox_grace_ms;   /* cluster: a charged send not yet published after this is published
+                               by any node's outbox sweep (ledger.outbox_grace_ms) */
     ledger_state_cb *on_state;
     ledger_message_cb *on_message;           /* every message, with its raw channel (may be NULL) */
     ledger_room_message_cb *on_room_message; /* messages of room channels (may be NULL) */
