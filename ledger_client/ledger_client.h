@@ -231,6 +231,7 @@ struct ledger_gift_stats {
     uint64_t committed;
     uint64_t expired; /* waited past the deadline without being sent */
     uint64_t shed;    /* refused at once: the queue was not draining within the deadline */
+    uint64_t swept;   /* cluster: charged sends published by this node's outbox sweep */
     size_t queued;
 };
 void ledger_get_gift_stats(const struct ledger *l, struct ledger_gift_stats *out);

@@ -25,6 +25,12 @@ enum {
     A_GIFT,
     A__COUNT,
 };
+/* Cluster: the outbox sweep's period, the slices it cuts the partitions into, and the most
+ * entries it takes from one partition at a time. */
+#define SWEEP_TICK_MS 250
+#define SWEEP_SLICES  16
+#define SWEEP_MAX     64
+
 /* Arguments before the sends: numkeys, now, ttl, combo window, history cap, day, transaction
  * history cap and ttl (ms), room history ttl (ms). */
 #define HEAD_ARGS 9
@@ -54,6 +60,8 @@ struct lgift_queue {
     uv_check_t check;
     uv_timer_t hold;        /* a batch waiting for LEDGER_GIFT_BATCH_INTERVAL_MS to pass */
     uint64_t last_batch_ns; /* when the last batch left */
+    uv_timer_t sweep;       /* cluster: the outbox sweep */
+    long sweep_next;        /* the slice of partitions it visits next */
     bool closing;
     struct ledger_gift_stats stats;
 };
@@ -634,6 +642,8 @@ static void flush_queue(struct lgift_queue *q)
     }
 }
 
+static void sweep_fired(uv_timer_t *t);
+
 struct lgift_queue *lgift_queue_new(struct ledger *l, uv_loop_t *loop)
 {
     struct lgift_queue *q = calloc(1, sizeof(*q));
@@ -643,7 +653,12 @@ struct lgift_queue *lgift_queue_new(struct ledger *l, uv_loop_t *loop)
     q->l = l;
     uv_check_init(loop, &q->check);
     uv_timer_init(loop, &q->hold);
-    q->check.data = q->hold.data = q;
+    uv_timer_init(loop, &q->sweep);
+    q->check.data = q->hold.data = q->sweep.data = q;
+    if (lreq_cluster(l)) {
+        uv_timer_start(&q->sweep, sweep_fired, SWEEP_TICK_MS, SWEEP_TICK_MS);
+        uv_unref((uv_handle_t *)&q->sweep);
+    }
     return q;
 }
 
@@ -665,6 +680,7 @@ void lgift_queue_free(struct lgift_queue *q)
         free(op);
     }
     uv_close((uv_handle_t *)&q->hold, NULL);
+    uv_close((uv_handle_t *)&q->sweep, NULL);
     uv_close((uv_handle_t *)&q->check, queue_closed);
 }
 
@@ -692,6 +708,102 @@ static struct ledger_gift_op *op_new(struct lgift_queue *q, const char *const va
     op->ud = ud;
     op->start_ms = ledger_now_ms();
     return op;
+}
+
+/* ---- Redis Cluster: the outbox sweep ----
+ * Every node visits a slice of the partitions every SWEEP_TICK_MS (all of them every
+ * SWEEP_SLICES ticks) and publishes the outbox entries older than ledger.outbox_grace_ms:
+ * sends charged by a node that died, or lost Redis, before publishing them. publish.lua
+ * publishes a send at most once, so two nodes sweeping the same entry, or a sweep racing the
+ * send's own node, broadcast it once. */
+
+static void sweep_reply(void *ud, int status, const redisReply *rep)
+{
+    struct lgift_queue *q = ud;
+    if (status < 0 || q->closing || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
+        return;
+    }
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        const redisReply *f = rep->element[i], *e = rep->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || e->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+        /* field "sub|id"; entry: ts, room, cost, count, diamonds, name, from+gift, gift|s|a,
+         * digest, balance (US separated, debit.lua) */
+        char field[200], entry[4096];
+        if (f->len >= sizeof(field) || e->len >= sizeof(entry)) {
+            continue;
+        }
+        memcpy(field, f->str, f->len);
+        field[f->len] = '\0';
+        memcpy(entry, e->str, e->len);
+        entry[e->len] = '\0';
+        char *bar = strchr(field, '|');
+        char *part[10];
+        size_t np = 0;
+        for (char *p = entry; np < 10; np++) {
+            part[np] = p;
+            char *us = strchr(p, '\x1f');
+            if (!us) {
+                np++;
+                break;
+            }
+            *us = '\0';
+            p = us + 1;
+        }
+        if (!bar || np != 10) {
+            continue;
+        }
+        *bar = '\0';
+        char prefix[64];
+        lkey_partition(prefix, sizeof(prefix),
+                       ledger_partition(field, lgift_opts(q->l)->partitions));
+        const char *val[A__COUNT] = {
+            [A_PREFIX] = prefix,  [A_SUB] = field,        [A_ID] = bar + 1,
+            [A_DIGEST] = part[8], [A_COST] = part[2],     [A_CREATOR] = "",
+            [A_ROOM] = part[1],   [A_COUNT] = part[3],    [A_DIAMONDS] = part[4],
+            [A_NAME] = part[5],   [A_FROMGIFT] = part[6], [A_GIFT] = part[7],
+        };
+        size_t vlen[A__COUNT];
+        for (size_t k = 0; k < A__COUNT; k++) {
+            vlen[k] = strlen(val[k]);
+        }
+        struct ledger_gift_op *op = op_new(q, val, vlen, NULL, NULL);
+        struct cgroup *g =
+            op ? cgroup_new(q, 1, ledger_now_ms(), strtoll(part[0], NULL, 10)) : NULL;
+        if (!g) {
+            free(op);
+            continue;
+        }
+        g->ops[0] = op;
+        g->bal[0] = strtoll(part[9], NULL, 10);
+        g->kind[0] = 3;
+        g->n = 1;
+        q->stats.swept++;
+        publish_group(g);
+    }
+}
+
+static void sweep_fired(uv_timer_t *t)
+{
+    struct lgift_queue *q = t->data;
+    struct ledger *l = q->l;
+    if (!ledger_ready(l)) {
+        return;
+    }
+    const struct ledger_opts *o = lgift_opts(l);
+    long parts = o->partitions > 0 ? o->partitions : 1;
+    long grace = o->outbox_grace_ms > 0 ? o->outbox_grace_ms : 5000;
+    for (long p = q->sweep_next; p < parts; p += SWEEP_SLICES) {
+        char key[64], now[24], g[24], max[24];
+        lkey_partition_key(key, sizeof(key), (unsigned)p, "outbox");
+        snprintf(now, sizeof(now), "%lld", (long long)ledger_now_ms());
+        snprintf(g, sizeof(g), "%ld", grace);
+        snprintf(max, sizeof(max), "%d", SWEEP_MAX);
+        const char *argv[] = {"1", key, now, g, max};
+        ledger_script(l, LEDGER_SCRIPT_OUTBOX_SWEEP, 5, argv, NULL, sweep_reply, q, NULL);
+    }
+    q->sweep_next = (q->sweep_next + 1) % SWEEP_SLICES;
 }
 
 int ledger_gift_send(struct ledger *l, const struct ledger_gift_req *req, ledger_gift_cb *cb,

@@ -514,6 +514,7 @@ int main(int argc, char **argv)
         .history_ttl_s = app->cfg.rooms_history_ttl_s,
         .tx_history_size = app->cfg.ledger_history_size,
         .tx_history_ttl_s = app->cfg.ledger_history_ttl_s,
+        .outbox_grace_ms = app->cfg.ledger_outbox_grace_ms,
         .on_state = app_ledger_state,
         .on_room_message = on_room_message,
         .ud = app,

@@ -114,6 +114,9 @@ void metrics_render(struct app *app, struct proto_buf *b)
             "gift sends refused at once because Redis was not keeping up (nothing charged)",
             gs.shed);
     gauge(b, "giftd_ledger_gift_queued", "gift sends waiting for the next batch", (long)gs.queued);
+    counter(b, "giftd_ledger_outbox_swept_total",
+            "Redis Cluster: charged sends this node published from a partition's outbox",
+            gs.swept);
 
     struct ledger_stats ls;
     ledger_get_stats(app->ledger, &ls);
@@ -124,6 +127,8 @@ void metrics_render(struct app *app, struct proto_buf *b)
     counter(b, "giftd_ledger_timeouts_total", "Redis requests past ledger.timeout_ms", ls.timeouts);
     counter(b, "giftd_ledger_errors_total", "Redis requests without a reply", ls.errors);
     counter(b, "giftd_ledger_connects_total", "Redis connection attempts", ls.reconnects);
+    counter(b, "giftd_ledger_redirects_total",
+            "Redis Cluster: MOVED, ASK, TRYAGAIN and CLUSTERDOWN answers followed", ls.redirects);
     proto_buf_puts(b, "# HELP giftd_ledger_latency_seconds Redis round-trip time\n"
                       "# TYPE giftd_ledger_latency_seconds histogram\n");
     for (size_t i = 0; i < 12; i++) {
