@@ -29,7 +29,8 @@ const double ledger_latency_bounds_s[12] = {0.0001, 0.00025, 0.0005, 0.001, 0.00
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
-/* A request follows at most this many MOVED / ASK / TRYAGAIN / CLUSTERDOWN answers. */
+/* A request follows at most this many MOVED / ASK answers (TRYAGAIN / CLUSTERDOWN: until its
+ * deadline). */
 #define REDIRECTS_MAX 8
 #define CLUSTER_SLOTS 16384
 
@@ -46,7 +47,8 @@ struct ledger_req {
     int slot;         /* cluster: the slot of its first key, -1 any node */
     int conn;         /* the connection it is in flight on, -1 none */
     int ask;          /* cluster: send ASKING, then it, on this connection (an ASK), -1 none */
-    int redirects;    /* cluster answers followed so far */
+    int redirects;    /* cluster: MOVED and ASK answers followed so far */
+    int retries;      /* cluster: TRYAGAIN and CLUSTERDOWN answers so far */
     int64_t retry_ms; /* TRYAGAIN / CLUSTERDOWN: not before this time */
     int argc;
     char **argv;
@@ -479,14 +481,15 @@ static void map_refresh(struct ledger *l)
 static bool follow(struct ledger *l, struct lconn *c, struct ledger_req *r, const redisReply *rep)
 {
     int64_t now = ledger_now_ms();
-    if (!r->cb || r->redirects >= REDIRECTS_MAX || now >= r->start_ms + l->opts.timeout_ms) {
+    if (!r->cb || now >= r->start_ms + l->opts.timeout_ms) {
         return false;
     }
     bool ask = false;
     unsigned slot = 0;
     char host[256];
     int port = 0;
-    if (lslot_parse_redirect(rep->str, rep->len, &ask, &slot, host, sizeof(host), &port) == 0 &&
+    if (r->redirects < REDIRECTS_MAX &&
+        lslot_parse_redirect(rep->str, rep->len, &ask, &slot, host, sizeof(host), &port) == 0 &&
         slot < CLUSTER_SLOTS) {
         struct lconn *t = conn_for(l, host[0] ? host : c->host, port);
         if (!t) {
@@ -511,8 +514,9 @@ static bool follow(struct ledger *l, struct lconn *c, struct ledger_req *r, cons
     bool again = strncmp(rep->str, "TRYAGAIN", 8) == 0;
     bool down = strncmp(rep->str, "CLUSTERDOWN", 11) == 0;
     if (again || down) {
-        r->redirects++;
-        r->retry_ms = now + 10L * r->redirects;
+        /* Until the deadline: a migration or a failover takes as long as it takes. */
+        r->retries++;
+        r->retry_ms = now + (r->retries < 10 ? 10L * r->retries : 100);
         if (down) {
             map_soon(l);
         }
