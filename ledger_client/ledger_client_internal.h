@@ -112,30 +112,63 @@ bool lop_int(const redisReply *r, size_t i, long long *out);
 /** Writes "%lld" of v to out (24 bytes). Returns out. */
 const char *lop_num(char out[24], long long v);
 
-#endif
-
 /* ---- cluster map (cluster_map.c) ---- */
-struct redisReply;
-/** The Redis Cluster slot of a key: CRC16-XMODEM mod 16384 of its hash tag, or of the whole
- * key when it has none. */
+
+/* Redis Cluster has 16384 hash slots. */
+#define LSLOT_COUNT 16384
+
+/**
+ * The Redis Cluster slot of key (len bytes, borrowed, binary-safe): CRC16-XMODEM mod 16384 of
+ * the hash tag when there is one (the bytes between the first '{' and the first '}' after it,
+ * if any), else of the whole key; "{}" is no tag, so "{}x" hashes whole.
+ */
 unsigned lslot_of(const char *key, size_t len);
+
+/* A cluster node, by the address a client connects to. */
 struct lslot_node {
     char host[256];
     int port;
 };
+
+/* Who serves each slot, from CLUSTER SLOTS (masters only). Caller-supplied (32 KiB); nodes is
+ * **new**, freed by lslot_map_free. */
 struct lslot_map {
     struct lslot_node *nodes;
     size_t nnodes;
-    int16_t owner[16384]; /* index into nodes, -1 unknown */
+    int16_t owner[LSLOT_COUNT]; /* index into nodes, -1 unknown */
 };
-/** The masters of a CLUSTER SLOTS reply (an empty or NULL IP is the node asked). out is
- * **new** (lslot_map_free). 0, -EINVAL, -ENOMEM. */
-int lslot_map_from_reply(const struct redisReply *cluster_slots, const char *asked_host,
-                         int asked_port, struct lslot_map *out);
+
+/**
+ * Fills out (caller-supplied, overwritten) from a CLUSTER SLOTS reply (borrowed) given by the
+ * node at asked_host:asked_port (borrowed): each range's first node is its master; replicas
+ * are skipped. A NIL or empty IP means the node asked (at the port in the reply, or asked_port
+ * when that is 0); a "?" endpoint (none usable) leaves its slots unknown, as do slots no range
+ * covers. Nodes are deduplicated by host:port. Returns 0, -EINVAL (not a CLUSTER SLOTS reply;
+ * out is then empty) or -ENOMEM. Free out with lslot_map_free in every case.
+ */
+int lslot_map_from_reply(const redisReply *cluster_slots, const char *asked_host, int asked_port,
+                         struct lslot_map *out);
+
+/** Frees m's nodes and marks every slot unknown; m stays usable. NULL is a no-op. */
 void lslot_map_free(struct lslot_map *m);
-/** Index of host:port in m, added when absent; -ENOMEM. */
+
+/**
+ * The index in m->nodes of host:port (host borrowed, copied), appended when absent (which may
+ * move m->nodes). Returns the index, -EINVAL (host of 256 bytes or more, port not 1–65535) or
+ * -ENOMEM.
+ */
 int lslot_map_node(struct lslot_map *m, const char *host, int port);
-/** "MOVED slot host:port" or "ASK slot host:port" (host "" when the reply gives none: the
- * connection's). 0 or -EINVAL. */
-int lslot_parse_redirect(const char *err, size_t len, bool *out_ask, unsigned *out_slot,
-                         char *host, size_t hostlen, int *out_port);
+
+/**
+ * Parses a redirect error reply's text (err: len bytes without the leading '-', borrowed):
+ * "MOVED <slot> <host>:<port>" or "ASK <slot> <host>:<port>". The endpoint splits at its last
+ * ':' (an IPv6 host such as "::1" keeps its colons). host (hostlen bytes) receives the host,
+ * NUL-terminated: "" when Redis 7 sent none ("MOVED 3999 :6381", cluster-preferred-endpoint-type
+ * unknown-endpoint: the host of the connection that got the reply), "?" verbatim when it has no
+ * usable endpoint (type hostname, none announced: refresh the map). Returns 0, or -EINVAL for
+ * any other text, a slot over 16383, a port not 1–65535 or a host that does not fit.
+ */
+int lslot_parse_redirect(const char *err, size_t len, bool *out_ask, unsigned *out_slot, char *host,
+                         size_t hostlen, int *out_port);
+
+#endif

@@ -491,6 +491,14 @@ static bool follow(struct ledger *l, struct lconn *c, struct ledger_req *r, cons
     if (r->redirects < REDIRECTS_MAX &&
         lslot_parse_redirect(rep->str, rep->len, &ask, &slot, host, sizeof(host), &port) == 0 &&
         slot < CLUSTER_SLOTS) {
+        if (strcmp(host, "?") == 0) {
+            /* No usable endpoint announced: learn the map again and retry then. */
+            map_soon(l);
+            r->retries++;
+            r->retry_ms = now + 50;
+            list_push(&l->retry, r);
+            return true;
+        }
         struct lconn *t = conn_for(l, host[0] ? host : c->host, port);
         if (!t) {
             return false;
