@@ -293,7 +293,8 @@ static const struct lws_http_mount mount_demo = {
 
 /* lws 4.1.6 knows no .mjs and answers it 415: the overlay's ES module client needs it served as
  * JavaScript (a browser refuses a module script of another type). */
-static const struct lws_protocol_vhost_options mjs_mimetype = {NULL, NULL, ".mjs", "text/javascript"};
+static const struct lws_protocol_vhost_options mjs_mimetype = {NULL, NULL, ".mjs",
+                                                               "text/javascript"};
 
 static struct lws_http_mount mounts[2];
 
