@@ -47,6 +47,10 @@
       "viewers/leaderboard events at most this often per room")                                  \
     X(rooms_leaderboard_size, "rooms.leaderboard_size", INT, 10, 1, 100,                           \
       "senders in a room's leaderboard")                                                         \
+    X(rooms_history_size, "rooms.history_size", INT, 1000, 1, 100000,                              \
+      "events a room keeps for resumes and GET .../events")                                      \
+    X(rooms_history_ttl_s, "rooms.history_ttl_s", INT, 86400, 1, 31536000,                         \
+      "how long a room keeps an event")                                                          \
     X(limits_max_frame_bytes, "limits.max_frame_bytes", INT, 4096, 256, 1048576,                   \
       "largest client frame; larger closes with 1009")                                           \
     X(limits_frames_per_sec, "limits.frames_per_sec", INT, 50, 1, 1000000,                         \

@@ -61,6 +61,12 @@ static enum httpapi_route route(enum httpapi_method method, const char *path, ch
             return HTTPAPI_METHOD_NOT_ALLOWED;
         }
     }
+    if ((rest = path_segment(path, "/v1/rooms/", id)) != NULL && strcmp(rest, "/events") == 0) {
+        return get ? HTTPAPI_ROOM_EVENTS : HTTPAPI_METHOD_NOT_ALLOWED;
+    }
+    if ((rest = path_segment(path, "/v1/rooms/", id)) != NULL && strcmp(rest, "/overlay") == 0) {
+        return method == HTTPAPI_POST ? HTTPAPI_OVERLAY : HTTPAPI_METHOD_NOT_ALLOWED;
+    }
     if ((rest = path_segment(path, "/v1/rooms/", id)) != NULL && *rest == '\0') {
         switch (method) {
         case HTTPAPI_GET:
@@ -109,6 +115,8 @@ enum httpapi_route httpapi_route(enum httpapi_method method, const char *path, c
     case HTTPAPI_ROOM_CLOSE:
     case HTTPAPI_GOAL_SET:
     case HTTPAPI_GOAL_CLEAR:
+    case HTTPAPI_ROOM_EVENTS:
+    case HTTPAPI_OVERLAY:
     case HTTPAPI_BALANCE:
     case HTTPAPI_BUDGET:
     case HTTPAPI_TRANSACTIONS:
@@ -308,6 +316,39 @@ enum proto_err httpapi_parse_goal(const char *body, size_t len, struct httpapi_g
                                   const char **out_detail)
 {
     return parse_body(body, len, goal_fields, NULL, out, sizeof *out, out_detail);
+}
+
+static enum proto_err overlay_fields(const json_t *j, const void *ctx, void *vout,
+                                     const char **detail)
+{
+    static const char *const names[] = {"skip", "pause", "resume", "replay"};
+    struct httpapi_overlay *out = vout;
+    (void)ctx;
+    const char *action = json_string_value(json_object_get(j, "action"));
+    for (size_t i = 0; action && i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(action, names[i]) == 0) {
+            out->action = (enum httpapi_overlay_action)(HTTPAPI_OVERLAY_SKIP + (int)i);
+        }
+    }
+    if (!out->action) {
+        *detail = "action: must be \"skip\", \"pause\", \"resume\" or \"replay\"";
+        return PROTO_ERR_BAD_REQUEST;
+    }
+    if (out->action == HTTPAPI_OVERLAY_REPLAY) {
+        const json_t *seq = json_object_get(j, "seq");
+        if (!json_is_integer(seq) || json_integer_value(seq) < 1) {
+            *detail = "seq: replay needs the seq of a room event (an integer >= 1)";
+            return PROTO_ERR_BAD_REQUEST;
+        }
+        out->seq = json_integer_value(seq);
+    }
+    return PROTO_OK;
+}
+
+enum proto_err httpapi_parse_overlay(const char *body, size_t len, struct httpapi_overlay *out,
+                                     const char **out_detail)
+{
+    return parse_body(body, len, overlay_fields, NULL, out, sizeof *out, out_detail);
 }
 
 static enum proto_err reverse_fields(const json_t *j, const void *ctx, void *vout,

@@ -32,6 +32,8 @@ enum httpapi_route {
     HTTPAPI_ROOM_CLOSE,         /* DELETE /v1/rooms/{room} */
     HTTPAPI_GOAL_SET,           /* PUT /v1/rooms/{room}/goal */
     HTTPAPI_GOAL_CLEAR,         /* DELETE /v1/rooms/{room}/goal */
+    HTTPAPI_ROOM_EVENTS,        /* GET /v1/rooms/{room}/events */
+    HTTPAPI_OVERLAY,            /* POST /v1/rooms/{room}/overlay */
     HTTPAPI_BALANCE,            /* GET /v1/users/{user}/balance */
     HTTPAPI_BUDGET,             /* GET or PUT /v1/users/{user}/budget */
     HTTPAPI_TRANSACTIONS,       /* GET /v1/users/{user}/transactions */
@@ -43,7 +45,7 @@ enum httpapi_route {
 /**
  * Routes a request. path (borrowed, NUL-terminated) is the URI path as lws gives it, without
  * the query. out_id (65 bytes, caller-supplied) receives the room or user identifier for
- * HTTPAPI_ROOM_*, HTTPAPI_BALANCE and HTTPAPI_BUDGET, and "" for every other route.
+ * HTTPAPI_ROOM_*, HTTPAPI_GOAL_*, HTTPAPI_OVERLAY and the user routes, "" for the others.
  */
 enum httpapi_route httpapi_route(enum httpapi_method method, const char *path, char out_id[65]);
 
@@ -71,6 +73,18 @@ struct httpapi_goal {
     char title[HTTPAPI_GOAL_TITLE_MAX + 1];
     char gift[65];    /* a gift id for a count goal, "" for a coin goal */
     long long target; /* 1..1000000000000 */
+};
+
+/* The body of POST /v1/rooms/{room}/overlay. */
+enum httpapi_overlay_action {
+    HTTPAPI_OVERLAY_SKIP = 1,
+    HTTPAPI_OVERLAY_PAUSE,
+    HTTPAPI_OVERLAY_RESUME,
+    HTTPAPI_OVERLAY_REPLAY,
+};
+struct httpapi_overlay {
+    enum httpapi_overlay_action action;
+    long long seq; /* replay: the event's seq (>= 1) */
 };
 
 /* The body of POST /v1/recharge/reverse. */
@@ -123,6 +137,10 @@ enum proto_err httpapi_parse_goal(const char *body, size_t len, struct httpapi_g
 /** payment_id and user (identifiers); reason absent, null, or a string of at most
  * HTTPAPI_REASON_MAX bytes. */
 enum proto_err httpapi_parse_reverse(const char *body, size_t len, struct httpapi_reverse *out,
+                                     const char **out_detail);
+
+/** action: "skip", "pause", "resume", or "replay" with seq (an integer >= 1). */
+enum proto_err httpapi_parse_overlay(const char *body, size_t len, struct httpapi_overlay *out,
                                      const char **out_detail);
 
 /** daily_coins and monthly_coins: each absent (kept), null (cleared), or an integer

@@ -22,6 +22,8 @@
     X(TRANSACTIONS, transactions)                                                                  \
     X(REVERSE, reverse)                                                                            \
     X(GOAL, goal)                                                                                  \
+    X(ROOM_EVENTS, room_events)                                                                    \
+    X(OVERLAY, overlay)                                                                            \
     X(COMBO, combo)                                                                                \
     X(SETTLE_BEGIN, settle_begin)                                                                  \
     X(SETTLE_STREAM, settle_stream)                                                                \
@@ -58,8 +60,10 @@ typedef void ledger_message_cb(void *ud, const char *channel, size_t channel_len
                                size_t msg_len);
 
 /** Pub/sub message on a room's channel: room (the room's name, not the channel) and msg are
- * borrowed, valid during the call. */
-typedef void ledger_room_message_cb(void *ud, const char *room, const char *msg, size_t msg_len);
+ * borrowed, valid during the call. epoch: the epoch of the room's seq that a seq-carrying
+ * event (gift, combo_end, goal_reached) belongs to; 0 for the other messages. */
+typedef void ledger_room_message_cb(void *ud, const char *room, long long epoch, const char *msg,
+                                    size_t msg_len);
 
 typedef void ledger_state_cb(void *ud, enum ledger_state state);
 
@@ -70,7 +74,8 @@ struct ledger_opts {
     long partitions;   /* ledger.partitions */
     long idempotency_ttl_s; /* ledger.idempotency_ttl_s: how long a send's outcome is kept */
     long combo_window_ms;   /* gifts.combo_window_ms */
-    long history_size;      /* events a room keeps for gap recovery */
+    long history_size;      /* rooms.history_size: events a room keeps for resumes */
+    long history_ttl_s;     /* rooms.history_ttl_s: how long it keeps them */
     long tx_history_size;   /* ledger.history_size: transactions kept per user */
     long tx_history_ttl_s;  /* ledger.history_ttl_s: how long they are kept */
     ledger_state_cb *on_state;
@@ -294,6 +299,7 @@ struct ledger_room_info_reply {
     long long gifts, coins, diamonds; /* the session's totals */
     long long viewers;                /* on every node, from the presence hash */
     long long seq;                    /* the room's last event seq */
+    long long epoch;                  /* the epoch of that seq (SPEC 3.4) */
     long long session;
     const struct ledger_room_top *top; /* ntop entries, highest first */
     size_t ntop;
@@ -319,6 +325,7 @@ struct ledger_presence_reply {
     const char *creator_id;
     const char *creator_name;
     long long seq;         /* the room's last event seq */
+    long long epoch;       /* the epoch of that seq (live rooms; 0 otherwise) */
     long long viewers;     /* on every node */
     const char *goal_json; /* the room's goal as JSON text, "null" when none */
     const char *error;
@@ -338,6 +345,52 @@ typedef void ledger_combo_cb(void *ud, int status, const struct ledger_combo_rep
 /** Ends the combos of room whose window has passed (all: every open combo, a room closing). */
 int ledger_combo_sweep(struct ledger *l, const char *room, bool all, ledger_combo_cb *cb, void *ud,
                        struct ledger_req **out_req);
+
+/** The kept events of a room after a seq (SPEC 3.4, GET /v1/rooms/{room}/events). */
+struct ledger_room_events_reply {
+    bool found;          /* false: no such room (other fields zero) */
+    long long seq;       /* the room's last event seq */
+    long long epoch;     /* its epoch */
+    bool complete;       /* false: some events after since_seq were already dropped */
+    const char **events; /* nevents event texts (JSON objects) in seq order, as first sent */
+    const size_t *lens;
+    size_t nevents;
+    const char *error;
+};
+typedef void ledger_room_events_cb(void *ud, int status, const struct ledger_room_events_reply *r);
+/** At most limit events of room after since_seq (>= 0): kept are the last history_size
+ * events younger than history_ttl_s. */
+int ledger_room_events(struct ledger *l, const char *room, long long since_seq, long limit,
+                       ledger_room_events_cb *cb, void *ud, struct ledger_req **out_req);
+
+/* An overlay control (SPEC 5, POST /v1/rooms/{room}/overlay). */
+enum ledger_overlay_action {
+    LEDGER_OVERLAY_SKIP = 1,
+    LEDGER_OVERLAY_PAUSE,
+    LEDGER_OVERLAY_RESUME,
+    LEDGER_OVERLAY_REPLAY,
+};
+struct ledger_overlay_req {
+    const char *room;
+    enum ledger_overlay_action action;
+    long long seq;      /* REPLAY: the event to show again */
+    const char *caller; /* NULL for the service; else the user, who must be the creator */
+};
+enum ledger_overlay_outcome {
+    LEDGER_OVERLAY_SENT = 1,    /* published to the room's overlays */
+    LEDGER_OVERLAY_NO_ROOM,     /* the room never existed */
+    LEDGER_OVERLAY_NOT_CREATOR, /* the caller is not the room's creator */
+    LEDGER_OVERLAY_NOT_KEPT,    /* REPLAY: no kept event with that seq */
+};
+struct ledger_overlay_reply {
+    enum ledger_overlay_outcome outcome;
+    const char *event_json; /* SENT: the overlay event as published */
+    const char *error;
+};
+typedef void ledger_overlay_cb(void *ud, int status, const struct ledger_overlay_reply *r);
+/** Sends a control to a room's overlays (on every node) through its channel. */
+int ledger_overlay(struct ledger *l, const struct ledger_overlay_req *req, ledger_overlay_cb *cb,
+                   void *ud, struct ledger_req **out_req);
 
 /** SUBSCRIBE / UNSUBSCRIBE to room's channel (its messages reach on_room_message). 0, or
  * -EAGAIN while the pub/sub connection is down. */

@@ -75,6 +75,8 @@ struct lop {
         ledger_room_info_cb *room_info;
         ledger_presence_cb *presence;
         ledger_combo_cb *combo;
+        ledger_room_events_cb *room_events;
+        ledger_overlay_cb *overlay;
         ledger_recharge_cb *recharge;
         ledger_balance_cb *balance;
         ledger_budget_cb *budget;

@@ -10,9 +10,7 @@
 
 #include <jansson.h>
 
-/* The room's capped event history: the publish script's cap, which combo_end events share. */
-#define HISTORY_CAP "200"
-#define KEY_MAX     256
+#define KEY_MAX 256
 
 /* ---- shared plumbing ---- */
 
@@ -201,7 +199,7 @@ static void room_info_reply(void *ud, int status, const redisReply *rr)
     long long found = 0;
     if (status == 0) {
         /* {-1} unknown, or {live, creator_id, creator_name, title, gifts, coins, diamonds,
-         * viewers, seq, session, {id, coins, name JSON, ...}} */
+         * viewers, seq, session, {id, coins, name JSON, ...}, goal JSON, epoch} */
         if (rr->type != REDIS_REPLY_ARRAY || rr->elements < 1) {
             status = -EBADMSG;
         } else {
@@ -211,6 +209,7 @@ static void room_info_reply(void *ud, int status, const redisReply *rr)
     if (status == 0 && found >= 0 && rr->elements >= 11) {
         redisReply **e = rr->element;
         r.goal_json = rr->elements >= 12 ? elem_str(rr, 11) : "null";
+        r.epoch = rr->elements >= 13 ? strtoll(elem_str(rr, 12), NULL, 10) : 0;
         long long *nums[6] = {&r.gifts, &r.coins, &r.diamonds, &r.viewers, &r.seq, &r.session};
         for (size_t i = 0; i < 6; i++) {
             if (!lop_int(rr, 4 + i, nums[i])) {
@@ -278,9 +277,9 @@ static void presence_reply(void *ud, int status, const redisReply *rr)
     struct ledger_presence_reply r = {0};
     status = lop_status(status, rr, &r.error);
     long long live = 0;
-    /* {live, creator_id, creator_name, seq, viewers, goal JSON} */
+    /* {live, creator_id, creator_name, seq, viewers, goal JSON, epoch ('' when not live)} */
     if (status == 0 &&
-        (rr->type != REDIS_REPLY_ARRAY || rr->elements != 6 || !lop_int(rr, 0, &live) ||
+        (rr->type != REDIS_REPLY_ARRAY || rr->elements != 7 || !lop_int(rr, 0, &live) ||
          !lop_int(rr, 3, &r.seq) || !lop_int(rr, 4, &r.viewers))) {
         status = -EBADMSG;
     }
@@ -289,6 +288,7 @@ static void presence_reply(void *ud, int status, const redisReply *rr)
         r.creator_id = elem_str(rr, 1);
         r.creator_name = elem_str(rr, 2);
         r.goal_json = elem_str(rr, 5);
+        r.epoch = strtoll(elem_str(rr, 6), NULL, 10);
     }
     op->cb.presence(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
 }
@@ -299,12 +299,13 @@ int ledger_presence(struct ledger *l, const struct ledger_presence_req *req, led
     if (!id_ok(req->room) || !req->node_id || req->leaderboard_size < 0) {
         return -EINVAL;
     }
-    static const char *const suffix[7] = {"meta", "seq",     "presence", "state",
-                                          "lb",   "lbnames", "totals"};
-    char keys[7][KEY_MAX], count[24], now[24], ttl[24], interval[24], channel[KEY_MAX], top[24];
+    static const char *const suffix[8] = {"meta", "seq",     "presence", "state",
+                                          "lb",   "lbnames", "totals",   "hist"};
+    char keys[8][KEY_MAX], count[24], now[24], ttl[24], interval[24], channel[KEY_MAX], top[24];
+    char histttl[24];
     struct args a;
-    args_init(&a, 7);
-    for (int i = 0; i < 7; i++) {
+    args_init(&a, 8);
+    for (int i = 0; i < 8; i++) {
         lkey_room(keys[i], sizeof(keys[i]), req->room, suffix[i]);
         args_add(&a, keys[i]);
     }
@@ -317,6 +318,7 @@ int ledger_presence(struct ledger *l, const struct ledger_presence_req *req, led
     args_add(&a, channel);
     args_add(&a, req->room);
     args_add(&a, lop_num(top, req->leaderboard_size));
+    args_add(&a, lop_num(histttl, (long long)lgift_opts(l)->history_ttl_s * 1000));
     struct lop op = {.cb.presence = cb, .ud = ud};
     return lop_submit(l, LEDGER_SCRIPT_ROOM_PRESENCE, a.n, a.v, presence_reply, &op, out_req);
 }
@@ -347,7 +349,7 @@ int ledger_combo_sweep(struct ledger *l, const char *room, bool all, ledger_comb
         return -EINVAL;
     }
     static const char *const suffix[4] = {"seq", "combos", "combodue", "hist"};
-    char keys[4][KEY_MAX], channel[KEY_MAX];
+    char keys[4][KEY_MAX], channel[KEY_MAX], cap[24], ttl[24];
     struct args a;
     args_init(&a, 4);
     for (int i = 0; i < 4; i++) {
@@ -355,12 +357,144 @@ int ledger_combo_sweep(struct ledger *l, const char *room, bool all, ledger_comb
         args_add(&a, keys[i]);
     }
     lkey_channel(channel, sizeof(channel), room);
+    const struct ledger_opts *o = lgift_opts(l);
     args_add(&a, all ? "all" : "due");
     args_add(&a, channel);
     args_add(&a, room);
-    args_add(&a, HISTORY_CAP);
+    args_add(&a, lop_num(cap, o->history_size));
+    args_add(&a, lop_num(ttl, (long long)o->history_ttl_s * 1000));
     struct lop op = {.cb.combo = cb, .ud = ud};
     return lop_submit(l, LEDGER_SCRIPT_COMBO, a.n, a.v, combo_reply, &op, out_req);
+}
+
+/* ---- room events (resume, GET .../events) ---- */
+
+static void room_events_reply(void *ud, int status, const redisReply *rr)
+{
+    const struct lop *op = ud;
+    if (!op->cb.room_events) {
+        return;
+    }
+    struct ledger_room_events_reply r = {0};
+    status = lop_status(status, rr, &r.error);
+    long long first = 0, complete = 0;
+    /* {-1} unknown, or {seq, epoch, complete, events...} */
+    if (status == 0 && (rr->type != REDIS_REPLY_ARRAY || !lop_int(rr, 0, &first))) {
+        status = -EBADMSG;
+    }
+    const char **ev = NULL;
+    size_t *len = NULL;
+    if (status == 0 && first >= 0) {
+        if (rr->elements < 3 || !lop_int(rr, 2, &complete)) {
+            status = -EBADMSG;
+        } else {
+            size_t n = rr->elements - 3;
+            ev = calloc(n + 1, sizeof(*ev));
+            len = calloc(n + 1, sizeof(*len));
+            if (!ev || !len) {
+                status = -ENOMEM;
+            }
+            for (size_t i = 0; status == 0 && i < n; i++) {
+                const redisReply *e = rr->element[3 + i];
+                if (e->type != REDIS_REPLY_STRING) {
+                    status = -EBADMSG;
+                    break;
+                }
+                ev[i] = e->str;
+                len[i] = e->len;
+            }
+            r.found = true;
+            r.seq = first;
+            r.epoch = strtoll(elem_str(rr, 1), NULL, 10);
+            r.complete = complete == 1;
+            r.events = ev;
+            r.lens = len;
+            r.nevents = n;
+        }
+    }
+    op->cb.room_events(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+    free(ev);
+    free(len);
+}
+
+int ledger_room_events(struct ledger *l, const char *room, long long since_seq, long limit,
+                       ledger_room_events_cb *cb, void *ud, struct ledger_req **out_req)
+{
+    if (!id_ok(room) || since_seq < 0 || limit < 1) {
+        return -EINVAL;
+    }
+    static const char *const suffix[3] = {"meta", "seq", "hist"};
+    char keys[3][KEY_MAX], since[24], lim[24], size[24], ttl[24], now[24];
+    struct args a;
+    args_init(&a, 3);
+    for (int i = 0; i < 3; i++) {
+        lkey_room(keys[i], sizeof(keys[i]), room, suffix[i]);
+        args_add(&a, keys[i]);
+    }
+    const struct ledger_opts *o = lgift_opts(l);
+    args_add(&a, lop_num(since, since_seq));
+    args_add(&a, lop_num(lim, limit));
+    args_add(&a, lop_num(size, o->history_size));
+    args_add(&a, lop_num(ttl, (long long)o->history_ttl_s * 1000));
+    args_add(&a, lop_num(now, ledger_now_ms()));
+    struct lop op = {.cb.room_events = cb, .ud = ud};
+    return lop_submit(l, LEDGER_SCRIPT_ROOM_EVENTS, a.n, a.v, room_events_reply, &op, out_req);
+}
+
+/* ---- overlay controls ---- */
+
+static void overlay_reply(void *ud, int status, const redisReply *rr)
+{
+    const struct lop *op = ud;
+    if (!op->cb.overlay) {
+        return;
+    }
+    struct ledger_overlay_reply r = {0};
+    status = lop_status(status, rr, &r.error);
+    long long code = 0;
+    /* {-1} unknown room, {-2} not the creator, {-3} not kept, {1, event JSON} */
+    if (status == 0 && (rr->type != REDIS_REPLY_ARRAY || !lop_int(rr, 0, &code))) {
+        status = -EBADMSG;
+    }
+    if (status == 0) {
+        r.outcome = code == 1    ? LEDGER_OVERLAY_SENT
+                    : code == -1 ? LEDGER_OVERLAY_NO_ROOM
+                    : code == -2 ? LEDGER_OVERLAY_NOT_CREATOR
+                                 : LEDGER_OVERLAY_NOT_KEPT;
+        r.event_json = code == 1 && rr->elements >= 2 ? elem_str(rr, 1) : "";
+    }
+    op->cb.overlay(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
+}
+
+int ledger_overlay(struct ledger *l, const struct ledger_overlay_req *req, ledger_overlay_cb *cb,
+                   void *ud, struct ledger_req **out_req)
+{
+    static const char *const actions[] = {"skip", "pause", "resume", "replay"};
+    if (!id_ok(req->room) || (req->caller && !id_ok(req->caller)) ||
+        req->action < LEDGER_OVERLAY_SKIP || req->action > LEDGER_OVERLAY_REPLAY ||
+        (req->action == LEDGER_OVERLAY_REPLAY && req->seq < 1)) {
+        return -EINVAL;
+    }
+    static const char *const suffix[3] = {"meta", "seq", "hist"};
+    char keys[3][KEY_MAX], seq[24] = "", size[24], ttl[24], now[24], channel[KEY_MAX];
+    struct args a;
+    args_init(&a, 3);
+    for (int i = 0; i < 3; i++) {
+        lkey_room(keys[i], sizeof(keys[i]), req->room, suffix[i]);
+        args_add(&a, keys[i]);
+    }
+    lkey_channel(channel, sizeof(channel), req->room);
+    const struct ledger_opts *o = lgift_opts(l);
+    args_add(&a, actions[req->action - LEDGER_OVERLAY_SKIP]);
+    args_add(&a, req->action == LEDGER_OVERLAY_REPLAY ? lop_num(seq, req->seq) : "");
+    args_add(&a, req->caller ? req->caller : "");
+    args_add(&a, lop_num(size, o->history_size));
+    args_add(&a, lop_num(ttl, (long long)o->history_ttl_s * 1000));
+    args_add(&a, lop_num(now, ledger_now_ms()));
+    args_add(&a, channel);
+    args_add(&a, req->room);
+    struct lop op = {.cb.overlay = cb, .ud = ud};
+    return lop_submit(l, LEDGER_SCRIPT_OVERLAY, a.n, a.v, overlay_reply, &op, out_req);
 }
 
 /* ---- pub/sub ---- */

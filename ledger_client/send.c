@@ -25,8 +25,8 @@ enum {
     A__COUNT,
 };
 /* Arguments before the sends: numkeys, now, ttl, combo window, history cap, day, transaction
- * history cap and ttl (ms). */
-#define HEAD_ARGS 8
+ * history cap and ttl (ms), room history ttl (ms). */
+#define HEAD_ARGS 9
 
 struct ledger_gift_op {
     struct ledger_gift_op *next; /* in the queue, then in its batch */
@@ -85,7 +85,7 @@ static void batch_reply(void *ud, int status, const redisReply *rep)
             if (kind == 0 && e[1]->type == REDIS_REPLY_STRING) {
                 r.outcome = LEDGER_GIFT_REFUSED;
                 r.refusal = strcmp(e[1]->str, "budget_exceeded") == 0 ? "budget_exceeded"
-                                                                       : "insufficient_funds";
+                                                                      : "insufficient_funds";
                 r.balance = e[2]->integer;
             } else {
                 r.outcome = kind == 1   ? LEDGER_GIFT_COMMITTED
@@ -123,7 +123,7 @@ static int send_batch(struct lgift_queue *q)
         free(lens);
         return -ENOMEM; /* tried again next turn; the deadline bounds the wait */
     }
-    char now[24], ttl[24], window[24], cap[24], day[16], txcap[24], txttl[24];
+    char now[24], ttl[24], window[24], cap[24], day[16], txcap[24], txttl[24], histttl[24];
     snprintf(now, sizeof(now), "%lld", (long long)ledger_now_ms());
     snprintf(ttl, sizeof(ttl), "%ld", o->idempotency_ttl_s);
     snprintf(window, sizeof(window), "%ld", o->combo_window_ms);
@@ -131,7 +131,8 @@ static int send_batch(struct lgift_queue *q)
     lkey_utc_day(day, sizeof(day));
     snprintf(txcap, sizeof(txcap), "%ld", o->tx_history_size);
     snprintf(txttl, sizeof(txttl), "%lld", (long long)o->tx_history_ttl_s * 1000);
-    const char *head[HEAD_ARGS] = {"0", now, ttl, window, cap, day, txcap, txttl};
+    snprintf(histttl, sizeof(histttl), "%lld", (long long)o->history_ttl_s * 1000);
+    const char *head[HEAD_ARGS] = {"0", now, ttl, window, cap, day, txcap, txttl, histttl};
     for (size_t i = 0; i < HEAD_ARGS; i++) {
         argv[i] = head[i];
         lens[i] = strlen(head[i]);
@@ -202,8 +203,7 @@ static void flush_queue(struct lgift_queue *q)
     if (!q->head) {
         q->tail = NULL;
     }
-    while (q->head && q->batches_inflight < LEDGER_GIFT_BATCHES_INFLIGHT &&
-           ledger_ready(q->l)) {
+    while (q->head && q->batches_inflight < LEDGER_GIFT_BATCHES_INFLIGHT && ledger_ready(q->l)) {
         uint64_t since = uv_hrtime() - q->last_batch_ns;
         uint64_t interval = (uint64_t)LEDGER_GIFT_BATCH_INTERVAL_MS * 1000000u;
         if (since < interval && q->queued < LEDGER_GIFT_BATCH_MAX) {
@@ -307,12 +307,18 @@ int ledger_gift_send(struct ledger *l, const struct ledger_gift_req *req, ledger
     snprintf(gift, sizeof(gift), "%s|%d|%d", req->gift, req->streakable ? 1 : 0,
              req->anonymous ? 1 : 0);
     const char *val[A__COUNT] = {
-        [A_PREFIX] = prefix,        [A_SUB] = req->sub,
-        [A_ID] = req->id,           [A_DIGEST] = digest,
-        [A_COST] = cost,            [A_CREATOR] = req->creator,
-        [A_ROOM] = req->room,       [A_COUNT] = count,
-        [A_DIAMONDS] = dia,         [A_NAME] = req->name_json,
-        [A_FROMGIFT] = req->event_from_gift, [A_GIFT] = gift,
+        [A_PREFIX] = prefix,
+        [A_SUB] = req->sub,
+        [A_ID] = req->id,
+        [A_DIGEST] = digest,
+        [A_COST] = cost,
+        [A_CREATOR] = req->creator,
+        [A_ROOM] = req->room,
+        [A_COUNT] = count,
+        [A_DIAMONDS] = dia,
+        [A_NAME] = req->name_json,
+        [A_FROMGIFT] = req->event_from_gift,
+        [A_GIFT] = gift,
     };
     size_t vlen[A__COUNT];
     for (size_t k = 0; k < A__COUNT; k++) {
@@ -360,7 +366,8 @@ static void lookup_reply(void *ud, int status, const redisReply *rep)
         struct ledger_gift_reply r = {.outcome = LEDGER_GIFT_ID_REUSED};
         const char *bar = memchr(rep->str, '|', rep->len);
         size_t dlen = op->len[A_DIGEST];
-        if (bar && (size_t)(bar - rep->str) == dlen && memcmp(rep->str, op->arg[A_DIGEST], dlen) == 0) {
+        if (bar && (size_t)(bar - rep->str) == dlen &&
+            memcmp(rep->str, op->arg[A_DIGEST], dlen) == 0) {
             char *end;
             r.outcome = LEDGER_GIFT_DUPLICATE;
             r.balance = strtoll(bar + 1, &end, 10);

@@ -613,8 +613,15 @@ static void sub_message(redisAsyncContext *ac, void *reply, void *privdata)
     bool is_room = l->opts.on_room_message &&
                    lkey_channel_room(r->element[1]->str, r->element[1]->len, room) == 0;
     /* gift.lua publishes a room's events of one batch as one message, one event per line
-     * (JSON text holds no raw newline): each is delivered on its own. */
+     * (JSON text holds no raw newline): each is delivered on its own. A first line "@epoch"
+     * gives the epoch of the room's seq the events carry (lib/room.lua). */
     const char *m = r->element[2]->str, *end = m + r->element[2]->len;
+    long long epoch = 0;
+    if (m < end && *m == '@') {
+        const char *nl = memchr(m, '\n', (size_t)(end - m));
+        epoch = strtoll(m + 1, NULL, 10);
+        m = nl ? nl + 1 : end;
+    }
     while (m < end && !l->closing) {
         const char *nl = memchr(m, '\n', (size_t)(end - m));
         const char *stop = nl ? nl : end;
@@ -623,7 +630,7 @@ static void sub_message(redisAsyncContext *ac, void *reply, void *privdata)
                                (size_t)(stop - m));
         }
         if (is_room) {
-            l->opts.on_room_message(l->opts.ud, room, m, (size_t)(stop - m));
+            l->opts.on_room_message(l->opts.ud, room, epoch, m, (size_t)(stop - m));
         }
         m = stop + 1;
     }
@@ -764,6 +771,13 @@ int ledger_new(uv_loop_t *loop, const struct ledger_opts *opts, struct ledger **
     l->opts.url = l->url;
     if (l->opts.max_inflight < 1) {
         l->opts.max_inflight = 1;
+    }
+    /* Unset: SPEC's defaults. */
+    if (l->opts.history_size < 1) {
+        l->opts.history_size = 1000;
+    }
+    if (l->opts.history_ttl_s < 1) {
+        l->opts.history_ttl_s = 86400;
     }
     if (ledger_url_parse(l->url, l->host, sizeof(l->host), &l->port, &l->db, l->password,
                          sizeof(l->password), &l->is_unix) < 0) {

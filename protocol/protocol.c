@@ -174,6 +174,61 @@ static bool get_id(const json_t *obj, const char *key, char dst[65])
     return true;
 }
 
+/* A decimal number of 1-18 digits (an epoch or a seq), or -1. */
+static long long decimal(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 18 || strspn(s, "0123456789") != n) {
+        return -1;
+    }
+    return strtoll(s, NULL, 10);
+}
+
+bool proto_resume_from_query(const char *since_seq, const char *epoch, struct proto_resume *out)
+{
+    struct proto_resume r = {0};
+    if (since_seq) {
+        r.on = true;
+        r.since = decimal(since_seq);
+        if (r.since < 0) {
+            return false;
+        }
+    }
+    if (epoch) {
+        r.has_epoch = true;
+        r.epoch = decimal(epoch);
+    }
+    *out = r;
+    return true;
+}
+
+static enum proto_err parse_resume(const json_t *root, struct proto_resume *out,
+                                   const char **detail)
+{
+    const json_t *since = json_object_get(root, "since_seq");
+    const json_t *epoch = json_object_get(root, "epoch");
+    if (since && !json_is_null(since)) {
+        if (!json_is_integer(since) || json_integer_value(since) < 0) {
+            *detail = "since_seq must be an integer >= 0 (the last seq handled)";
+            return PROTO_ERR_BAD_REQUEST;
+        }
+        out->on = true;
+        out->since = json_integer_value(since);
+    }
+    if (epoch && !json_is_null(epoch)) {
+        out->has_epoch = true;
+        if (json_is_integer(epoch)) {
+            out->epoch = json_integer_value(epoch) > 0 ? json_integer_value(epoch) : -1;
+        } else if (json_is_string(epoch)) {
+            out->epoch = decimal(json_string_value(epoch));
+        } else {
+            *detail = "epoch must be the epoch joined gave (an integer)";
+            return PROTO_ERR_BAD_REQUEST;
+        }
+    }
+    return PROTO_OK;
+}
+
 static enum proto_err parse_gift(const json_t *root, long max_count, struct proto_msg *out,
                                  const char **detail)
 {
@@ -230,7 +285,7 @@ static enum proto_err parse_object(const json_t *root, long max_count, struct pr
             *detail = "room must be an identifier (1-64 bytes of [A-Za-z0-9_.:-])";
             return PROTO_ERR_BAD_REQUEST;
         }
-        return PROTO_OK;
+        return parse_resume(root, &out->resume, detail);
     }
     if (strcmp(t, "leave") == 0) {
         out->type = PROTO_MSG_LEAVE;
@@ -262,6 +317,7 @@ enum proto_err proto_parse(const char *buf, size_t len, long max_count, struct p
     out->gift[0] = '\0';
     out->count = 1;
     out->anonymous = false;
+    memset(&out->resume, 0, sizeof(out->resume));
 
     json_error_t jerr;
     json_t *root = buf != NULL ? json_loadb(buf, len, 0, &jerr) : NULL;

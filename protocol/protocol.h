@@ -62,11 +62,27 @@ enum proto_type {
 
 #define PROTO_TOKEN_MAX 2048
 
+/* A join's request to resume (SPEC 3.4): the last seq the client handled and its epoch. */
+struct proto_resume {
+    bool on;         /* since_seq was given */
+    long long since; /* >= 0 */
+    bool has_epoch;  /* epoch was given */
+    long long epoch; /* the epoch given; -1 when it is no epoch giftd makes (not a number) */
+};
+
+/**
+ * The resume of a join from the WebSocket query's since_seq and epoch values (each NULL when
+ * absent). since_seq must be decimal digits; an epoch that is not is one no room has.
+ * Returns false (out untouched) for a bad since_seq.
+ */
+bool proto_resume_from_query(const char *since_seq, const char *epoch, struct proto_resume *out);
+
 /* One parsed client frame. Fixed-size fields: no allocation, nothing to free. */
 struct proto_msg {
     enum proto_type type;
     char token[PROTO_TOKEN_MAX + 1]; /* hello */
     char room[65];                   /* join */
+    struct proto_resume resume;      /* join: since_seq, epoch */
     char id[65];                     /* gift: the idempotency key; also set (when a valid
                                         identifier) on a failed gift parse, so the error can
                                         carry it */
@@ -81,7 +97,8 @@ struct proto_msg {
  *   PROTO_ERR_BAD_JSON    not valid JSON, or valid JSON that is not an object;
  *   PROTO_ERR_BAD_REQUEST missing/non-string type, unknown type, missing or invalid field
  *                         (hello without string token or token over PROTO_TOKEN_MAX; join
- *                         without a valid identifier room; gift with a missing/invalid id or
+ *                         without a valid identifier room, since_seq not an integer >= 0,
+ *                         epoch neither an integer nor a string; gift with a missing/invalid id or
  *                         gift, count not an integer in 1..max_count).
  * On failure, out->type is set when the type was recognised and out->id when the gift id was
  * a valid identifier (else ""). out_detail (may be NULL) receives a static human message

@@ -421,10 +421,11 @@ static void room_info_done(void *ud, int status, const struct ledger_room_info_r
             proto_buf_puts(&b, "},\"title\":");
             proto_buf_json_cstr(&b, r->title);
             proto_buf_printf(&b,
-                             ",\"viewers\":%lld,\"seq\":%lld,\"session\":%lld,"
+                             ",\"viewers\":%lld,\"seq\":%lld,\"epoch\":%lld,\"session\":%lld,"
                              "\"totals\":{\"gifts\":%lld,\"coins\":%lld,\"diamonds\":%lld},"
                              "\"top\":[",
-                             r->viewers, r->seq, r->session, r->gifts, r->coins, r->diamonds);
+                             r->viewers, r->seq, r->epoch, r->session, r->gifts, r->coins,
+                             r->diamonds);
             for (size_t i = 0; i < r->ntop; i++) {
                 proto_buf_puts(&b, i ? ",{\"id\":" : "{\"id\":");
                 proto_buf_json_cstr(&b, r->top[i].id);
@@ -779,6 +780,107 @@ static int transactions(struct http_req *h, const char *user)
     return started(h, p, ledger_transactions(h->app->ledger, &req, transactions_done, p, NULL));
 }
 
+/* ---- room events and overlay controls (SPEC 3.4, 5) ---- */
+
+static void room_events_done(void *ud, int status, const struct ledger_room_events_reply *r)
+{
+    struct pending *p = ud;
+    if (!ledger_failed(p, status)) {
+        struct http_req *h = p->h;
+        if (!r->found) {
+            http_error(h, PROTO_ERR_NOT_FOUND, "no such room");
+        } else {
+            struct proto_buf b;
+            proto_buf_init(&b, 0);
+            proto_buf_puts(&b, "{\"room\":");
+            proto_buf_json_cstr(&b, p->room);
+            proto_buf_printf(&b, ",\"epoch\":%lld,\"seq\":%lld,\"events\":[", r->epoch, r->seq);
+            for (size_t i = 0; i < r->nevents; i++) {
+                if (i) {
+                    proto_buf_puts(&b, ",");
+                }
+                proto_buf_append(&b, r->events[i], r->lens[i]);
+            }
+            proto_buf_printf(&b, "],\"complete\":%s}", r->complete ? "true" : "false");
+            http_respond_buf(h, 200, &b);
+            proto_buf_cleanup(&b);
+        }
+    }
+    free(p);
+}
+
+/* GET /v1/rooms/{room}/events?since_seq=S&limit=N: anyone. */
+static int room_events(struct http_req *h, const char *room)
+{
+    long long since = 0, limit = 1000;
+    if (query_num(h, "since_seq=", INT64_MAX / 2, &since) < 0) {
+        http_error(h, PROTO_ERR_BAD_REQUEST, "since_seq: must be an integer >= 0");
+        return 0;
+    }
+    int got = query_num(h, "limit=", 1000, &limit);
+    if (got < 0 || (got > 0 && limit < 1)) {
+        http_error(h, PROTO_ERR_BAD_REQUEST, "limit: must be an integer from 1 to 1000");
+        return 0;
+    }
+    struct pending *p = pending_new(h->app, NULL, h);
+    if (!p) {
+        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
+        return 0;
+    }
+    snprintf(p->room, sizeof(p->room), "%s", room);
+    return started(
+        h, p,
+        ledger_room_events(h->app->ledger, room, since, (long)limit, room_events_done, p, NULL));
+}
+
+static void overlay_done(void *ud, int status, const struct ledger_overlay_reply *r)
+{
+    struct pending *p = ud;
+    if (!ledger_failed(p, status)) {
+        struct http_req *h = p->h;
+        if (r->outcome == LEDGER_OVERLAY_NO_ROOM) {
+            http_error(h, PROTO_ERR_NOT_FOUND, "no such room");
+        } else if (r->outcome == LEDGER_OVERLAY_NOT_CREATOR) {
+            http_error(h, PROTO_ERR_FORBIDDEN, "only the service or the room's creator");
+        } else if (r->outcome == LEDGER_OVERLAY_NOT_KEPT) {
+            http_error(h, PROTO_ERR_NOT_FOUND, "seq: no such event is kept in the room's history");
+        } else {
+            /* The answer is the overlay event the room's overlays were sent. */
+            http_respond(h, 200, r->event_json, strlen(r->event_json));
+        }
+    }
+    free(p);
+}
+
+/* POST /v1/rooms/{room}/overlay: the service, or the room's creator. */
+static int overlay(struct http_req *h, const char *room)
+{
+    if (!require_auth(h) || !body_fits(h)) {
+        return 0;
+    }
+    bool service = h->claims.role == AUTH_ROLE_SERVICE;
+    if (!service && h->claims.role != AUTH_ROLE_VIEWER) {
+        http_error(h, PROTO_ERR_FORBIDDEN, "only the service or the room's creator");
+        return 0;
+    }
+    struct httpapi_overlay o = {0};
+    const char *detail = NULL;
+    if (body_refused(h, httpapi_parse_overlay(h->body, h->body_len, &o, &detail), &detail)) {
+        return 0;
+    }
+    struct pending *p = pending_new(h->app, NULL, h);
+    if (!p) {
+        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
+        return 0;
+    }
+    struct ledger_overlay_req req = {.room = room,
+                                     .action = (enum ledger_overlay_action)(
+                                         LEDGER_OVERLAY_SKIP + (o.action - HTTPAPI_OVERLAY_SKIP)),
+                                     .seq = o.seq,
+                                     .caller = service ? NULL : h->claims.sub};
+    return started(h, p, ledger_overlay(h->app->ledger, &req, overlay_done, p, NULL));
+}
+
 /* ---- dispatch ---- */
 
 /* Answers 200 with j (steals it; NULL, out of memory, answers internal). */
@@ -835,6 +937,10 @@ int http_dispatch(struct http_req *h)
         return goal(h, id, true);
     case HTTPAPI_ROOM_INFO:
         return room_info(h, id);
+    case HTTPAPI_ROOM_EVENTS:
+        return room_events(h, id);
+    case HTTPAPI_OVERLAY:
+        return overlay(h, id);
     case HTTPAPI_ROOM_OPEN:
         return room_open(h, id);
     case HTTPAPI_ROOM_CLOSE:

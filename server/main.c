@@ -83,8 +83,7 @@ static void app_load_catalog_or_keep(struct app *app)
         return;
     }
     app_set_catalog(app, cat);
-    log_info("SIGHUP: catalog %s reloaded (%zu gifts)", app->cfg.gifts_catalog,
-             gifts_count(cat));
+    log_info("SIGHUP: catalog %s reloaded (%zu gifts)", app->cfg.gifts_catalog, gifts_count(cat));
 }
 
 static void finish_shutdown(struct app *app)
@@ -222,9 +221,8 @@ static void dev_setup(struct app *app)
     char host[128];
     int port = 0;
     config_listen_parse(app->cfg.listen, host, sizeof(host), &port);
-    const char *h = (!host[0] || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
-                        ? "127.0.0.1"
-                        : host;
+    const char *h =
+        (!host[0] || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0) ? "127.0.0.1" : host;
     const char *scheme = app->cfg.tls_cert ? "https" : "http";
     const char *wscheme = app->cfg.tls_cert ? "wss" : "ws";
     printf("\n"
@@ -238,9 +236,9 @@ static void dev_setup(struct app *app)
            "\n"
            "  curl %s://%s:%d/v1/rooms/demo\n"
            "  curl -H 'Authorization: Bearer %s' %s://%s:%d/v1/users/alice/balance\n\n",
-           scheme, h, port, tok[2] ? tok[2] : "", scheme, h, port, tok[0] ? tok[0] : "",
-           wscheme, h, port, tok[0] ? tok[0] : "", tok[1] ? tok[1] : "", tok[3] ? tok[3] : "",
-           scheme, h, port, tok[3] ? tok[3] : "", scheme, h, port);
+           scheme, h, port, tok[2] ? tok[2] : "", scheme, h, port, tok[0] ? tok[0] : "", wscheme, h,
+           port, tok[0] ? tok[0] : "", tok[1] ? tok[1] : "", tok[3] ? tok[3] : "", scheme, h, port,
+           tok[3] ? tok[3] : "", scheme, h, port);
     fflush(stdout);
     for (int i = 0; i < 4; i++) {
         free(tok[i]);
@@ -269,9 +267,10 @@ static void app_ledger_state(void *ud, enum ledger_state st)
     }
 }
 
-static void on_room_message(void *ud, const char *room, const char *msg, size_t len)
+static void on_room_message(void *ud, const char *room, long long epoch, const char *msg,
+                            size_t len)
 {
-    rooms_on_message(ud, room, msg, len);
+    rooms_on_message(ud, room, epoch, msg, len);
 }
 
 static const struct lws_protocols protocols[] = {
@@ -516,7 +515,8 @@ int main(int argc, char **argv)
         .partitions = app->cfg.ledger_partitions,
         .idempotency_ttl_s = app->cfg.ledger_idempotency_ttl_s,
         .combo_window_ms = app->cfg.gifts_combo_window_ms,
-        .history_size = 200,
+        .history_size = app->cfg.rooms_history_size,
+        .history_ttl_s = app->cfg.rooms_history_ttl_s,
         .tx_history_size = app->cfg.ledger_history_size,
         .tx_history_ttl_s = app->cfg.ledger_history_ttl_s,
         .on_state = app_ledger_state,
@@ -561,8 +561,7 @@ int main(int argc, char **argv)
     uv_signal_start(&app->sighup, on_signal, SIGHUP);
     log_info("giftd %s serving on %s (node %s, worker %d of %ld, redis %s)", GIFTD_VERSION,
              app->cfg.listen, app->node_id, app->worker, app->nworkers,
-             app->cfg.redis_url && strncmp(app->cfg.redis_url, "unix://", 7) == 0 ? "unix"
-                                                                                   : "tcp");
+             app->cfg.redis_url && strncmp(app->cfg.redis_url, "unix://", 7) == 0 ? "unix" : "tcp");
 
     uv_run(&loop, UV_RUN_DEFAULT);
     rcode = 0;

@@ -21,8 +21,7 @@ static void gauge(struct proto_buf *b, const char *name, const char *help, long 
     proto_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
 }
 
-static void by_code(struct proto_buf *b, const char *name, const char *help,
-                    const uint64_t *counts)
+static void by_code(struct proto_buf *b, const char *name, const char *help, const uint64_t *counts)
 {
     proto_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
     for (int e = 1; e < PROTO_ERR__COUNT; e++) {
@@ -41,14 +40,12 @@ void metrics_render(struct app *app, struct proto_buf *b)
                      "giftd_worker_info{worker=\"%d\",node=\"%s\",pid=\"%d\"} 1\n",
                      app->worker, app->node_id, (int)getpid());
     gauge(b, "giftd_connections", "open WebSocket connections", m->connections);
-    counter(b, "giftd_connections_total", "WebSocket connections accepted",
-            m->connections_total);
+    counter(b, "giftd_connections_total", "WebSocket connections accepted", m->connections_total);
     counter(b, "giftd_connections_refused_total",
             "connections refused (1013 or 503) over limits.max_connections or "
             "limits.connections_per_ip_per_sec",
             m->connections_refused_total);
-    gauge(b, "giftd_open_sockets", "accepted sockets open (WebSocket and HTTP)",
-          app->open_sockets);
+    gauge(b, "giftd_open_sockets", "accepted sockets open (WebSocket and HTTP)", app->open_sockets);
     gauge(b, "giftd_rooms", "rooms with viewers on this process", app->nrooms);
     counter(b, "giftd_frames_in_total", "WebSocket frames received", m->frames_in);
     counter(b, "giftd_frames_out_total", "WebSocket frames sent", m->frames_out);
@@ -58,6 +55,23 @@ void metrics_render(struct app *app, struct proto_buf *b)
             m->batch_frames);
     counter(b, "giftd_slow_consumers_total", "viewers closed 4008 for falling behind",
             m->slow_consumers);
+    counter(b, "giftd_gap_fills_total",
+            "history reads that filled a seq gap in a room's pub/sub stream", m->gap_fills);
+    counter(b, "giftd_gap_events_total", "events those reads brought back", m->gap_events);
+    counter(b, "giftd_gaps_unfilled_total",
+            "seq gaps passed on as they were (history dropped or Redis unreachable)",
+            m->gaps_unfilled);
+    counter(b, "giftd_replayed_events_total", "events replayed to resuming connections",
+            m->replayed_events);
+    proto_buf_printf(b,
+                     "# HELP giftd_resumes_total joins with since_seq, by where the missed events "
+                     "came from (none: resumed false)\n"
+                     "# TYPE giftd_resumes_total counter\n"
+                     "giftd_resumes_total{source=\"ring\"} %llu\n"
+                     "giftd_resumes_total{source=\"redis\"} %llu\n"
+                     "giftd_resumes_total{source=\"none\"} %llu\n",
+                     (unsigned long long)m->resumes[0], (unsigned long long)m->resumes[1],
+                     (unsigned long long)m->resumes[2]);
     /* Events per frame: how much packing the fan-out does. */
     static const char *const le[6] = {"1", "4", "16", "64", "256", "+Inf"};
     proto_buf_puts(b, "# HELP giftd_fanout_batch_events events packed per frame sent to a viewer\n"
@@ -68,7 +82,8 @@ void metrics_render(struct app *app, struct proto_buf *b)
         proto_buf_printf(b, "giftd_fanout_batch_events_bucket{le=\"%s\"} %llu\n", le[i],
                          (unsigned long long)cum);
     }
-    proto_buf_printf(b, "giftd_fanout_batch_events_sum %llu\ngiftd_fanout_batch_events_count %llu\n",
+    proto_buf_printf(b,
+                     "giftd_fanout_batch_events_sum %llu\ngiftd_fanout_batch_events_count %llu\n",
                      (unsigned long long)m->events_out, (unsigned long long)cum);
     /* Ring depth: how far the furthest-behind viewer is (events not yet sent to it). */
     uint64_t lag = 0;
@@ -90,8 +105,7 @@ void metrics_render(struct app *app, struct proto_buf *b)
             m->events_published);
     struct ledger_gift_stats gs;
     ledger_get_gift_stats(app->ledger, &gs);
-    counter(b, "giftd_ledger_gift_batches_total", "script calls carrying gift sends",
-            gs.batches);
+    counter(b, "giftd_ledger_gift_batches_total", "script calls carrying gift sends", gs.batches);
     counter(b, "giftd_ledger_gift_batched_sends_total", "gift sends in those calls",
             gs.batched_sends);
     counter(b, "giftd_ledger_gift_expired_total",
@@ -99,8 +113,7 @@ void metrics_render(struct app *app, struct proto_buf *b)
     counter(b, "giftd_ledger_gift_shed_total",
             "gift sends refused at once because Redis was not keeping up (nothing charged)",
             gs.shed);
-    gauge(b, "giftd_ledger_gift_queued", "gift sends waiting for the next batch",
-          (long)gs.queued);
+    gauge(b, "giftd_ledger_gift_queued", "gift sends waiting for the next batch", (long)gs.queued);
 
     struct ledger_stats ls;
     ledger_get_stats(app->ledger, &ls);
@@ -108,8 +121,7 @@ void metrics_render(struct app *app, struct proto_buf *b)
     gauge(b, "giftd_ledger_inflight", "Redis requests in flight", ls.inflight);
     gauge(b, "giftd_ledger_queued", "Redis requests waiting for a pipeline slot", ls.queued);
     counter(b, "giftd_ledger_requests_total", "Redis requests", ls.requests);
-    counter(b, "giftd_ledger_timeouts_total", "Redis requests past ledger.timeout_ms",
-            ls.timeouts);
+    counter(b, "giftd_ledger_timeouts_total", "Redis requests past ledger.timeout_ms", ls.timeouts);
     counter(b, "giftd_ledger_errors_total", "Redis requests without a reply", ls.errors);
     counter(b, "giftd_ledger_connects_total", "Redis connection attempts", ls.reconnects);
     proto_buf_puts(b, "# HELP giftd_ledger_latency_seconds Redis round-trip time\n"

@@ -26,6 +26,11 @@ struct metrics {
     uint64_t coins_debited;
     uint64_t events_published; /* gift events this node's sends published */
     uint64_t http_requests;
+    uint64_t gap_fills;       /* history reads that filled a seq gap of a room's stream */
+    uint64_t gap_events;      /* events they brought back */
+    uint64_t gaps_unfilled;   /* gaps passed on as they were (history dropped or unreachable) */
+    uint64_t resumes[3];      /* joins with since_seq: from the ring, from Redis, not resumed */
+    uint64_t replayed_events; /* events replayed to resuming connections */
 };
 
 /** Appends the Prometheus text of every giftd_ metric. */

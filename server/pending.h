@@ -3,6 +3,8 @@
 #ifndef GIFTD_SERVER_PENDING_H
 #define GIFTD_SERVER_PENDING_H
 
+#include "protocol/protocol.h"
+
 struct app;
 struct http_req;
 struct session;
@@ -23,6 +25,10 @@ struct pending {
     long cost;
     int stage;
     char creator_id[65];
+    struct proto_resume resume; /* a join's since_seq and epoch */
+    long long seq, epoch;       /* a join's: the room's seq and epoch as its presence read them */
+    long long viewers;          /* a join's: the room's viewers then */
+    char *goal_json;            /* a join's: the room's goal then (owned; join_release frees it) */
 };
 
 /** Allocates a pending request owned by s or h. Returns NULL on OOM. */

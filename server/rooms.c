@@ -29,6 +29,8 @@ struct fanout_msg *fanout_msg_new(const char *text, size_t len)
         return NULL;
     }
     m->seq = 0;
+    m->epoch = 0;
+    m->next = NULL;
     m->closes_room = false;
     m->len = len;
     memcpy(m->buf + LWS_PRE, text, len);
@@ -143,6 +145,11 @@ static void room_free(struct room *r)
 {
     for (size_t i = 0; i < r->ring_cap; i++) {
         free(r->ring[i]);
+    }
+    while (r->held) {
+        struct fanout_msg *m = r->held;
+        r->held = m->next;
+        free(m);
     }
     free(r->ring);
     free(r);
@@ -398,6 +405,21 @@ void rooms_fanout_pass(struct app *app)
     }
 }
 
+/* An event the session was already sent in a resume's replay (or that its join's state
+ * includes): a seq event up to s->skip_upto of the same epoch. The first later seq event ends
+ * the skipping. */
+static bool skipped(struct session *s, const struct fanout_msg *m)
+{
+    if (!s->skip_upto || !m->seq) {
+        return false;
+    }
+    if (m->epoch == s->skip_epoch && m->seq <= s->skip_upto) {
+        return true;
+    }
+    s->skip_upto = 0;
+    return false;
+}
+
 int fanout_write(struct session *s)
 {
     struct room *room = s->room;
@@ -411,8 +433,15 @@ int fanout_write(struct session *s)
         return session_close_now(s, 4008, "slow consumer");
     }
     size_t mask = room->ring_cap - 1;
+    while (s->cursor < room->head && skipped(s, room->ring[s->cursor & mask])) {
+        s->cursor++;
+    }
+    behind = room->head - s->cursor;
+    if (behind == 0) {
+        return 0;
+    }
     struct fanout_msg *first = room->ring[s->cursor & mask];
-    uint64_t n = 1;
+    uint64_t n = 1, sent = 1;
     int w;
     if (behind == 1) {
         w = lws_write(s->wsi, first->buf + LWS_PRE, first->len, LWS_WRITE_TEXT);
@@ -425,9 +454,13 @@ int fanout_write(struct session *s)
         proto_buf_append(b, (const char *)first->buf + LWS_PRE, first->len);
         while (n < behind && n < BATCH_MAX_EVENTS && b->len < FANOUT_BATCH_MAX_BYTES) {
             struct fanout_msg *m = room->ring[(s->cursor + n) & mask];
+            n++;
+            if (skipped(s, m)) {
+                continue;
+            }
             proto_buf_puts(b, ",");
             proto_buf_append(b, (const char *)m->buf + LWS_PRE, m->len);
-            n++;
+            sent++;
         }
         proto_buf_puts(b, "]}");
         if (b->oom) {
@@ -438,8 +471,13 @@ int fanout_write(struct session *s)
         app->m.batch_frames++;
     }
     app->m.frames_out++;
-    app->m.events_out += n;
-    app->m.batch_le[n <= 1 ? 0 : n <= 4 ? 1 : n <= 16 ? 2 : n <= 64 ? 3 : n <= 256 ? 4 : 5]++;
+    app->m.events_out += sent;
+    app->m.batch_le[sent <= 1     ? 0
+                    : sent <= 4   ? 1
+                    : sent <= 16  ? 2
+                    : sent <= 64  ? 3
+                    : sent <= 256 ? 4
+                                  : 5]++;
     s->cursor += n;
     if (w < 0) {
         return -1;
@@ -456,7 +494,173 @@ static uint64_t parse_seq(const char *msg, size_t len)
     return strtoull(p + 6, NULL, 10);
 }
 
-void rooms_on_message(struct app *app, const char *name, const char *msg, size_t len)
+/* ---- the room's stream: seq events in order, gaps filled from the history ---- */
+
+static void stream_admit(struct room *room, struct fanout_msg *m, bool may_fill);
+
+struct fill_ctx {
+    struct app *app;
+    char room[65];
+    unsigned gen;
+};
+
+/* Passes on the messages held during a fill; a gap still left among them is not filled
+ * again (the history has no more to give, or Redis is unreachable): it is passed on. */
+static void stream_release_held(struct room *room)
+{
+    while (room->held && !room->filling) {
+        struct fanout_msg *m = room->held;
+        room->held = m->next;
+        if (!room->held) {
+            room->held_tail = NULL;
+        }
+        m->next = NULL;
+        stream_admit(room, m, false);
+    }
+}
+
+static void fill_done(void *ud, int status, const struct ledger_room_events_reply *r)
+{
+    struct fill_ctx *c = ud;
+    struct room *room = rooms_get(c->app, c->room, false);
+    if (!room || !room->filling || room->fill_gen != c->gen) {
+        free(c);
+        return;
+    }
+    room->filling = false;
+    struct app *app = c->app;
+    free(c);
+    app->m.gap_fills++;
+    if (status == 0 && r->found && r->epoch == room->epoch) {
+        for (size_t i = 0; i < r->nevents; i++) {
+            uint64_t seq = parse_seq(r->events[i], r->lens[i]);
+            if (seq <= room->last_seq) {
+                continue;
+            }
+            struct fanout_msg *m = fanout_msg_new(r->events[i], r->lens[i]);
+            if (!m) {
+                break;
+            }
+            m->seq = seq;
+            m->epoch = r->epoch;
+            app->m.gap_events++;
+            rooms_broadcast(room, m);
+            room->last_seq = seq;
+        }
+    }
+    stream_release_held(room);
+}
+
+/* Reads the room's events after last_seq; until they are in, new messages are held. */
+static void stream_fill(struct room *room)
+{
+    struct app *app = room->app;
+    struct fill_ctx *c = malloc(sizeof(*c));
+    if (!c) {
+        return;
+    }
+    c->app = app;
+    snprintf(c->room, sizeof(c->room), "%s", room->name);
+    c->gen = ++room->fill_gen;
+    if (ledger_room_events(app->ledger, room->name, (long long)room->last_seq,
+                           app->cfg.rooms_history_size, fill_done, c, NULL) < 0) {
+        free(c);
+        return;
+    }
+    room->filling = true;
+}
+
+static void stream_admit(struct room *room, struct fanout_msg *m, bool may_fill)
+{
+    if (room->filling) {
+        if (room->held_tail) {
+            room->held_tail->next = m;
+        } else {
+            room->held = m;
+        }
+        room->held_tail = m;
+        return;
+    }
+    if (m->seq && m->epoch) {
+        if (m->epoch != room->epoch) {
+            /* The first seq event seen, or the seq started over: it starts the stream. */
+            room->epoch = m->epoch;
+            room->last_seq = m->seq - 1;
+        }
+        if (m->seq <= room->last_seq) {
+            free(m); /* already passed on (a fill read it too) */
+            return;
+        }
+        if (m->seq > room->last_seq + 1) {
+            if (may_fill && room->app->ledger && ledger_ready(room->app->ledger)) {
+                stream_fill(room);
+                if (room->filling) {
+                    stream_admit(room, m, false); /* held */
+                    return;
+                }
+            }
+            room->app->m.gaps_unfilled++;
+        }
+        room->last_seq = m->seq;
+    }
+    rooms_broadcast(room, m);
+}
+
+void rooms_note_seq(struct room *room, long long epoch, uint64_t seq)
+{
+    if (epoch > 0 && room->epoch == 0 && !room->filling) {
+        room->epoch = epoch;
+        room->last_seq = seq;
+    }
+}
+
+/* The ts_ms of a room event (its last field), 0 when it has none. */
+static int64_t event_ts_ms(const struct fanout_msg *m)
+{
+    static const char key[] = "\"ts_ms\":";
+    const char *text = (const char *)m->buf + LWS_PRE;
+    for (size_t i = m->len; i >= sizeof(key) - 1; i--) {
+        if (memcmp(text + i - (sizeof(key) - 1), key, sizeof(key) - 1) == 0) {
+            return strtoll(text + i, NULL, 10);
+        }
+    }
+    return 0;
+}
+
+bool rooms_ring_from(const struct room *room, long long epoch, uint64_t since, uint64_t *out_pos)
+{
+    if (room->epoch != epoch || room->last_seq <= since || room->filling) {
+        return false;
+    }
+    /* Back from the newest: seq events must count down to since + 1 without a hole. */
+    uint64_t want = room->last_seq;
+    uint64_t lo = room->head > room->ring_cap ? room->head - room->ring_cap : 0;
+    if (lo < room->tail) {
+        lo = room->tail;
+    }
+    int64_t cutoff = ledger_now_ms() - (int64_t)room->app->cfg.rooms_history_ttl_s * 1000;
+    for (uint64_t c = room->head; c > lo; c--) {
+        const struct fanout_msg *m = room->ring[(c - 1) & (room->ring_cap - 1)];
+        if (!m) {
+            return false;
+        }
+        if (!m->seq) {
+            continue;
+        }
+        if (m->seq != want || m->epoch != epoch) {
+            return false;
+        }
+        if (want == since + 1) {
+            *out_pos = c - 1;
+            return event_ts_ms(m) >= cutoff; /* else dropped from the history too */
+        }
+        want--;
+    }
+    return false;
+}
+
+void rooms_on_message(struct app *app, const char *name, long long epoch, const char *msg,
+                      size_t len)
 {
     struct room *room = rooms_get(app, name, false);
     if (!room) {
@@ -477,6 +681,16 @@ void rooms_on_message(struct app *app, const char *name, const char *msg, size_t
         json_decref(j);
         return;
     }
+    static const char overlay[] = "{\"type\":\"overlay\"";
+    if (len >= sizeof(overlay) - 1 && memcmp(msg, overlay, sizeof(overlay) - 1) == 0) {
+        /* A control for the room's overlays only (SPEC 5). */
+        for (struct session *s = room->viewers; s; s = s->rnext) {
+            if (s->claims.role == AUTH_ROLE_OVERLAY) {
+                session_send(s, msg, len);
+            }
+        }
+        return;
+    }
     struct fanout_msg *m = fanout_msg_new(msg, len);
     if (!m) {
         return;
@@ -486,6 +700,7 @@ void rooms_on_message(struct app *app, const char *name, const char *msg, size_t
         m->closes_room = true;
     } else {
         m->seq = parse_seq(msg, len);
+        m->epoch = m->seq ? epoch : 0;
         /* A streak is open: its combo_end is due one window after this send. */
         static const char open_combo[] = "\"combo\":{\"count\":";
         if (memmem(msg, len, open_combo, sizeof(open_combo) - 1)) {
@@ -495,7 +710,7 @@ void rooms_on_message(struct app *app, const char *name, const char *msg, size_t
             }
         }
     }
-    rooms_broadcast(room, m);
+    stream_admit(room, m, true);
 }
 
 struct combo_ctx {
@@ -559,6 +774,10 @@ void rooms_resubscribe(struct app *app)
     for (size_t i = 0; i < app->rooms_cap; i++) {
         for (struct room *r = app->rooms[i]; r; r = r->hnext) {
             subscribe(r);
+            /* What was published while the subscription was down is in the history. */
+            if (r->epoch && !r->filling && ledger_ready(app->ledger)) {
+                stream_fill(r);
+            }
         }
     }
 }

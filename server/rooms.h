@@ -20,10 +20,12 @@ struct session;
 
 /* One encoded room event, shared by every viewer of the room on this node. */
 struct fanout_msg {
-    uint64_t seq;        /* room seq, 0 for events without one */
-    bool closes_room;    /* room_closed: viewers leave the room after it */
-    size_t len;          /* text length */
-    unsigned char buf[]; /* LWS_PRE bytes of headroom, then the text */
+    uint64_t seq;            /* room seq, 0 for events without one */
+    long long epoch;         /* the epoch of seq (0 for events without one) */
+    struct fanout_msg *next; /* while held back by a gap fill */
+    bool closes_room;        /* room_closed: viewers leave the room after it */
+    size_t len;              /* text length */
+    unsigned char buf[];     /* LWS_PRE bytes of headroom, then the text */
 };
 
 /** **new** message holding a copy of text (len bytes), or NULL on OOM. */
@@ -53,6 +55,14 @@ struct room {
     uint64_t head;    /* absolute position of the next event */
     uint64_t tail;    /* events before it are freed (sent to every viewer, or overwritten) */
     uint64_t trim_at; /* head at which to look for events to free next */
+    /* The seq events passed to the ring follow one another: a seq that jumps is held back
+     * (with whatever follows it) until the missing events are read from the room's history
+     * (ARCHITECTURE "History and resume"); a repeated one is dropped. */
+    long long epoch;                     /* of the last seq passed on, 0 none yet */
+    uint64_t last_seq;                   /* the last seq passed on */
+    bool filling;                        /* a history read is filling a gap */
+    unsigned fill_gen;                   /* tells a late fill reply from the current one */
+    struct fanout_msg *held, *held_tail; /* messages that arrived during the fill */
 };
 
 /** The room record for name, created (empty, not subscribed) when create is true. */
@@ -74,9 +84,18 @@ int fanout_write(struct session *s);
 void rooms_attach(struct room *room, struct session *s, uint64_t after_seq);
 /** Removes a session from its room (releasing the room when it was the last). */
 void rooms_detach(struct session *s);
-/** Pub/sub message from Redis for a room (name and msg borrowed, valid during the call). */
-void rooms_on_message(struct app *app, const char *room, const char *msg, size_t len);
-/** Subscribes again to every room with local viewers (after a pub/sub reconnect). */
+/** Pub/sub message from Redis for a room (name and msg borrowed, valid during the call);
+ * epoch: that of a seq-carrying event, else 0. */
+void rooms_on_message(struct app *app, const char *room, long long epoch, const char *msg,
+                      size_t len);
+/** What a join read of the room: its seq and epoch then. A room whose stream has not
+ * started takes it as the seq its next event follows. */
+void rooms_note_seq(struct room *room, long long epoch, uint64_t seq);
+/** The ring position of the event with seq since + 1 of epoch, when the ring still holds it
+ * and every seq event after it (a resume served without Redis); else false. */
+bool rooms_ring_from(const struct room *room, long long epoch, uint64_t since, uint64_t *out_pos);
+/** Subscribes again to every room with local viewers (after a pub/sub reconnect), and reads
+ * what each missed from its history. */
 void rooms_resubscribe(struct app *app);
 /* The presence work of one interval is spread over this many ticks (a slice of the rooms
  * each), so that a thousand rooms do not all run their presence script, and publish their

@@ -31,8 +31,10 @@ struct session {
     struct session *anext, *aprev; /* all sessions */
     struct session *rnext, *rprev; /* viewers of the same room */
     struct room *room;
-    uint64_t cursor; /* next ring position to send */
-    bool authed;     /* welcome sent (token or guest) */
+    uint64_t cursor;      /* next ring position to send */
+    uint64_t skip_upto;   /* seq events up to this one (of skip_epoch) are not sent: the join */
+    long long skip_epoch; /* or its replay covered them (rooms.c skipped()) */
+    bool authed;          /* welcome sent (token or guest) */
     bool guest;
     struct auth_claims claims;
     struct out_msg *out_head, *out_tail; /* personal messages (welcome, ack, error …) */
@@ -45,14 +47,15 @@ struct session {
     long pending_ledger;      /* this session's requests awaiting Redis */
     struct pending *pendings; /* the same, to detach them when the session closes */
     bool going_away;
-    bool want_write;      /* lws_callback_on_writable asked, WRITEABLE not yet run */
-    uint64_t want_since;  /* uv_now() of that request */
-    struct bucket frames; /* limits.frames_per_sec */
-    int64_t limited_sec;  /* the second (Unix) of the last refused frame */
-    int limited_strikes;  /* consecutive seconds with refused frames */
-    long limited_in_sec;  /* frames refused in limited_sec */
-    char joining[65];     /* room of the join awaiting Redis, "" none */
-    char query_room[65];  /* ?room= of a connection that must authenticate first */
+    bool want_write;                  /* lws_callback_on_writable asked, WRITEABLE not yet run */
+    uint64_t want_since;              /* uv_now() of that request */
+    struct bucket frames;             /* limits.frames_per_sec */
+    int64_t limited_sec;              /* the second (Unix) of the last refused frame */
+    int limited_strikes;              /* consecutive seconds with refused frames */
+    long limited_in_sec;              /* frames refused in limited_sec */
+    char joining[65];                 /* room of the join awaiting Redis, "" none */
+    char query_room[65];              /* ?room= of a connection that must authenticate first */
+    struct proto_resume query_resume; /* and its ?since_seq=, ?epoch= */
 };
 
 /** Asks for WRITEABLE once (no-op while a request is pending). */

@@ -220,10 +220,10 @@ static void welcome_balance_done(void *ud, int status, const struct ledger_balan
     free(p);
 }
 
-static void session_join(struct session *s, const char *room);
+static void session_join(struct session *s, const char *room, const struct proto_resume *rs);
 
 /* The connection is authenticated (or a guest): send welcome, then join the query's room. */
-static void session_authed(struct session *s, const char *room)
+static void session_authed(struct session *s, const char *room, const struct proto_resume *rs)
 {
     s->authed = true;
     lws_set_timer_usecs(s->wsi, LWS_SET_TIMER_USEC_CANCEL);
@@ -240,7 +240,7 @@ static void session_authed(struct session *s, const char *room)
         send_welcome(s, NULL);
     }
     if (room && room[0]) {
-        session_join(s, room);
+        session_join(s, room, rs);
     }
 }
 
@@ -261,72 +261,207 @@ static bool session_verify(struct session *s, const char *token, size_t len)
     return true;
 }
 
+/* The end of a join: p's room or its session went away, or the join is answered. */
+static void join_release(struct pending *p)
+{
+    struct room *room = rooms_get(p->app, p->room, false);
+    if (room) {
+        room->joining--;
+        if (room->nviewers == 0 && room->joining == 0) {
+            rooms_release(p->app, room);
+        }
+    }
+    free(p->goal_json);
+    free(p);
+}
+
+/* The session of p, when its join of p->room is still the one it waits for. */
+static struct session *join_session(struct pending *p)
+{
+    struct session *s = p->s;
+    if (!s || strcmp(s->joining, p->room) != 0) {
+        return NULL;
+    }
+    s->joining[0] = '\0';
+    return s;
+}
+
+/* An event as it was first sent, plus "replay":true (it ends with '}'). */
+static void put_replayed(struct proto_buf *b, const char *ev, size_t len)
+{
+    proto_buf_append(b, ev, len - 1);
+    proto_buf_puts(b, ",\"replay\":true}");
+}
+
+/* Sends a resume's missed events (in seq order) in batch frames of at most
+ * FANOUT_BATCH_MAX_BYTES, queued after joined and before any live event. */
+static void send_replay(struct session *s, const char *const *ev, const size_t *len, size_t n)
+{
+    struct proto_buf *b = &s->app->scratch;
+    size_t i = 0;
+    while (i < n) {
+        proto_buf_reset(b);
+        if (i + 1 == n) {
+            put_replayed(b, ev[i], len[i]);
+            i++;
+        } else {
+            proto_buf_puts(b, "{\"type\":\"batch\",\"events\":[");
+            for (size_t k = 0; i < n && b->len < FANOUT_BATCH_MAX_BYTES; k++, i++) {
+                if (k) {
+                    proto_buf_puts(b, ",");
+                }
+                put_replayed(b, ev[i], len[i]);
+            }
+            proto_buf_puts(b, "]}");
+        }
+        session_send_buf(s, b);
+    }
+    s->app->m.replayed_events += n;
+}
+
+/* Attaches s to room after seq (events up to it, of epoch, are not sent) and sends joined.
+ * resumed: -1 not asked, 0 false, 1 true. */
+static void join_finish(struct session *s, struct room *room, const struct pending *p,
+                        uint64_t after, int resumed, const char *goal_json, long long viewers)
+{
+    if (s->room != room || resumed >= 0) {
+        rooms_detach(s);
+        rooms_attach(room, s, after);
+    }
+    s->skip_upto = after;
+    s->skip_epoch = p->epoch;
+    if (viewers < room->nviewers) {
+        viewers = room->nviewers;
+    }
+    struct proto_buf *b = &s->app->scratch;
+    proto_buf_reset(b);
+    proto_buf_puts(b, "{\"type\":\"joined\",\"room\":");
+    proto_buf_json_cstr(b, room->name);
+    proto_buf_puts(b, ",\"creator\":{\"id\":");
+    proto_buf_json_cstr(b, room->creator_id);
+    proto_buf_puts(b, ",\"name\":");
+    proto_buf_json_cstr(b, room->creator_name);
+    proto_buf_printf(b, "},\"viewers\":%lld,\"seq\":%lld,\"epoch\":%lld,\"goal\":", viewers, p->seq,
+                     p->epoch);
+    proto_buf_puts(b, goal_json && goal_json[0] ? goal_json : "null");
+    if (resumed >= 0) {
+        proto_buf_puts(b, resumed ? ",\"resumed\":true" : ",\"resumed\":false");
+    }
+    proto_buf_puts(b, "}");
+    session_send_buf(s, b);
+}
+
+/* A resume's history read (from Redis: the ring did not hold the missed events). */
+static void join_events_done(void *ud, int status, const struct ledger_room_events_reply *r)
+{
+    struct pending *p = ud;
+    pending_answered(p);
+    struct session *s = join_session(p);
+    struct room *room = rooms_get(p->app, p->room, false);
+    if (s && room) {
+        if (status == 0 && r->found && r->epoch == p->epoch && r->complete) {
+            join_finish(s, room, p, (uint64_t)r->seq, 1, p->goal_json, p->viewers);
+            send_replay(s, r->events, r->lens, r->nevents);
+            p->app->m.resumes[1]++;
+        } else {
+            join_finish(s, room, p, (uint64_t)p->seq, 0, p->goal_json, p->viewers);
+            p->app->m.resumes[2]++;
+        }
+    }
+    join_release(p);
+}
+
+/* A resume whose missed events are all in the ring: replayed from it, no Redis call. */
+static void join_from_ring(struct session *s, struct room *room, struct pending *p, uint64_t pos,
+                           const char *goal_json)
+{
+    size_t mask = room->ring_cap - 1, n = 0;
+    uint64_t last = (uint64_t)p->resume.since;
+    const char **ev = malloc((room->head - pos) * sizeof(*ev));
+    size_t *len = malloc((room->head - pos) * sizeof(*len));
+    if (!ev || !len) {
+        free(ev);
+        free(len);
+        join_finish(s, room, p, (uint64_t)p->seq, 0, goal_json, p->viewers);
+        s->app->m.resumes[2]++;
+        return;
+    }
+    for (uint64_t c = pos; c < room->head; c++) {
+        const struct fanout_msg *m = room->ring[c & mask];
+        if (m->seq > last) {
+            ev[n] = (const char *)m->buf + LWS_PRE;
+            len[n++] = m->len;
+            last = m->seq;
+        }
+    }
+    join_finish(s, room, p, last, 1, goal_json, p->viewers);
+    send_replay(s, ev, len, n);
+    s->app->m.resumes[0]++;
+    free(ev);
+    free(len);
+}
+
 static void join_done(void *ud, int status, const struct ledger_presence_reply *r)
 {
     struct pending *p = ud;
     pending_answered(p);
-    struct session *s = p->s;
     struct app *app = p->app;
+    struct session *s = join_session(p);
     struct room *room = rooms_get(app, p->room, false);
-    if (room) {
-        room->joining--;
-    }
-    if (!s) {
-        if (room && room->nviewers == 0 && room->joining == 0) {
-            rooms_release(app, room);
-        }
-        free(p);
-        return;
-    }
-    bool stale = strcmp(s->joining, p->room) != 0;
-    if (!stale) {
-        s->joining[0] = '\0';
-    }
     if (status < 0) {
-        if (!stale) {
+        if (s) {
             session_error(s, PROTO_ERR_LEDGER_UNAVAILABLE, "could not join: Redis unavailable",
                           NULL);
         }
     } else if (!r->live) {
-        if (!stale) {
+        if (s) {
             session_error(s, PROTO_ERR_ROOM_NOT_LIVE, NULL, NULL);
         }
         if (room) {
             room->live = false;
         }
-    } else if (!stale && room) {
+    } else if (s && room) {
         room->live = true;
         snprintf(room->creator_id, sizeof(room->creator_id), "%s", r->creator_id);
         snprintf(room->creator_name, sizeof(room->creator_name), "%s", r->creator_name);
-        long long seq = r->seq;
-        if (s->room != room) {
-            rooms_detach(s);
-            rooms_attach(room, s, (uint64_t)seq);
+        rooms_note_seq(room, r->epoch, (uint64_t)r->seq);
+        p->seq = r->seq;
+        p->epoch = r->epoch;
+        p->viewers = r->viewers;
+        const struct proto_resume *rs = &p->resume;
+        uint64_t pos;
+        if (!rs->on) {
+            join_finish(s, room, p, (uint64_t)r->seq, -1, r->goal_json, r->viewers);
+        } else if (rs->has_epoch && rs->epoch != r->epoch) {
+            join_finish(s, room, p, (uint64_t)r->seq, 0, r->goal_json, r->viewers);
+            app->m.resumes[2]++;
+        } else if (rs->since >= r->seq) {
+            join_finish(s, room, p, (uint64_t)r->seq, 1, r->goal_json, r->viewers);
+            app->m.resumes[0]++;
+        } else if (r->seq - rs->since > app->cfg.rooms_history_size) {
+            join_finish(s, room, p, (uint64_t)r->seq, 0, r->goal_json, r->viewers);
+            app->m.resumes[2]++;
+        } else if (rooms_ring_from(room, r->epoch, (uint64_t)rs->since, &pos)) {
+            join_from_ring(s, room, p, pos, r->goal_json);
+        } else {
+            /* The missed events come from the room's history; the join waits for them. */
+            p->goal_json = strdup(r->goal_json ? r->goal_json : "null");
+            snprintf(s->joining, sizeof(s->joining), "%s", p->room);
+            if (p->goal_json &&
+                ledger_room_events(app->ledger, p->room, rs->since, app->cfg.rooms_history_size,
+                                   join_events_done, p, NULL) == 0) {
+                pending_track(p);
+                return; /* the room's joining count stays until then */
+            }
+            s->joining[0] = '\0';
+            join_finish(s, room, p, (uint64_t)r->seq, 0, r->goal_json, r->viewers);
+            app->m.resumes[2]++;
         }
-        long long viewers = r->viewers;
-        if (viewers < room->nviewers) {
-            viewers = room->nviewers;
-        }
-        struct proto_buf *b = &app->scratch;
-        proto_buf_reset(b);
-        proto_buf_puts(b, "{\"type\":\"joined\",\"room\":");
-        proto_buf_json_cstr(b, room->name);
-        proto_buf_puts(b, ",\"creator\":{\"id\":");
-        proto_buf_json_cstr(b, room->creator_id);
-        proto_buf_puts(b, ",\"name\":");
-        proto_buf_json_cstr(b, room->creator_name);
-        proto_buf_printf(b, "},\"viewers\":%lld,\"seq\":%lld,\"goal\":", viewers, seq);
-        proto_buf_puts(b, r->goal_json && r->goal_json[0] ? r->goal_json : "null");
-        proto_buf_puts(b, "}");
-        session_send_buf(s, b);
     }
-    if (room && room->nviewers == 0 && room->joining == 0) {
-        rooms_release(app, room);
-    }
-    free(p);
+    join_release(p);
 }
 
-static void session_join(struct session *s, const char *name)
+static void session_join(struct session *s, const char *name, const struct proto_resume *rs)
 {
     struct app *app = s->app;
     if (s->claims.role == AUTH_ROLE_OVERLAY && strcmp(s->claims.room, name) != 0) {
@@ -345,6 +480,9 @@ static void session_join(struct session *s, const char *name)
         return;
     }
     snprintf(p->room, sizeof(p->room), "%s", name);
+    if (rs) {
+        p->resume = *rs;
+    }
     snprintf(s->joining, sizeof(s->joining), "%s", name);
     room->joining++;
     struct ledger_presence_req pr;
@@ -424,7 +562,7 @@ static void handle_frame(struct session *s, const char *buf, size_t len)
                               NULL);
             } else {
                 s->claims = c;
-                session_authed(s, NULL);
+                session_authed(s, NULL, NULL);
             }
             return;
         }
@@ -432,7 +570,7 @@ static void handle_frame(struct session *s, const char *buf, size_t len)
             session_error(s, PROTO_ERR_UNAUTHORIZED, "invalid or expired token", NULL);
             return;
         }
-        session_authed(s, s->query_room);
+        session_authed(s, s->query_room, &s->query_resume);
         s->query_room[0] = '\0';
         return;
     default:
@@ -445,7 +583,7 @@ static void handle_frame(struct session *s, const char *buf, size_t len)
     }
     switch (m.type) {
     case PROTO_MSG_JOIN:
-        session_join(s, m.room);
+        session_join(s, m.room, &m.resume);
         break;
     case PROTO_MSG_LEAVE: {
         struct proto_buf *b = &app->scratch;
@@ -711,9 +849,17 @@ static void session_open(struct session *s, struct lws *wsi)
         session_error(s, PROTO_ERR_BAD_REQUEST, "room: not a valid identifier", NULL);
         have_room = false;
     }
+    /* ?since_seq=&epoch=: the query's join resumes (SPEC 3.4). */
+    char sincebuf[PROTO_TOKEN_MAX + 16], epochbuf[PROTO_TOKEN_MAX + 16];
+    const char *since = lws_get_urlarg_by_name(wsi, "since_seq=", sincebuf, sizeof(sincebuf));
+    const char *epoch = lws_get_urlarg_by_name(wsi, "epoch=", epochbuf, sizeof(epochbuf));
+    if (have_room && !proto_resume_from_query(since, epoch, &s->query_resume)) {
+        session_error(s, PROTO_ERR_BAD_REQUEST, "since_seq: must be an integer >= 0", NULL);
+        have_room = false;
+    }
     if (token && token[0]) {
         if (session_verify(s, token, strlen(token))) {
-            session_authed(s, have_room ? room : NULL);
+            session_authed(s, have_room ? room : NULL, &s->query_resume);
             return;
         }
         session_error(s, PROTO_ERR_UNAUTHORIZED, "invalid or expired token", NULL);
@@ -721,7 +867,7 @@ static void session_open(struct session *s, struct lws *wsi)
     if (app->cfg.auth_allow_guests) {
         s->guest = true;
         s->claims.role = AUTH_ROLE_NONE;
-        session_authed(s, have_room ? room : NULL);
+        session_authed(s, have_room ? room : NULL, &s->query_resume);
         return;
     }
     if (have_room) {

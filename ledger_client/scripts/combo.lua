@@ -4,8 +4,9 @@
 -- total US deadline_ms US from+gift JSON"); the zset holds the deadline the combo started
 -- with, so a combo that went on past it is put back at its current deadline here.
 -- KEYS: 1 seq, 2 combos (the prefix of the state keys), 3 combo deadlines (zset), 4 history
--- ARGV: 1 mode 'due' | 'all', 2 channel, 3 room, 4 history cap
+-- ARGV: 1 mode 'due' | 'all', 2 channel, 3 room, 4 history cap, 5 history ttl (ms)
 -- Returns {ended, next deadline ms or -1, now ms}.
+--#include room
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local subs
@@ -26,13 +27,13 @@ for _, sub in ipairs(subs) do
     redis.call('ZADD', KEYS[3], due, sub)
   else
     if due then
-      local s = redis.call('INCR', KEYS[1])
+      local s, epoch = room_seq(KEYS[1])
+      s = string.format('%d', s + 1)
+      redis.call('SET', KEYS[1], s .. ' ' .. epoch)
       local msg = '{"type":"combo_end","room":"' .. ARGV[3] .. '","seq":' .. s .. ',' .. fg ..
         ',"combo":{"count":' .. n .. '},"total_count":' .. total .. ',"ts_ms":' .. now .. '}'
-      if redis.call('LPUSH', KEYS[4], msg) > tonumber(ARGV[4]) + 64 then
-        redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[4]) - 1)
-      end
-      redis.call('PUBLISH', ARGV[2], msg)
+      room_hist_push(KEYS[4], {msg}, tonumber(ARGV[4]), ARGV[5])
+      redis.call('PUBLISH', ARGV[2], '@' .. epoch .. '\n' .. msg)
       ended = ended + 1
     end
     redis.call('DEL', k)

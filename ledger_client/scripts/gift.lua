@@ -17,14 +17,14 @@
 -- not set; budget.lua writes the caps), idem:<id>:<sub>, tx:<sub> (list, newest first: the
 -- user's transactions as JSON text; trimmed to its cap once 64 over; its expiry is pushed on
 -- at the user's first gift of a UTC day, and by recharges).
--- Room keys: seq (string), totals (string "gifts coins diamonds", then, while the room has a
--- goal, US id US gift ('' for coins) US target US current US reached (0|1) US title JSON;
--- goal.lua sets it), combos:<sub> (string
+-- Room keys: seq (string "seq epoch", lib/room.lua), totals (string "gifts coins diamonds",
+-- then, while the room has a goal, US id US gift ('' for coins) US target US current US
+-- reached (0|1) US title JSON; goal.lua sets it), combos:<sub> (string
 -- "gift US count US total US deadline_ms US from+gift JSON"), combodue (zset: a combo's first
 -- deadline; combo.lua moves it on while the combo goes on), lb, lbnames, hist, the channel.
 -- ARGV: 1 now_ms (node clock: ts_ms of the events, pending windows), 2 idempotency ttl (s),
 --       3 combo window ms, 4 history cap, 5 UTC day (YYYYMMDD), 6 transactions kept per
---       user, 7 their ttl (ms), then 12 per send:
+--       user, 7 their ttl (ms), 8 the room history's ttl (ms), then 12 per send:
 --       partition prefix, sub, id, digest (gift:count), cost, creator, room, count,
 --       diamonds, sender name as JSON text, '"from":...,"anonymous":...,"gift":{...}' text,
 --       gift id .. '|' .. (1 streakable | 0) .. '|' .. (1 anonymous | 0)
@@ -33,6 +33,8 @@
 -- Returns 3 values per send: 1, balance, seq (committed now); 2, balance, seq (a retry of a
 -- committed send: its first outcome); 0, refusal code, balance (nothing written); -1, 0, 0
 -- (the id was used with another gift or count: nothing written).
+-- A room's events go out as one PUBLISH: a line "@epoch", then one event per line.
+--#include room
 local fmt = string.format
 local match = string.match
 local now = ARGV[1]
@@ -43,6 +45,7 @@ local day = ARGV[5]
 local month = string.sub(day, 1, 6)
 local txcap = tonumber(ARGV[6])
 local txttl = ARGV[7]
+local histttl = ARGV[8]
 local t = redis.call('TIME')
 local rnow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rnow_s = fmt('%d', rnow)
@@ -62,7 +65,7 @@ local function want(k)
 end
 local base, kidem, kbal, klim, kseq, ktot, kcombo = {}, {}, {}, {}, {}, {}, {}
 local ns = 0
-for i = 8, #ARGV, 12 do
+for i = 9, #ARGV, 12 do
   local pre, sub = ARGV[i], ARGV[i + 1]
   local rpre = 'giftd:{r:' .. ARGV[i + 6] .. '}:'
   ns = ns + 1
@@ -81,7 +84,7 @@ local dirty = {}
 local out = {}
 local no = 0
 -- Rooms of the batch, by name: index into the room arrays.
-local rooms, rname, rpre, rseq, rtot, rev, rlb, rlbn = {}, {}, {}, {}, {}, {}, {}, {}
+local rooms, rname, rpre, rseq, repoch, rtot, rev, rlb, rlbn = {}, {}, {}, {}, {}, {}, {}, {}, {}
 local nr = 0
 -- Transactions, by user (the index of its bal key): {key, refresh expiry, entries...}.
 local utx, utxlist = {}, {}
@@ -157,7 +160,7 @@ for j = 1, ns do
         rooms[room] = r
         rname[r] = room
         rpre[r] = 'giftd:{r:' .. room .. '}:'
-        rseq[r] = tonumber(val[kseq[j]] or '0')
+        rseq[r], repoch[r] = room_seq_parse(val[kseq[j]])
         local g, c, d, goal = match(val[ktot[j]] or '', '^(%d+) (%d+) (%d+)(.*)$')
         rtot[r] = {tonumber(g or '0'), tonumber(c or '0'), tonumber(d or '0'), kseq[j], ktot[j]}
         if goal and goal ~= '' then
@@ -304,7 +307,7 @@ end
 -- Once per room: seq, totals, leaderboard, history, and one PUBLISH of its events.
 for r = 1, nr do
   local tot, ev = rtot[r], rev[r]
-  val[tot[4]] = fmt('%d', rseq[r])
+  val[tot[4]] = fmt('%d', rseq[r]) .. ' ' .. repoch[r]
   dirty[tot[4]] = true
   val[tot[5]] = fmt('%d %d %d', tot[1], tot[2], tot[3])
   local goal = tot[6]
@@ -326,12 +329,9 @@ for r = 1, nr do
   if #names > 0 then
     redis.call('HSET', pre .. 'lbnames', unpack(names))
   end
-  -- Newest first; trimmed back to the cap once it is 64 over.
-  local kh = pre .. 'hist'
-  if redis.call('LPUSH', kh, unpack(ev)) > cap + 64 then
-    redis.call('LTRIM', kh, 0, cap - 1)
-  end
-  redis.call('PUBLISH', 'giftd:room:' .. rname[r], table.concat(ev, '\n'))
+  room_hist_push(pre .. 'hist', ev, cap, histttl)
+  redis.call('PUBLISH', 'giftd:room:' .. rname[r],
+    '@' .. repoch[r] .. '\n' .. table.concat(ev, '\n'))
 end
 
 -- The string keys written, at once.

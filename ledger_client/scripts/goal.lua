@@ -7,6 +7,7 @@
 --       7 room
 -- Returns {-1} when the room is not live, {-2} when the caller is not its creator, else
 -- {1, the goal as JSON text, or 'null'}.
+--#include room
 local m = redis.call('HMGET', KEYS[1], 'live', 'creator_id')
 if m[1] ~= '1' then
   return {-1}
@@ -16,16 +17,12 @@ if ARGV[2] ~= '' and ARGV[2] ~= m[2] then
 end
 local tot = redis.pcall('GET', KEYS[2])
 local base = string.match(type(tot) == 'string' and tot or '', '^(%d+ %d+ %d+)') or '0 0 0'
-local json = 'null'
 if ARGV[1] == 'set' then
   local id = 'g' .. redis.call('HINCRBY', KEYS[1], 'goal_seq', 1)
-  redis.call('SET', KEYS[2], base .. '\31' .. id .. '\31' .. ARGV[3] .. '\31' .. ARGV[4] ..
-    '\31' .. '0\31' .. '0\31' .. ARGV[5])
-  json = '{"id":"' .. id .. '","title":' .. ARGV[5] .. ',"gift":' ..
-    (ARGV[3] == '' and 'null' or '"' .. ARGV[3] .. '"') .. ',"target":' .. ARGV[4] ..
-    ',"current":0,"reached":false}'
-else
-  redis.call('SET', KEYS[2], base)
+  base = base .. '\31' .. id .. '\31' .. ARGV[3] .. '\31' .. ARGV[4] .. '\31' .. '0\31' ..
+    '0\31' .. ARGV[5]
 end
+redis.call('SET', KEYS[2], base)
+local json = room_goal_of(base)
 redis.call('PUBLISH', ARGV[6], '{"type":"goal","room":"' .. ARGV[7] .. '","goal":' .. json .. '}')
 return {1, json}

@@ -2,19 +2,9 @@
 -- KEYS: 1 meta, 2 totals, 3 leaderboard, 4 leaderboard names, 5 presence, 6 seq
 -- ARGV: 1 now_ms, 2 top N
 -- Returns {-1} for an unknown room, else {live, creator_id, creator_name, title, gifts, coins,
--- diamonds, viewers, seq, session, {id, coins, name as JSON text, ...}, goal JSON or 'null'}.
--- The goal in a totals string ("gifts coins diamonds" US id US gift US target US current US
--- reached US title JSON, goal.lua) as JSON text and its id:current, or 'null' and ''.
-local function goal_of(tot)
-  local id, gift, target, cur, reached, title = string.match(tot,
-    '^%d+ %d+ %d+\31([^\31]*)\31([^\31]*)\31(%d+)\31(%d+)\31(%d)\31(.*)$')
-  if not id then
-    return 'null', ''
-  end
-  return '{"id":"' .. id .. '","title":' .. title .. ',"gift":' ..
-    (gift == '' and 'null' or '"' .. gift .. '"') .. ',"target":' .. target .. ',"current":' ..
-    cur .. ',"reached":' .. (reached == '1' and 'true' or 'false') .. '}', id .. ':' .. cur
-end
+-- diamonds, viewers, seq, session, {id, coins, name as JSON text, ...}, goal JSON or 'null',
+-- epoch}.
+--#include room
 local m = redis.call('HMGET', KEYS[1], 'live', 'creator_id', 'creator_name', 'title', 'session')
 if not m[1] then
   return {-1}
@@ -38,6 +28,7 @@ for i = 1, #top, 2 do
   flat[#flat + 1] = top[i + 1]
   flat[#flat + 1] = redis.call('HGET', KEYS[4], top[i]) or cjson.encode(top[i])
 end
+local seq, epoch = room_seq(KEYS[6])
 return {m[1] == '1' and 1 or 0, m[2] or '', m[3] or '', m[4] or '', tonumber(t[1] or '0'),
-  tonumber(t[2] or '0'), tonumber(t[3] or '0'), sum, tonumber(redis.call('GET', KEYS[6]) or '0'),
-  tonumber(m[5] or '0'), flat, (goal_of(tot))}
+  tonumber(t[2] or '0'), tonumber(t[3] or '0'), sum, seq, tonumber(m[5] or '0'), flat,
+  (room_goal_of(tot)), epoch}

@@ -2,24 +2,17 @@
 -- the room's viewers and leaderboard events when they changed (at most once per interval).
 -- Each node owns one field of the presence hash, "count:expires_ms"; a node that dies stops
 -- refreshing its field and its viewers stop counting once it expires.
+-- While the room has viewers, its history's expiry is pushed on (lib/room.lua).
 -- KEYS: 1 meta, 2 seq, 3 presence, 4 room state (hash), 5 leaderboard, 6 leaderboard names,
---       7 totals (string)
+--       7 totals (string), 8 history
 -- ARGV: 1 node id, 2 this node's count ('-' to only read), 3 now_ms, 4 ttl_ms,
---       5 interval ms ('-': publish nothing), 6 channel, 7 room, 8 leaderboard size
--- Returns {live, creator_id, creator_name, seq, viewers (all nodes), goal as JSON or 'null'}.
+--       5 interval ms ('-': publish nothing), 6 channel, 7 room, 8 leaderboard size,
+--       9 history ttl (ms)
+-- Returns {live, creator_id, creator_name, seq, viewers (all nodes), goal as JSON or 'null',
+-- epoch} (a live room's seq key is made here when it has none, so that the epoch a join
+-- reports is the one its gifts will carry).
 -- A `goal` event goes out when the goal's progress changed, at most once per interval.
--- The goal in a totals string ("gifts coins diamonds" US id US gift US target US current US
--- reached US title JSON, goal.lua) as JSON text and its id:current, or 'null' and ''.
-local function goal_of(tot)
-  local id, gift, target, cur, reached, title = string.match(tot,
-    '^%d+ %d+ %d+\31([^\31]*)\31([^\31]*)\31(%d+)\31(%d+)\31(%d)\31(.*)$')
-  if not id then
-    return 'null', ''
-  end
-  return '{"id":"' .. id .. '","title":' .. title .. ',"gift":' ..
-    (gift == '' and 'null' or '"' .. gift .. '"') .. ',"target":' .. target .. ',"current":' ..
-    cur .. ',"reached":' .. (reached == '1' and 'true' or 'false') .. '}', id .. ':' .. cur
-end
+--#include room
 local now = tonumber(ARGV[3])
 local meta = redis.call('HMGET', KEYS[1], 'live', 'creator_id', 'creator_name')
 local live = meta[1] == '1'
@@ -49,7 +42,7 @@ if live and ARGV[5] ~= '-' then
   local tot = redis.pcall('GET', KEYS[7])
   tot = type(tot) == 'string' and tot or ''
   local coins = string.match(tot, '^%d+ (%d+)') or '0'
-  local gjson, gpub = goal_of(tot)
+  local gjson, gpub = room_goal_of(tot)
   if gpub ~= '' and (st[5] or '') ~= gpub and now - tonumber(st[6] or '0') >= interval then
     redis.call('HSET', KEYS[4], 'gpub', gpub, 'gts', now)
     redis.call('PUBLISH', ARGV[6], '{"type":"goal","room":"' .. ARGV[7] .. '","goal":' .. gjson ..
@@ -72,5 +65,12 @@ if live and ARGV[5] ~= '-' then
   end
 end
 local tot = redis.pcall('GET', KEYS[7])
-return {live and 1 or 0, meta[2] or '', meta[3] or '', tonumber(redis.call('GET', KEYS[2]) or '0'),
-  sum, (goal_of(type(tot) == 'string' and tot or ''))}
+local seq, epoch = 0, ''
+if live then
+  seq, epoch = room_seq(KEYS[2])
+  if sum > 0 then
+    redis.call('PEXPIRE', KEYS[8], ARGV[9])
+  end
+end
+return {live and 1 or 0, meta[2] or '', meta[3] or '', seq, sum,
+  (room_goal_of(type(tot) == 'string' and tot or '')), epoch}

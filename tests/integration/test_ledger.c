@@ -269,24 +269,19 @@ Test(ledger, pubsub_delivers_messages)
     ledger_free(l);
 }
 
+extern const char ledger_script_gift[];
+
 /* The gift script alone: one batch of sends on one user, each with its own outcome. */
 static redisReply *gift_batch(redisContext *rc, int n, const char *const ids[],
                               const char *const digests[], const long costs[])
 {
-    char src[16384];
-    char path[512];
-    snprintf(path, sizeof(path), "%s/ledger_client/scripts/gift.lua", GIFTD_SOURCE_DIR);
-    FILE *fp = fopen(path, "r");
-    cr_assert_not_null(fp);
-    size_t len = fread(src, 1, sizeof(src) - 1, fp);
-    fclose(fp);
-    src[len] = '\0';
-    const char *argv[3 + 7 + 12 * 8];
+    /* The script as giftd embeds it (ledger_scripts.c: gift.lua with lib/room.lua). */
+    const char *argv[3 + 8 + 12 * 8];
     char cost[8][24];
     int argc = 0;
-    const char *head[] = {"EVAL",  src,   "0",        "1000", "86400",
-                          "10000", "200", "20260101", "1000", "7776000000"};
-    for (size_t i = 0; i < 10; i++) {
+    const char *head[] = {"EVAL", ledger_script_gift, "0",    "1000",       "86400",   "10000",
+                          "200",  "20260101",         "1000", "7776000000", "86400000"};
+    for (size_t i = 0; i < 11; i++) {
         argv[argc++] = head[i];
     }
     for (int i = 0; i < n; i++) {

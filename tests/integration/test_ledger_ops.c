@@ -46,6 +46,7 @@ struct seen {
     char s1[256], s2[256], s3[256];
     int messages;
     char room[65];
+    long long epoch;
     char msg[256];
 };
 
@@ -59,10 +60,12 @@ static void on_state(void *ud, enum ledger_state st)
     }
 }
 
-static void on_room_message(void *ud, const char *room, const char *msg, size_t len)
+static void on_room_message(void *ud, const char *room, long long epoch, const char *msg,
+                            size_t len)
 {
     struct seen *s = ud;
     s->messages++;
+    s->epoch = epoch;
     snprintf(s->room, sizeof(s->room), "%s", room);
     snprintf(s->msg, sizeof(s->msg), "%.*s", (int)len, msg);
 }
