@@ -13,6 +13,7 @@ const GiftdClient = require('../../overlay/giftd-client.js');
 
 const T = 20000; // the longest any single condition may take (times BROWSER_TEST_SLOWDOWN)
 const LEDGER_TIMEOUT_MS = 1000 * h.SLOW; // giftd's deadline for a Redis step (ledger.timeout_ms)
+const HISTORY = 20; // events a room keeps for resumes (rooms.history_size)
 
 let redis;
 let giftd;
@@ -22,8 +23,10 @@ const clients = [];
 before(async () => {
     redis = await new h.Redis().start();
     // One process (no supervisor and workers), so that a signal reaches the server itself.
+    // Rooms keep 20 events, so that a client can miss more than a resume can replay.
     giftd = await new h.Giftd(redis.url(), ['--workers=1', `--ledger.timeout_ms=${LEDGER_TIMEOUT_MS}`,
-        '--limits.gifts_per_sec=1000', '--limits.frames_per_sec=1000', '--gifts.combo_window_ms=300'],
+        '--limits.gifts_per_sec=1000', '--limits.frames_per_sec=1000', '--gifts.combo_window_ms=300',
+        `--rooms.history_size=${HISTORY}`],
     'giftd-client').start();
 });
 
@@ -50,13 +53,15 @@ async function freshRoom(tag) {
 
 // A WebSocket class for the client that records every frame it receives, may hide some from the
 // client (hide(text, socket) true: the frame is lost on its way), and keeps its sockets, so a
-// test can cut one (terminate(): the connection is lost without a close frame).
+// test can cut one (terminate(): the connection is lost without a close frame) or keep the client
+// from reconnecting (blocked).
 function tapped(hide = () => false) {
-    const tap = {frames: [], sockets: [], hide};
+    const tap = {frames: [], sockets: [], hide, blocked: false, urls: []};
     tap.WebSocket = class extends WebSocket {
+        // While tap.blocked, every connection fails (the network is down).
         constructor(url, protocols) {
-            super(url, protocols);
-            this.url0 = url;
+            super(tap.blocked ? 'ws://127.0.0.1:1/ws' : url, protocols);
+            tap.urls.push(url);
             tap.sockets.push(this);
         }
 
@@ -271,4 +276,136 @@ test('a server that stops answering is detected by the missing pong and reconnec
     assert.deepEqual(c.log.find((e) => e.type === 'close'), {type: 'close', code: 1006, reason: 'no pong'});
     await h.waitFor('the client to rejoin', () => c.stats.connects >= 2 && c.isReady(), T);
     c.close();
+});
+
+// Sends n galaxies (not streakable: one numbered event each, no combo_end) one after the other;
+// resolves with the acks.
+async function galaxies(viewer, n) {
+    const acks = [];
+    for (let i = 0; i < n; i++) {
+        acks.push(await viewer.gift('galaxy'));
+    }
+    return acks;
+}
+
+test('after a reconnect the client resumes the room: the missed events come with replay:true, in order, none twice', {timeout: 90000}, async () => {
+    const room = await freshRoom('resume');
+    const user = `rs_${uniq}`;
+    await h.recharge(giftd, user, 100000);
+    const sender = await h.Viewer.connect(giftd, user, 'Sender', room);
+    const tap = tapped();
+    const c = client({token: viewerToken(`rw_${uniq}`), room, WebSocket: tap.WebSocket});
+    try {
+        c.connect();
+        await h.waitFor('the client to join', () => c.isReady(), T);
+        const joined = c.seen.find((m) => m.type === 'joined');
+        assert.equal(typeof joined.epoch, 'number', 'joined carries the epoch');
+        assert.equal(joined.resumed, undefined, 'a first join is no resume');
+        await galaxies(sender, 2);
+        await h.waitFor('two gifts at the client', () => c.lastSeq(room) === 2, T);
+        // The network goes down: the client cannot reconnect while three more gifts are sent.
+        tap.blocked = true;
+        tap.last().terminate();
+        const missed = await galaxies(sender, 3);
+        await h.waitFor('a failed reconnect attempt', () => c.log.filter((e) => e.type === 'reconnecting').length >= 2, T);
+        assert.equal(c.lastSeq(room), 2, 'nothing arrived while cut off');
+        tap.blocked = false;
+        await h.waitFor('the client to resume', () => c.log.some((e) => e.type === 'resumed') && c.lastSeq(room) === 5, T);
+        // It asked for what followed seq 2 of this epoch, and got exactly that.
+        const url = new URL(tap.urls[tap.urls.length - 1]);
+        assert.equal(url.searchParams.get('since_seq'), '2');
+        assert.equal(url.searchParams.get('epoch'), String(joined.epoch));
+        assert.deepEqual(c.log.find((e) => e.type === 'resumed'), {type: 'resumed', room, sinceSeq: 2, seq: 5});
+        const rejoined = c.seen.filter((m) => m.type === 'joined')[1];
+        assert.equal(rejoined.resumed, true);
+        assert.equal(rejoined.epoch, joined.epoch);
+        const gifts = c.seen.filter((m) => m.type === 'gift' && m.room === room);
+        assert.deepEqual(gifts.map((g) => g.seq), [1, 2, 3, 4, 5], 'every event once, in order');
+        assert.deepEqual(gifts.slice(2).map((g) => g.id), missed.map((a) => a.id));
+        assert.deepEqual(gifts.map((g) => g.replay === true), [false, false, true, true, true],
+            'the missed ones are marked replay');
+        assert.ok(c.seen.indexOf(rejoined) < c.seen.indexOf(gifts[2]), 'the replay follows joined');
+        // Then the live stream goes on.
+        const [live] = await galaxies(sender, 1);
+        await h.waitFor('the next live gift', () => c.lastSeq(room) === 6, T);
+        const last = c.seen.filter((m) => m.type === 'gift').pop();
+        assert.equal(last.id, live.id);
+        assert.notEqual(last.replay, true);
+        assert.equal(c.log.filter((e) => e.type === 'reload').length, 0);
+    } finally {
+        sender.close();
+        c.close();
+    }
+});
+
+test('a lost event (a seq gap) is noticed and the room resumed from the last seq handled', {timeout: 90000}, async () => {
+    const room = await freshRoom('gap');
+    const user = `gs_${uniq}`;
+    await h.recharge(giftd, user, 100000);
+    const sender = await h.Viewer.connect(giftd, user, 'Sender', room);
+    let lose = null; // the id of the gift whose frame is lost on its way to the client
+    const tap = tapped((text) => {
+        const m = JSON.parse(text);
+        return (m.type === 'batch' ? m.events : [m]).some((e) => e.id === lose && e.replay !== true);
+    });
+    const c = client({token: viewerToken(`gw_${uniq}`), room, WebSocket: tap.WebSocket});
+    try {
+        c.connect();
+        await h.waitFor('the client to join', () => c.isReady(), T);
+        await galaxies(sender, 1);
+        await h.waitFor('seq 1 at the client', () => c.lastSeq(room) === 1, T);
+        lose = 'lost-' + uniq;
+        await sender.gift('galaxy', 1, lose);
+        await h.waitFor('the lost frame to go by', () => tap.frames.some((f) => f.includes(lose)), T);
+        assert.equal(c.lastSeq(room), 1);
+        await galaxies(sender, 1); // seq 3: the client sees 2 is missing
+        await h.waitFor('the gap to be filled', () => c.lastSeq(room) === 3, T);
+        assert.deepEqual(c.log.filter((e) => e.type === 'gap'), [{type: 'gap', room, expected: 2, got: 3}]);
+        assert.deepEqual(c.log.find((e) => e.type === 'resumed'), {type: 'resumed', room, sinceSeq: 1, seq: 3});
+        assert.equal(tap.sockets.length, 1, 'resumed on the same connection');
+        const gifts = c.seen.filter((m) => m.type === 'gift');
+        assert.deepEqual(gifts.map((g) => [g.seq, g.replay === true]), [[1, false], [2, true], [3, true]]);
+        assert.equal(gifts[1].id, lose);
+    } finally {
+        sender.close();
+        c.close();
+    }
+});
+
+test('when the missed events are no longer kept the client reports a reload, and loadRoom() reads what is left', {timeout: 90000}, async () => {
+    const room = await freshRoom('reload');
+    const user = `ls_${uniq}`;
+    await h.recharge(giftd, user, 100000);
+    const sender = await h.Viewer.connect(giftd, user, 'Sender', room);
+    const tap = tapped();
+    const c = client({token: viewerToken(`lw_${uniq}`), room, WebSocket: tap.WebSocket});
+    try {
+        c.connect();
+        await h.waitFor('the client to join', () => c.isReady(), T);
+        await galaxies(sender, 1);
+        await h.waitFor('seq 1 at the client', () => c.lastSeq(room) === 1, T);
+        tap.blocked = true;
+        tap.last().terminate();
+        await galaxies(sender, HISTORY + 5); // seqs 2..26; the room keeps 7..26
+        tap.blocked = false;
+        await h.waitFor('the reload', () => c.log.some((e) => e.type === 'reload'), T);
+        const last = 1 + HISTORY + 5;
+        assert.deepEqual(c.log.find((e) => e.type === 'reload'), {type: 'reload', room, seq: last, prevSeq: 1});
+        assert.equal(c.seen.filter((m) => m.type === 'joined')[1].resumed, false);
+        assert.equal(c.lastSeq(room), last, 'the client goes on from the seq it joined at');
+        assert.equal(c.seen.filter((m) => m.type === 'gift').length, 1, 'nothing was replayed');
+        const state = await c.loadRoom();
+        assert.equal(state.room.seq, last);
+        assert.equal(state.complete, false, 'events after seq 1 were dropped');
+        assert.deepEqual(state.events.map((e) => e.seq), Array.from({length: HISTORY}, (_, i) => last - HISTORY + 1 + i),
+            'the kept events, oldest first, up to the seq joined at');
+        assert.ok(state.events.every((e) => e.type === 'gift' && e.room === room));
+        // Live events continue after it.
+        await galaxies(sender, 1);
+        await h.waitFor('the next live gift', () => c.lastSeq(room) === last + 1, T);
+        assert.equal(c.seen.filter((m) => m.type === 'gift').length, 2);
+    } finally {
+        sender.close();
+        c.close();
+    }
 });
