@@ -1544,7 +1544,9 @@
             return paused;
         },
         held: function () {
-            return held.length;
+            return held.map(function (x) {
+                return x.msg.type;
+            });
         },
         client: function () {
             return client;
