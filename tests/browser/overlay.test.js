@@ -749,3 +749,23 @@ test('delay_ms holds alerts back: not shown before the delay, shown after it', {
         await page.context().close();
     }
 });
+
+test('giftd serves the client as an ES module: <script type="module"> imports giftd-client.mjs', {timeout: 60000}, async () => {
+    const page = await h.newPage(browser);
+    try {
+        const r = await fetch(`${giftd.base()}/overlay/giftd-client.mjs`);
+        assert.equal(r.status, 200);
+        assert.match(r.headers.get('content-type'), /^text\/javascript/);
+        await page.goto(`${giftd.base()}/overlay/?preview=1&mute=1`);
+        await page.addScriptTag({type: 'module', content:
+            "import GiftdClient, {GiftdClient as Named} from '/overlay/giftd-client.mjs';\n" +
+            'window.moduleClient = {same: GiftdClient === Named && GiftdClient === window.GiftdClient,\n' +
+            "    url: new GiftdClient({url: 'ws://example.invalid'}).url};"});
+        await page.waitForFunction(() => window.moduleClient, null, {timeout: T * h.SLOW});
+        assert.deepEqual(await page.evaluate(() => window.moduleClient),
+            {same: true, url: 'ws://example.invalid/ws'});
+        assertNoPageErrors(page);
+    } finally {
+        await page.context().close();
+    }
+});
