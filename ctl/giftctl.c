@@ -59,6 +59,8 @@ enum opt_id {
     OPT_COUNT,
     OPT_FOLLOW,
     OPT_CACERT,
+    OPT_SINCE,
+    OPT_SEQ,
     OPT__COUNT
 };
 
@@ -93,6 +95,8 @@ static const struct option long_options[] = {
     {"count", required_argument, NULL, OPT_COUNT},
     {"follow", no_argument, NULL, OPT_FOLLOW},
     {"cacert", required_argument, NULL, OPT_CACERT},
+    {"since", required_argument, NULL, OPT_SINCE},
+    {"seq", required_argument, NULL, OPT_SEQ},
     {NULL, 0, NULL, 0},
 };
 
@@ -119,6 +123,11 @@ static void usage(FILE *f)
           "  room open ROOM --creator ID --creator-name NAME [--title TITLE]\n"
           "  room close ROOM\n"
           "  room show ROOM\n"
+          "  room events ROOM [--since SEQ] [--count N]\n"
+          "                                      the room's kept events after SEQ (default 0),\n"
+          "                                      at most N (default 1000), and its epoch\n"
+          "  overlay skip|pause|resume ROOM      a control for the room's overlays\n"
+          "  overlay replay ROOM --seq SEQ       show that event's alert again"
           "  recharge --user USER --payment-id ID (--package ID | --coins N)\n"
           "  goal set ROOM --title TEXT --target N [--gift ID]\n"
           "                                      a goal of N coins, or of N of one gift\n"
@@ -392,7 +401,7 @@ static int call(const struct cli *c, const char *method, const char *path, const
 static int cmd_room(const struct cli *c)
 {
     if (c->npos < 2) {
-        return usage_error("room needs open, close or show");
+        return usage_error("room needs open, close, show or events");
     }
     const char *action = c->pos[1];
     int rc;
@@ -401,8 +410,10 @@ static int cmd_room(const struct cli *c)
                            "room open");
     } else if (strcmp(action, "close") == 0 || strcmp(action, "show") == 0) {
         rc = check_options(c, 0, strcmp(action, "close") == 0 ? "room close" : "room show");
+    } else if (strcmp(action, "events") == 0) {
+        rc = check_options(c, BIT(OPT_SINCE) | BIT(OPT_COUNT), "room events");
     } else {
-        return usage_error("unknown room action %s (open, close, show)", action);
+        return usage_error("unknown room action %s (open, close, show, events)", action);
     }
     if (rc) {
         return rc;
@@ -414,9 +425,23 @@ static int cmd_room(const struct cli *c)
     if (!valid_id(room)) {
         return usage_error("ROOM is not a valid identifier: %s", room);
     }
-    char path[128];
+    char path[192];
     snprintf(path, sizeof(path), "/v1/rooms/%s", room);
     if (strcmp(action, "show") == 0) {
+        return call(c, "GET", path, NULL);
+    }
+    if (strcmp(action, "events") == 0) {
+        long long since = 0, n = 1000;
+        if (c->opt[OPT_SINCE] && !parse_ll(c->opt[OPT_SINCE], 0, (1LL << 53) - 1, &since)) {
+            return usage_error("--since must be a seq (a non-negative integer), not %s",
+                               c->opt[OPT_SINCE]);
+        }
+        if (c->opt[OPT_COUNT] && !parse_ll(c->opt[OPT_COUNT], 1, 1000, &n)) {
+            return usage_error("--count must be an integer from 1 to 1000, not %s",
+                               c->opt[OPT_COUNT]);
+        }
+        snprintf(path, sizeof(path), "/v1/rooms/%s/events?since_seq=%lld&limit=%lld", room, since,
+                 n);
         return call(c, "GET", path, NULL);
     }
     if (strcmp(action, "close") == 0) {
@@ -552,6 +577,43 @@ static int cmd_goal(const struct cli *c)
         return EXIT_HTTP_ERROR;
     }
     rc = call(c, "PUT", path, body);
+    json_decref(body);
+    return rc;
+}
+
+static int cmd_overlay(const struct cli *c)
+{
+    static const char *const actions[] = {"skip", "pause", "resume", "replay"};
+    const char *action = c->npos > 1 ? c->pos[1] : "";
+    bool known = false;
+    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
+        known = known || strcmp(action, actions[i]) == 0;
+    }
+    if (!known) {
+        return usage_error("overlay needs skip, pause, resume or replay");
+    }
+    bool replay = strcmp(action, "replay") == 0;
+    int rc = check_options(c, replay ? BIT(OPT_SEQ) : 0, "overlay");
+    if (rc || (rc = check_npos(c, 3, "overlay"))) {
+        return rc;
+    }
+    const char *room = c->pos[2];
+    if (!valid_id(room)) {
+        return usage_error("ROOM is not a valid identifier: %s", room);
+    }
+    long long seq = 0;
+    if (replay && (!c->opt[OPT_SEQ] || !parse_ll(c->opt[OPT_SEQ], 1, (1LL << 53) - 1, &seq))) {
+        return usage_error("overlay replay needs --seq, the seq of a room event (>= 1)");
+    }
+    json_t *body = replay ? json_pack("{s:s,s:I}", "action", action, "seq", (json_int_t)seq)
+                          : json_pack("{s:s}", "action", action);
+    if (!body) {
+        fprintf(stderr, "giftctl: out of memory\n");
+        return EXIT_HTTP_ERROR;
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/rooms/%s/overlay", room);
+    rc = call(c, "POST", path, body);
     json_decref(body);
     return rc;
 }
@@ -1015,6 +1077,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(command, "goal") == 0) {
         return cmd_goal(&c);
+    }
+    if (strcmp(command, "overlay") == 0) {
+        return cmd_overlay(&c);
     }
     if (strcmp(command, "recharge") == 0) {
         return cmd_recharge(&c);

@@ -161,3 +161,50 @@ Test(giftctl, minted_token_is_accepted_by_giftd)
     json_decref(w);
     tk_ws_free(ws);
 }
+
+Test(giftctl, room_events_and_overlay_controls)
+{
+    fx_open_room(&f, "studio-ev", "cara");
+    fx_recharge(&f, "ann", 100);
+    struct tk_ws *overlay = fx_connect_as(&f, 0, "cara", "overlay", "studio-ev");
+    struct tk_ws *ann = fx_viewer(&f, 0, "ann", "studio-ev");
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "ev-%d", i);
+        fx_send_gift(ann, id, "finger_heart", 1);
+        json_t *a = fx_answer(ann, id, 5000);
+        cr_assert_not_null(a);
+        cr_assert_str_eq(fx_str(a, "type"), "ack");
+        json_decref(a);
+    }
+    json_t *j = NULL;
+    const char *events[] = {"room", "events", "studio-ev", "--since", "1", "--count", "1", NULL};
+    cr_assert_eq(ctl(&j, events), 0);
+    json_t *ev = json_object_get(j, "events");
+    cr_assert_eq(json_array_size(ev), 1);
+    cr_assert_eq(fx_int(json_array_get(ev, 0), "seq"), 2);
+    cr_assert(json_is_integer(json_object_get(j, "epoch")));
+    json_decref(j);
+    const char *skip[] = {"overlay", "skip", "studio-ev", NULL};
+    cr_assert_eq(ctl(&j, skip), 0);
+    json_decref(j);
+    json_t *o = tk_ws_expect(overlay, "overlay", 5000);
+    cr_assert_not_null(o);
+    cr_assert_str_eq(fx_str(o, "action"), "skip");
+    json_decref(o);
+    const char *replay[] = {"overlay", "replay", "studio-ev", "--seq", "1", NULL};
+    cr_assert_eq(ctl(&j, replay), 0);
+    json_decref(j);
+    o = tk_ws_expect(overlay, "overlay", 5000);
+    cr_assert_not_null(o);
+    cr_assert_eq(fx_int(json_object_get(o, "event"), "seq"), 1);
+    json_decref(o);
+    const char *gone[] = {"overlay", "replay", "studio-ev", "--seq", "99", NULL};
+    cr_assert_eq(ctl(NULL, gone), 1, "an event not kept is a 404");
+    const char *noseq[] = {"overlay", "replay", "studio-ev", NULL};
+    cr_assert_eq(ctl(NULL, noseq), 2, "usage error");
+    const char *dance[] = {"overlay", "dance", "studio-ev", NULL};
+    cr_assert_eq(ctl(NULL, dance), 2, "usage error");
+    tk_ws_free(ann);
+    tk_ws_free(overlay);
+}

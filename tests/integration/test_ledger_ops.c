@@ -70,7 +70,8 @@ static void on_room_message(void *ud, const char *room, long long epoch, const c
     snprintf(s->msg, sizeof(s->msg), "%.*s", (int)len, msg);
 }
 
-static struct ledger *open_ledger(struct seen *s)
+/* A ledger whose rooms keep hist_size events for hist_ttl_s (0: the defaults). */
+static struct ledger *open_ledger_with(struct seen *s, long hist_size, long hist_ttl_s)
 {
     char url[64];
     tk_redis_url(&redis, url, sizeof(url));
@@ -78,6 +79,8 @@ static struct ledger *open_ledger(struct seen *s)
                             .timeout_ms = 2000,
                             .max_inflight = 64,
                             .partitions = 16,
+                            .history_size = hist_size,
+                            .history_ttl_s = hist_ttl_s,
                             .on_state = on_state,
                             .on_room_message = on_room_message,
                             .ud = s};
@@ -86,6 +89,11 @@ static struct ledger *open_ledger(struct seen *s)
     RUN_UNTIL(s->up && s->sub_up, 5000);
     cr_assert(ledger_ready(l), "ledger never became ready");
     return l;
+}
+
+static struct ledger *open_ledger(struct seen *s)
+{
+    return open_ledger_with(s, 0, 0);
 }
 
 static void begin(struct seen *s)
@@ -421,6 +429,115 @@ Test(ledger_ops, settle_a_batch)
     redisReply *r = redisCommand(rc, "EXISTS giftd:{p3}:settling");
     cr_assert_eq(r->integer, 1);
     freeReplyObject(r);
+    redisFree(rc);
+    ledger_free(l);
+}
+
+/* ---- room history (SPEC 3.4) ---- */
+
+struct events_seen {
+    struct seen s;
+    bool found, complete;
+    long long seq, epoch;
+    long long first, last; /* seqs of the first and last event returned */
+    size_t n;
+};
+
+static void on_room_events(void *ud, int status, const struct ledger_room_events_reply *r)
+{
+    struct events_seen *e = ud;
+    done(&e->s, status, r ? r->error : NULL);
+    if (status == 0) {
+        e->found = r->found;
+        e->complete = r->complete;
+        e->seq = r->seq;
+        e->epoch = r->epoch;
+        e->n = r->nevents;
+        e->first = e->last = -1;
+        for (size_t i = 0; i < r->nevents; i++) {
+            const char *p = strstr(r->events[i], "\"seq\":");
+            long long seq = p ? strtoll(p + 6, NULL, 10) : -2;
+            cr_assert(i == 0 || seq == e->last + 1, "events out of order");
+            if (i == 0) {
+                e->first = seq;
+            }
+            e->last = seq;
+        }
+    }
+}
+
+#define EVENTS(e, l, room, since, limit)                                                           \
+    CALL(&(e)->s, ledger_room_events(l, room, since, limit, on_room_events, (e), NULL))
+
+Test(ledger_ops, room_history_keeps_the_last_size_events_younger_than_the_ttl)
+{
+    struct events_seen e = {0};
+    struct ledger *l = open_ledger_with(&e.s, 6, 3600);
+    redisContext *rc = tk_redis_connect(&redis);
+    /* A legacy seq key (no epoch) and 10 events, newest first; 1-3 are two hours old. */
+    freeReplyObject(redisCommand(rc, "HSET giftd:{r:h1}:meta live 1 creator_id cara"));
+    freeReplyObject(redisCommand(rc, "SET giftd:{r:h1}:seq 10"));
+    long long now = ledger_now_ms();
+    for (int seq = 1; seq <= 10; seq++) {
+        freeReplyObject(redisCommand(
+            rc,
+            "LPUSH giftd:{r:h1}:hist {\"type\":\"gift\",\"room\":\"h1\",\"seq\":%d,\"ts_ms\":%lld}",
+            seq, seq <= 3 ? now - 7200 * 1000 : now));
+    }
+    /* The epoch is made once, kept, and written next to the seq. */
+    EVENTS(&e, l, "h1", 8, 10);
+    cr_assert_eq(e.s.status, 0, "%s", e.s.error);
+    cr_assert(e.found && e.complete);
+    cr_assert_gt(e.epoch, 0);
+    long long epoch = e.epoch;
+    cr_assert_eq(e.seq, 10);
+    cr_assert_eq(e.n, 2);
+    cr_assert_eq(e.first, 9);
+    redisReply *v = redisCommand(rc, "GET giftd:{r:h1}:seq");
+    char want[64];
+    snprintf(want, sizeof(want), "10 %lld", epoch);
+    cr_assert_str_eq(v->str, want);
+    freeReplyObject(v);
+    EVENTS(&e, l, "h1", 4, 2);
+    cr_assert(e.complete);
+    cr_assert_eq(e.epoch, epoch);
+    cr_assert_eq(e.first, 5);
+    cr_assert_eq(e.last, 6);
+    /* history_size 6: 1-4 are dropped. */
+    EVENTS(&e, l, "h1", 3, 100);
+    cr_assert_not(e.complete);
+    cr_assert_eq(e.first, 5);
+    cr_assert_eq(e.last, 10);
+    /* Past the end: nothing, complete. */
+    EVENTS(&e, l, "h1", 10, 100);
+    cr_assert(e.complete);
+    cr_assert_eq(e.n, 0);
+    /* Unknown room. */
+    EVENTS(&e, l, "nosuch", 0, 10);
+    cr_assert_not(e.found);
+    ledger_free(l);
+    uv_run(&loop, UV_RUN_NOWAIT);
+
+    /* A size that keeps everything, a ttl of one hour: 1-3 are too old. */
+    e.s.up = e.s.sub_up = false;
+    l = open_ledger_with(&e.s, 100, 3600);
+    EVENTS(&e, l, "h1", 0, 100);
+    cr_assert_not(e.complete);
+    cr_assert_eq(e.first, 4);
+    cr_assert_eq(e.last, 10);
+    EVENTS(&e, l, "h1", 3, 100);
+    cr_assert(e.complete);
+    /* A window of only too-old events moves on to the kept ones. */
+    EVENTS(&e, l, "h1", 0, 2);
+    cr_assert_not(e.complete);
+    cr_assert_eq(e.first, 4);
+    cr_assert_eq(e.last, 5);
+    /* A hole in the list ends what is returned (never an event after a missing one). */
+    freeReplyObject(redisCommand(rc, "LSET giftd:{r:h1}:hist 2 {\"type\":\"gift\",\"seq\":77}"));
+    EVENTS(&e, l, "h1", 5, 100);
+    cr_assert(e.complete);
+    cr_assert_eq(e.first, 6);
+    cr_assert_eq(e.last, 7);
     redisFree(rc);
     ledger_free(l);
 }

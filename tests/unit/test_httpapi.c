@@ -76,6 +76,18 @@ Test(httpapi_route, room_ids_are_identifiers_of_at_most_64_bytes)
     cr_assert_eq(route(HTTPAPI_GET, "/v1/rooms"), HTTPAPI_NOT_FOUND);
 }
 
+Test(httpapi_route, room_events_and_overlay)
+{
+    cr_assert_eq(route(HTTPAPI_GET, "/v1/rooms/r1/events"), HTTPAPI_ROOM_EVENTS);
+    cr_assert_str_eq(id, "r1");
+    cr_assert_eq(route(HTTPAPI_POST, "/v1/rooms/r2/overlay"), HTTPAPI_OVERLAY);
+    cr_assert_str_eq(id, "r2");
+    cr_assert_eq(route(HTTPAPI_POST, "/v1/rooms/r1/events"), HTTPAPI_METHOD_NOT_ALLOWED);
+    cr_assert_eq(route(HTTPAPI_GET, "/v1/rooms/r1/overlay"), HTTPAPI_METHOD_NOT_ALLOWED);
+    cr_assert_str_eq(id, "");
+    cr_assert_eq(route(HTTPAPI_GET, "/v1/rooms/r%201/events"), HTTPAPI_BAD_ID);
+}
+
 Test(httpapi_route, nothing_lives_under_a_room)
 {
     cr_assert_eq(route(HTTPAPI_GET, "/v1/rooms/r1/"), HTTPAPI_BAD_ID);
@@ -355,4 +367,46 @@ Test(httpapi_parse_budget, refuses_out_of_range_or_not_integers)
     }
     struct httpapi_budget b;
     cr_assert_eq(budget("not json", &b, NULL), PROTO_ERR_BAD_JSON);
+}
+
+/* ---- overlay controls ----------------------------------------------------------------------- */
+
+static enum proto_err overlay(const char *s, struct httpapi_overlay *o, const char **detail)
+{
+    return httpapi_parse_overlay(s, strlen(s), o, detail);
+}
+
+Test(httpapi_parse_overlay, four_actions_replay_with_its_seq)
+{
+    static const char *const names[] = {"skip", "pause", "resume"};
+    for (int i = 0; i < 3; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"action\":\"%s\",\"seq\":\"ignored\"}", names[i]);
+        struct httpapi_overlay o;
+        cr_assert_eq(overlay(body, &o, NULL), PROTO_OK, "%s", body);
+        cr_assert_eq(o.action, HTTPAPI_OVERLAY_SKIP + i);
+    }
+    struct httpapi_overlay o;
+    cr_assert_eq(overlay("{\"action\":\"replay\",\"seq\":12}", &o, NULL), PROTO_OK);
+    cr_assert_eq(o.action, HTTPAPI_OVERLAY_REPLAY);
+    cr_assert_eq(o.seq, 12);
+}
+
+Test(httpapi_parse_overlay, refuses_unknown_actions_and_a_replay_without_seq)
+{
+    static const char *const bad[] = {"{}",
+                                      "{\"action\":\"dance\"}",
+                                      "{\"action\":5}",
+                                      "{\"action\":\"SKIP\"}",
+                                      "{\"action\":\"replay\"}",
+                                      "{\"action\":\"replay\",\"seq\":0}",
+                                      "{\"action\":\"replay\",\"seq\":\"3\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct httpapi_overlay o;
+        const char *detail = NULL;
+        cr_assert_eq(overlay(bad[i], &o, &detail), PROTO_ERR_BAD_REQUEST, "%s", bad[i]);
+        cr_assert_not_null(strstr(detail, i < 4 ? "action" : "seq"), "%s: %s", bad[i], detail);
+    }
+    struct httpapi_overlay o;
+    cr_assert_eq(overlay("[1]", &o, NULL), PROTO_ERR_BAD_JSON);
 }

@@ -569,3 +569,78 @@ Test(proto_buf_error, every_code_builds_valid_json)
         json_decref(v);
     }
 }
+
+/* ---- join with resume (SPEC 3.4) ------------------------------------------------------------ */
+
+Test(proto_parse, join_without_since_seq_does_not_resume)
+{
+    cr_assert_eq(parse("{\"type\":\"join\",\"room\":\"r\"}", NULL), PROTO_OK);
+    cr_assert_not(msg.resume.on);
+    cr_assert_not(msg.resume.has_epoch);
+    /* A resume left over from an earlier frame does not survive. */
+    cr_assert_eq(parse("{\"type\":\"join\",\"room\":\"r\",\"since_seq\":9,\"epoch\":3}", NULL),
+                 PROTO_OK);
+    cr_assert_eq(parse("{\"type\":\"join\",\"room\":\"r\",\"since_seq\":null}", NULL), PROTO_OK);
+    cr_assert_not(msg.resume.on);
+    cr_assert_not(msg.resume.has_epoch);
+}
+
+Test(proto_parse, join_reads_since_seq_and_an_integer_or_string_epoch)
+{
+    cr_assert_eq(parse("{\"type\":\"join\",\"room\":\"r\",\"since_seq\":0}", NULL), PROTO_OK);
+    cr_assert(msg.resume.on);
+    cr_assert_eq(msg.resume.since, 0);
+    cr_assert_not(msg.resume.has_epoch);
+    cr_assert_eq(parse("{\"type\":\"join\",\"room\":\"r\",\"since_seq\":41,"
+                       "\"epoch\":1796596884513087}",
+                       NULL),
+                 PROTO_OK);
+    cr_assert_eq(msg.resume.since, 41);
+    cr_assert(msg.resume.has_epoch);
+    cr_assert_eq(msg.resume.epoch, 1796596884513087LL);
+    cr_assert_eq(parse("{\"type\":\"join\",\"room\":\"r\",\"since_seq\":1,\"epoch\":\"77\"}", NULL),
+                 PROTO_OK);
+    cr_assert_eq(msg.resume.epoch, 77);
+    /* An epoch giftd never makes matches no room: not an error, just no resume. */
+    const char *never[] = {"\"abc\"", "\"\"", "0", "-5", "\"1e3\""};
+    for (size_t i = 0; i < sizeof never / sizeof never[0]; i++) {
+        char frame[128];
+        snprintf(frame, sizeof frame,
+                 "{\"type\":\"join\",\"room\":\"r\",\"since_seq\":1,\"epoch\":%s}", never[i]);
+        cr_assert_eq(parse(frame, NULL), PROTO_OK, "%s", frame);
+        cr_assert(msg.resume.has_epoch);
+        cr_assert_eq(msg.resume.epoch, -1, "%s", frame);
+    }
+}
+
+Test(proto_parse, bad_request_for_a_bad_since_seq_or_epoch)
+{
+    expect_err("{\"type\":\"join\",\"room\":\"r\",\"since_seq\":-1}", PROTO_ERR_BAD_REQUEST,
+               "since_seq");
+    expect_err("{\"type\":\"join\",\"room\":\"r\",\"since_seq\":\"5\"}", PROTO_ERR_BAD_REQUEST,
+               "since_seq");
+    expect_err("{\"type\":\"join\",\"room\":\"r\",\"since_seq\":1.5}", PROTO_ERR_BAD_REQUEST,
+               "since_seq");
+    expect_err("{\"type\":\"join\",\"room\":\"r\",\"since_seq\":1,\"epoch\":[1]}",
+               PROTO_ERR_BAD_REQUEST, "epoch");
+    expect_err("{\"type\":\"join\",\"room\":\"r\",\"since_seq\":1,\"epoch\":true}",
+               PROTO_ERR_BAD_REQUEST, "epoch");
+}
+
+Test(proto_resume_from_query, digits_only_for_since_seq)
+{
+    struct proto_resume r;
+    cr_assert(proto_resume_from_query(NULL, NULL, &r));
+    cr_assert_not(r.on);
+    cr_assert(proto_resume_from_query("12", "345", &r));
+    cr_assert(r.on);
+    cr_assert_eq(r.since, 12);
+    cr_assert(r.has_epoch);
+    cr_assert_eq(r.epoch, 345);
+    cr_assert(proto_resume_from_query("0", "x", &r));
+    cr_assert_eq(r.epoch, -1);
+    const char *bad[] = {"", "-1", "1x", " 1", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_not(proto_resume_from_query(bad[i], NULL, &r), "%s", bad[i]);
+    }
+}

@@ -64,22 +64,13 @@ local function room_hist_after(kh, last, since, limit, size, ttl_ms, now_ms)
   if since >= last then
     return {}, true
   end
-  local lo = since
-  if last - size > lo then
-    lo = last - size
-  end
   local cutoff = now_ms - ttl_ms
-  local out, prev, first = {}, nil, nil
-  -- The list holds seq X at index last - X (each script bumps the seq and pushes its event
-  -- in one step). Each event is still checked: from the oldest one in range that is young
-  -- enough, the events must follow one another (a room event ends with its ts_ms). A window
-  -- whose events are all too old moves on to the next.
-  while not first and lo < last do
-    local hi = last
-    if lo + limit < hi then
-      hi = lo + limit
-    end
-    local got = redis.call('LRANGE', kh, last - hi, last - lo - 1)
+  -- The events of seqs (from, to]: the list holds seq X at index last - X (each script bumps
+  -- the seq and pushes its event in one step). Each event is still checked: from the oldest
+  -- one young enough, they must follow one another (a room event ends with its ts_ms).
+  local function collect(from, to)
+    local got = redis.call('LRANGE', kh, last - to, last - from - 1)
+    local out, prev = {}, nil
     for i = #got, 1, -1 do
       local e = got[i]
       local s = tonumber(string.match(e, '"seq":(%d+)') or '0')
@@ -89,13 +80,29 @@ local function room_hist_after(kh, last, since, limit, size, ttl_ms, now_ms)
         end
         out[#out + 1] = e
         prev = s
-      elseif s > lo and s <= hi and
+      elseif s > from and s <= to and
           tonumber(string.match(e, '"ts_ms":(%d+)}$') or '0') >= cutoff then
         out[1] = e
-        prev, first = s, s
+        prev = s
       end
+    end
+    return out, prev and prev - #out + 1
+  end
+  local lo = since
+  if last - size > lo then
+    lo = last - size
+  end
+  -- A window whose events are all too old moves on to the next.
+  while lo < last do
+    local hi = math.min(last, lo + limit)
+    local out, first = collect(lo, hi)
+    if first then
+      if first > lo + 1 and hi < last then
+        out = collect(first - 1, math.min(last, first - 1 + limit))
+      end
+      return out, first == since + 1
     end
     lo = hi
   end
-  return out, first == since + 1
+  return {}, false
 end
