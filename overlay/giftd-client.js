@@ -416,14 +416,16 @@
         var asked = this._joining && this._joining.room === room;
         var st = this._rooms.get(room);
         var rejoin = !!st && asked;
-        var resumed = rejoin && msg.resumed === true && st.epoch !== null && st.epoch === epoch;
+        var sameEpoch = rejoin && st.epoch !== null && st.epoch === epoch;
+        var resumed = sameEpoch && msg.resumed === true;
         var prevSeq = st ? st.seq : null;
         if (!resumed) {
             st = {seq: typeof msg.seq === 'number' ? msg.seq : 0, epoch: epoch};
             this._rooms.set(room, st);
         }
         st.joinSeq = msg.seq;
-        st.prevSeq = rejoin && st.epoch === epoch ? prevSeq : null;
+        /* The last seq handled before, while it still means something (same epoch). */
+        st.prevSeq = sameEpoch ? prevSeq : null;
         this._joining = null;
         this._resuming = false;
         this._room = room;

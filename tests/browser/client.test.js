@@ -409,3 +409,43 @@ test('when the missed events are no longer kept the client reports a reload, and
         c.close();
     }
 });
+
+test('after the room\'s history is lost (a new epoch) the client reloads and takes the restarted seqs as new', {timeout: 90000}, async () => {
+    const room = await freshRoom('epoch');
+    const user = `es_${uniq}`;
+    await h.recharge(giftd, user, 100000);
+    const sender = await h.Viewer.connect(giftd, user, 'Sender', room);
+    const tap = tapped();
+    const c = client({token: viewerToken(`ew_${uniq}`), room, WebSocket: tap.WebSocket});
+    try {
+        c.connect();
+        await h.waitFor('the client to join', () => c.isReady(), T);
+        const epoch = c.seen.find((m) => m.type === 'joined').epoch;
+        await galaxies(sender, 3);
+        await h.waitFor('seq 3 at the client', () => c.lastSeq(room) === 3, T);
+        tap.blocked = true;
+        tap.last().terminate();
+        // Redis loses the room's counter and history: its seq starts over, with a new epoch.
+        for (const k of ['seq', 'hist']) {
+            await redis.command('DEL', `giftd:{r:${room}}:${k}`);
+        }
+        const [first] = await galaxies(sender, 1);
+        assert.equal(first.seq, 1, 'the room counts from 1 again');
+        tap.blocked = false;
+        await h.waitFor('the reload', () => c.log.some((e) => e.type === 'reload'), T);
+        const rejoined = c.seen.filter((m) => m.type === 'joined')[1];
+        assert.equal(new URL(tap.urls[tap.urls.length - 1]).searchParams.get('since_seq'), '3');
+        assert.equal(rejoined.resumed, false);
+        assert.notEqual(rejoined.epoch, epoch, 'a new epoch');
+        assert.deepEqual(c.log.find((e) => e.type === 'reload'), {type: 'reload', room, seq: 1, prevSeq: null},
+            'the old seq means nothing in the new epoch');
+        // seq 2 of the new epoch is below the 3 handled before, and still new.
+        const [second] = await galaxies(sender, 1);
+        await h.waitFor('the next live gift', () => c.seen.some((m) => m.type === 'gift' && m.id === second.id), T);
+        assert.equal(c.lastSeq(room), 2);
+        assert.equal(c.stats.duplicates, 0);
+    } finally {
+        sender.close();
+        c.close();
+    }
+});
