@@ -449,3 +449,32 @@ test('after the room\'s history is lost (a new epoch) the client reloads and tak
         c.close();
     }
 });
+
+test('a send refused because the token expired waits for setToken() and then goes with the same id', {timeout: 90000}, async () => {
+    const room = await freshRoom('expiry');
+    const user = `ex_${uniq}`;
+    await h.recharge(giftd, user, 1000);
+    const token = h.token(user, 'viewer', {name: user, ttlS: 2});
+    const exp = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()).exp;
+    const c = client({token, room});
+    try {
+        c.connect();
+        await h.waitFor('the client to join', () => c.isReady(), T);
+        await h.waitFor('the token to expire', () => Date.now() > exp * 1000 + 100, 5000, 50);
+        let settled = false;
+        const sent = c.sendGift('doughnut').finally(() => {
+            settled = true;
+        });
+        const [pending] = c.pendingSends();
+        await h.waitFor('the refusal', () => c.seen.some((m) => m.type === 'error' && m.id === pending.id), T);
+        assert.equal(c.seen.find((m) => m.type === 'error' && m.id === pending.id).code, 'unauthorized');
+        assert.equal(settled, false, 'the send is still pending');
+        assert.equal(await h.balance(giftd, user), 1000);
+        c.setToken(viewerToken(user));
+        const ack = await within(sent, 'the ack after the renewal');
+        assert.deepEqual([ack.id, ack.duplicate, ack.balance], [pending.id, false, 970]);
+        assert.equal(await h.balance(giftd, user), 970);
+    } finally {
+        c.close();
+    }
+});
