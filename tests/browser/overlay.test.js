@@ -713,6 +713,11 @@ test('overlay controls over HTTP: skip ends the alert on screen, pause holds the
         await assert.rejects(control({action: 'replay', seq: lion.seq + 1000}), /: 404 /);
         await assert.rejects(control({action: 'skip'}, h.token('cleo', 'viewer', {name: 'Cleo'})), /: 403 /);
         assert.equal(await page.evaluate(() => window.giftOverlay.stats.controls), 5);
+        // Controls go to overlay connections only: Cleo, a viewer of the room, got none of them
+        // before a gift sent after the last one.
+        const marker = await cleo.gift('rose');
+        await cleo.next((e) => e.type === 'gift' && e.id === marker.id, T);
+        assert.deepEqual(cleo.events.filter((e) => e.type === 'overlay'), []);
         assertNoPageErrors(page);
     } finally {
         cleo.close();
