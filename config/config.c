@@ -580,6 +580,44 @@ int config_listen_parse(const char *listen, char *out_host, size_t hostlen, int 
     return 0;
 }
 
+/* redis.cluster: one or more "host:port" or "redis://[:password@]host:port", comma separated. */
+static bool config_cluster_seeds_ok(const char *list)
+{
+    int n = 0;
+    const char *p = list;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        const char *seed = p;
+        if (len > 8 && strncmp(seed, "redis://", 8) == 0) {
+            seed += 8;
+            len -= 8;
+            const char *at = memchr(seed, '@', len);
+            if (at) {
+                len -= (size_t)(at + 1 - seed);
+                seed = at + 1;
+            }
+        }
+        const char *colon = NULL;
+        for (size_t i = 0; i < len; i++) {
+            colon = seed[i] == ':' ? seed + i : colon;
+        }
+        if (!colon || colon == seed) {
+            return false;
+        }
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (end != seed + len || port < 1 || port > 65535) {
+            return false;
+        }
+        n++;
+        p += strcspn(p, ",");
+        if (*p == ',') {
+            p++;
+        }
+    }
+    return n > 0;
+}
+
 #define DEV_HINT "set auth.secret (GIFTD_AUTH_SECRET) or run with --dev"
 
 int config_validate(const struct config *cfg, char *err, size_t errlen)
@@ -595,6 +633,16 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
     }
     if (cfg->tls_key != NULL && cfg->tls_cert == NULL) {
         seterr(err, errlen, "tls.cert: required when tls.key is set");
+        return -EINVAL;
+    }
+    if (cfg->redis_url != NULL && cfg->redis_cluster != NULL) {
+        seterr(err, errlen, "redis.cluster: set it or redis.url, not both");
+        return -EINVAL;
+    }
+    if (cfg->redis_cluster != NULL && !config_cluster_seeds_ok(cfg->redis_cluster)) {
+        seterr(err, errlen,
+               "redis.cluster: must be comma-separated seed nodes host:port or "
+               "redis://[:password@]host:port");
         return -EINVAL;
     }
     if (cfg->redis_url != NULL) {

@@ -20,6 +20,8 @@
     X(tls_key, "tls.key", STR, NULL, 0, 0, "PEM private key file for tls.cert")                   \
     X(redis_url, "redis.url", STR, NULL, 0, 0,                                                     \
       "redis://host:port/db or unix:///path; empty starts a private redis-server")               \
+    X(redis_cluster, "redis.cluster", STR, NULL, 0, 0,                                             \
+      "instead of redis.url: Redis Cluster seed nodes host:port, comma-separated")               \
     X(auth_secret, "auth.secret", STR, NULL, 0, 0, "HS256 shared secret for JWTs (required)")     \
     X(auth_allow_guests, "auth.allow_guests", BOOL, 0, 0, 0,                                       \
       "accept connections without a token as read-only guests")                                  \

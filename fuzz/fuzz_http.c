@@ -63,6 +63,14 @@ static void check_route(enum httpapi_method m, const char *path, enum httpapi_ro
         CHECK(m == (r == HTTPAPI_GOAL_SET ? HTTPAPI_PUT : HTTPAPI_DELETE));
         break;
     }
+    case HTTPAPI_ROOM_EVENTS:
+    case HTTPAPI_OVERLAY: {
+        size_t n = strlen(id);
+        CHECK(is_id(id) && strncmp(path, "/v1/rooms/", 10) == 0 && strncmp(path + 10, id, n) == 0);
+        CHECK(strcmp(path + 10 + n, r == HTTPAPI_ROOM_EVENTS ? "/events" : "/overlay") == 0);
+        CHECK(m == (r == HTTPAPI_ROOM_EVENTS ? HTTPAPI_GET : HTTPAPI_POST));
+        break;
+    }
     case HTTPAPI_BALANCE:
     case HTTPAPI_BUDGET:
     case HTTPAPI_TRANSACTIONS: {
@@ -145,6 +153,19 @@ static void goal(const char *body, size_t len)
     CHECK(g.gift[0] == '\0' || is_id(g.gift));
 }
 
+static void overlay(const char *body, size_t len)
+{
+    struct httpapi_overlay o;
+    const char *detail;
+    enum proto_err e = httpapi_parse_overlay(body, len, &o, &detail);
+    if (e != PROTO_OK) {
+        check_failure(e, detail);
+        return;
+    }
+    CHECK(o.action >= HTTPAPI_OVERLAY_SKIP && o.action <= HTTPAPI_OVERLAY_REPLAY);
+    CHECK(o.action == HTTPAPI_OVERLAY_REPLAY ? o.seq >= 1 : o.seq == 0);
+}
+
 static void budget(const char *body, size_t len)
 {
     struct httpapi_budget b;
@@ -201,6 +222,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case HTTPAPI_GOAL_SET:
         goal(body, blen);
+        break;
+    case HTTPAPI_OVERLAY:
+        overlay(body, blen);
         break;
     case HTTPAPI_BUDGET:
         if (m == HTTPAPI_PUT) {

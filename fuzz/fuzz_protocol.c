@@ -28,6 +28,9 @@ static void check_parse(const char *buf, size_t len)
         break;
     case PROTO_MSG_JOIN:
         CHECK(proto_valid_id(m.room, strlen(m.room)));
+        CHECK(!m.resume.on || m.resume.since >= 0);
+        CHECK(m.resume.on || m.resume.since == 0);
+        CHECK(!m.resume.has_epoch || m.resume.epoch == -1 || m.resume.epoch > 0);
         break;
     case PROTO_MSG_GIFT:
         CHECK(proto_valid_id(m.id, strlen(m.id)));

@@ -24,6 +24,10 @@
     X(GOAL, goal)                                                                                  \
     X(ROOM_EVENTS, room_events)                                                                    \
     X(OVERLAY, overlay)                                                                            \
+    X(DEBIT, debit)                                                                                \
+    X(PUBLISH, publish)                                                                            \
+    X(OUTBOX_DONE, outbox_done)                                                                    \
+    X(OUTBOX_SWEEP, outbox_sweep)                                                                  \
     X(COMBO, combo)                                                                                \
     X(SETTLE_BEGIN, settle_begin)                                                                  \
     X(SETTLE_STREAM, settle_stream)                                                                \
@@ -68,7 +72,9 @@ typedef void ledger_room_message_cb(void *ud, const char *room, long long epoch,
 typedef void ledger_state_cb(void *ud, enum ledger_state state);
 
 struct ledger_opts {
-    const char *url;   /* redis://[:password@]host:port[/db] or unix:///path[?db=N] (borrowed) */
+    const char *url;     /* redis://[:password@]host:port[/db] or unix:///path[?db=N] (borrowed) */
+    const char *cluster; /* instead of url: a Redis Cluster's seed nodes, "host:port" or
+                            "redis://[:password@]host:port", comma separated (borrowed) */
     long timeout_ms;   /* deadline of a request from the call that makes it */
     long max_inflight; /* requests sent but not answered; more wait in a queue */
     long partitions;   /* ledger.partitions */
@@ -78,6 +84,8 @@ struct ledger_opts {
     long history_ttl_s;     /* rooms.history_ttl_s: how long it keeps them */
     long tx_history_size;   /* ledger.history_size: transactions kept per user */
     long tx_history_ttl_s;  /* ledger.history_ttl_s: how long they are kept */
+    long outbox_grace_ms;   /* cluster: a charged send not yet published after this is published
+                               by any node's outbox sweep (ledger.outbox_grace_ms) */
     ledger_state_cb *on_state;
     ledger_message_cb *on_message;           /* every message, with its raw channel (may be NULL) */
     ledger_room_message_cb *on_room_message; /* messages of room channels (may be NULL) */
@@ -134,6 +142,7 @@ struct ledger_stats {
     uint64_t errors; /* timeouts and lost connections */
     uint64_t timeouts;
     uint64_t reconnects;
+    uint64_t redirects; /* cluster: MOVED, ASK, TRYAGAIN and CLUSTERDOWN answers followed */
     long inflight;
     long queued;
     /* Round-trip latency histogram: counts of requests at or below each bound (cumulative). */

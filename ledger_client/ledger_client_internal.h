@@ -29,6 +29,12 @@ struct lgift_queue *lgift_queue_of(struct ledger *l);
 struct lgift_queue *lgift_queue_new(struct ledger *l, uv_loop_t *loop);
 void lgift_queue_free(struct lgift_queue *q);
 
+/* ---- hiredis on libuv (uvglue.c) ---- */
+struct redisAsyncContext;
+/** Drives ac on loop: its commands of a loop turn are written just before the loop polls. The
+ * glue is freed with the context. 0, -ENOMEM, -EIO. */
+int lglue_attach(struct redisAsyncContext *ac, uv_loop_t *loop);
+
 #include "ledger_client/ledger_client.h"
 
 /* Every key giftd writes starts with "giftd:" and carries a hash tag, so that the scripts run
@@ -63,6 +69,8 @@ int lreq_submit(struct ledger *l, int script, int argc, const char *const *argv,
                 struct ledger_req **out_req);
 /** ledger_opts.partitions (at least 1). */
 long lreq_partitions(const struct ledger *l);
+/** True when the ledger speaks to a Redis Cluster. */
+bool lreq_cluster(const struct ledger *l);
 
 /* ---- typed operations (ops.c) ---- */
 
@@ -105,3 +113,29 @@ bool lop_int(const redisReply *r, size_t i, long long *out);
 const char *lop_num(char out[24], long long v);
 
 #endif
+
+/* ---- cluster map (cluster_map.c) ---- */
+struct redisReply;
+/** The Redis Cluster slot of a key: CRC16-XMODEM mod 16384 of its hash tag, or of the whole
+ * key when it has none. */
+unsigned lslot_of(const char *key, size_t len);
+struct lslot_node {
+    char host[256];
+    int port;
+};
+struct lslot_map {
+    struct lslot_node *nodes;
+    size_t nnodes;
+    int16_t owner[16384]; /* index into nodes, -1 unknown */
+};
+/** The masters of a CLUSTER SLOTS reply (an empty or NULL IP is the node asked). out is
+ * **new** (lslot_map_free). 0, -EINVAL, -ENOMEM. */
+int lslot_map_from_reply(const struct redisReply *cluster_slots, const char *asked_host,
+                         int asked_port, struct lslot_map *out);
+void lslot_map_free(struct lslot_map *m);
+/** Index of host:port in m, added when absent; -ENOMEM. */
+int lslot_map_node(struct lslot_map *m, const char *host, int port);
+/** "MOVED slot host:port" or "ASK slot host:port" (host "" when the reply gives none: the
+ * connection's). 0 or -EINVAL. */
+int lslot_parse_redirect(const char *err, size_t len, bool *out_ask, unsigned *out_slot,
+                         char *host, size_t hostlen, int *out_port);

@@ -4,6 +4,7 @@
 #include "ledger_client/ledger_client_internal.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,12 +108,424 @@ static void batch_reply(void *ud, int status, const redisReply *rep)
     free(b);
 }
 
+/* ---- Redis Cluster: debit, publish, outbox ----
+ * A user's partition and a room live on different slots, so a send takes two scripts: debit.lua
+ * on the partition (charge, and leave the event in the partition's outbox), then publish.lua
+ * on the room (number and broadcast it once), then outbox_done.lua (clear the entry, give the
+ * idempotency record its seq). The sends of a batch go as one debit per partition and one
+ * publish per room of it; each keeps its own outcome. A node that dies between the steps
+ * leaves the entry in the outbox, and the sweep (below) publishes it. */
+
+/* The keys and arguments of a script call, built as owned strings. */
+struct argvec {
+    char **v;
+    size_t *len;
+    size_t n, cap;
+    bool oom;
+};
+
+static void av_add(struct argvec *a, const char *s, size_t len)
+{
+    if (a->oom) {
+        return;
+    }
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        char **v = realloc(a->v, cap * sizeof(*v));
+        size_t *l = v ? realloc(a->len, cap * sizeof(*l)) : NULL;
+        if (!v || !l) {
+            a->v = v ? v : a->v;
+            a->oom = true;
+            return;
+        }
+        a->v = v;
+        a->len = l;
+        a->cap = cap;
+    }
+    char *c = malloc(len + 1);
+    if (!c) {
+        a->oom = true;
+        return;
+    }
+    memcpy(c, s, len);
+    c[len] = '\0';
+    a->v[a->n] = c;
+    a->len[a->n++] = len;
+}
+
+static void av_str(struct argvec *a, const char *s)
+{
+    av_add(a, s, strlen(s));
+}
+
+__attribute__((format(printf, 2, 3))) static void av_fmt(struct argvec *a, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(buf)) {
+        a->oom = true;
+        return;
+    }
+    av_add(a, buf, (size_t)n);
+}
+
+static void av_free(struct argvec *a)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        free(a->v[i]);
+    }
+    free(a->v);
+    free(a->len);
+}
+
+/* Submits script with a's arguments (a is freed). */
+static int av_script(struct ledger *l, enum ledger_script script, struct argvec *a,
+                     ledger_reply_cb *cb, void *ud, int64_t start_ms)
+{
+    int rc = a->oom ? -ENOMEM
+                    : lscript_since(l, script, (int)a->n, (const char *const *)a->v, a->len, cb, ud,
+                                    start_ms);
+    av_free(a);
+    return rc;
+}
+
+/* A group of sends of one call: a partition's debit, or a room's publish. */
+struct cgroup {
+    struct lgift_queue *q;
+    size_t n;
+    int64_t start_ms; /* the deadline runs from the oldest send's start */
+    int64_t now_ms;   /* the debit's time: its records' and the gift events' ts_ms */
+    int *pending;     /* debit: the batch's debit calls not answered yet */
+    struct ledger_gift_op **ops;
+    long long *bal; /* publish: each send's balance after it, from the debit */
+    int *kind;      /* publish: 1 charged now, 3 a retry of a charged send */
+};
+
+static struct cgroup *cgroup_new(struct lgift_queue *q, size_t n, int64_t start_ms, int64_t now_ms)
+{
+    struct cgroup *g = calloc(1, sizeof(*g));
+    if (!g) {
+        return NULL;
+    }
+    g->ops = calloc(n, sizeof(*g->ops));
+    g->bal = calloc(n, sizeof(*g->bal));
+    g->kind = calloc(n, sizeof(*g->kind));
+    if (!g->ops || !g->bal || !g->kind) {
+        free(g->ops);
+        free(g->bal);
+        free(g->kind);
+        free(g);
+        return NULL;
+    }
+    g->q = q;
+    g->start_ms = start_ms;
+    g->now_ms = now_ms;
+    return g;
+}
+
+static void cgroup_free(struct cgroup *g)
+{
+    free(g->ops);
+    free(g->bal);
+    free(g->kind);
+    free(g);
+}
+
+/* Answers and frees every send of g still there (status < 0). */
+static void cgroup_fail(struct cgroup *g, int status)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->ops[i]) {
+            op_answer(g->ops[i], status, NULL);
+            free(g->ops[i]);
+        }
+    }
+    cgroup_free(g);
+}
+
+static void outbox_done_reply(void *ud, int status, const redisReply *rep)
+{
+    (void)ud;
+    (void)status;
+    (void)rep; /* an entry left behind is cleared by the sweep */
+}
+
+/* outbox_done.lua for the sends of one partition (prefix) that were published. */
+static void outbox_done(struct ledger *l, const char *prefix, size_t n, const char *const *sub,
+                        const char *const *id, const char *const *digest, const long long *bal,
+                        const long long *seq)
+{
+    struct argvec a = {0};
+    av_fmt(&a, "%zu", n + 1);
+    av_fmt(&a, "%soutbox", prefix);
+    for (size_t i = 0; i < n; i++) {
+        av_fmt(&a, "%sidem:%s:%s", prefix, id[i], sub[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        av_fmt(&a, "%s|%s", sub[i], id[i]);
+        av_fmt(&a, "%s|%lld|%lld", digest[i], bal[i], seq[i]);
+    }
+    av_script(l, LEDGER_SCRIPT_OUTBOX_DONE, &a, outbox_done_reply, NULL, ledger_now_ms());
+}
+
+static void publish_reply(void *ud, int status, const redisReply *rep)
+{
+    struct cgroup *g = ud;
+    struct lgift_queue *q = g->q;
+    if (status == 0 && (rep->type != REDIS_REPLY_ARRAY || rep->elements != g->n)) {
+        status = -EPROTO;
+    }
+    if (status < 0) {
+        /* Charged, and published or not: the outbox has it, and a retry learns its seq. */
+        cgroup_fail(g, status);
+        return;
+    }
+    const char *sub[LEDGER_GIFT_BATCH_MAX], *id[LEDGER_GIFT_BATCH_MAX],
+        *digest[LEDGER_GIFT_BATCH_MAX];
+    long long seq[LEDGER_GIFT_BATCH_MAX];
+    for (size_t i = 0; i < g->n; i++) {
+        struct ledger_gift_op *op = g->ops[i];
+        seq[i] = rep->element[i]->type == REDIS_REPLY_INTEGER ? rep->element[i]->integer : 0;
+        sub[i] = op->arg[A_SUB];
+        id[i] = op->arg[A_ID];
+        digest[i] = op->arg[A_DIGEST];
+    }
+    outbox_done(q->l, g->ops[0]->arg[A_PREFIX], g->n, sub, id, digest, g->bal, seq);
+    for (size_t i = 0; i < g->n; i++) {
+        struct ledger_gift_reply r = {.outcome = g->kind[i] == 1 ? LEDGER_GIFT_COMMITTED
+                                                                 : LEDGER_GIFT_DUPLICATE,
+                                      .balance = g->bal[i],
+                                      .seq = seq[i]};
+        if (g->kind[i] == 1) {
+            q->stats.committed++;
+        }
+        op_answer(g->ops[i], 0, &r);
+        free(g->ops[i]);
+        g->ops[i] = NULL;
+    }
+    cgroup_free(g);
+}
+
+/* publish.lua for the sends of g (one room). */
+static void publish_group(struct cgroup *g)
+{
+    struct ledger *l = g->q->l;
+    const struct ledger_opts *o = lgift_opts(l);
+    const char *room = g->ops[0]->arg[A_ROOM];
+    char key[256];
+    struct argvec a = {0};
+    av_fmt(&a, "%zu", 6 + 2 * g->n);
+    static const char *const suffix[6] = {"seq", "totals", "lb", "lbnames", "hist", "combodue"};
+    for (size_t k = 0; k < 6; k++) {
+        lkey_room(key, sizeof(key), room, suffix[k]);
+        av_str(&a, key);
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        struct ledger_gift_op *op = g->ops[i];
+        char s[160];
+        snprintf(s, sizeof(s), "combos:%s", op->arg[A_SUB]);
+        lkey_room(key, sizeof(key), room, s);
+        av_str(&a, key);
+        snprintf(s, sizeof(s), "pub:%s:%s", op->arg[A_ID], op->arg[A_SUB]);
+        lkey_room(key, sizeof(key), room, s);
+        av_str(&a, key);
+    }
+    av_fmt(&a, "%ld", o->combo_window_ms);
+    av_fmt(&a, "%ld", o->history_size);
+    av_fmt(&a, "%lld", (long long)o->history_ttl_s * 1000);
+    av_fmt(&a, "%ld", o->idempotency_ttl_s);
+    av_str(&a, room);
+    lkey_channel(key, sizeof(key), room);
+    av_str(&a, key);
+    for (size_t i = 0; i < g->n; i++) {
+        struct ledger_gift_op *op = g->ops[i];
+        static const int fields[8] = {A_SUB,      A_ID,   A_COST,     A_COUNT,
+                                      A_DIAMONDS, A_NAME, A_FROMGIFT, A_GIFT};
+        for (size_t k = 0; k < 8; k++) {
+            av_add(&a, op->arg[fields[k]], op->len[fields[k]]);
+        }
+        av_fmt(&a, "%lld", (long long)g->now_ms);
+    }
+    if (av_script(l, LEDGER_SCRIPT_PUBLISH, &a, publish_reply, g, g->start_ms) < 0) {
+        /* Charged but not published: the sweep will, and a retry learns the seq. */
+        cgroup_fail(g, -ECONNRESET);
+    }
+}
+
+static void debit_reply(void *ud, int status, const redisReply *rep)
+{
+    struct cgroup *g = ud;
+    struct lgift_queue *q = g->q;
+    if (--*g->pending == 0) {
+        free(g->pending);
+        q->batches_inflight--;
+    }
+    if (status == 0 && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 * g->n)) {
+        status = -EPROTO;
+    }
+    if (status < 0) {
+        cgroup_fail(g, status);
+        return;
+    }
+    /* The sends to publish, by room. */
+    struct cgroup *rooms[LEDGER_GIFT_BATCH_MAX];
+    size_t nrooms = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        struct ledger_gift_op *op = g->ops[i];
+        redisReply *const *e = rep->element + 3 * i;
+        long long kind = e[0]->integer;
+        struct ledger_gift_reply r = {0};
+        if (kind == 1 || kind == 3) {
+            size_t k = 0;
+            while (k < nrooms && strcmp(rooms[k]->ops[0]->arg[A_ROOM], op->arg[A_ROOM]) != 0) {
+                k++;
+            }
+            if (k == nrooms) {
+                rooms[k] = cgroup_new(q, g->n, g->start_ms, g->now_ms);
+                if (!rooms[k]) {
+                    op_answer(op, -ENOMEM, NULL); /* charged; the sweep publishes it */
+                    free(op);
+                    continue;
+                }
+                nrooms++;
+            }
+            struct cgroup *rg = rooms[k];
+            rg->ops[rg->n] = op;
+            rg->bal[rg->n] = e[1]->integer;
+            rg->kind[rg->n] = (int)kind;
+            rg->n++;
+            continue;
+        }
+        if (kind == 0 && e[1]->type == REDIS_REPLY_STRING) {
+            r.outcome = LEDGER_GIFT_REFUSED;
+            r.refusal = strcmp(e[1]->str, "budget_exceeded") == 0 ? "budget_exceeded"
+                                                                  : "insufficient_funds";
+            r.balance = e[2]->integer;
+        } else {
+            r.outcome = kind == 2 ? LEDGER_GIFT_DUPLICATE : LEDGER_GIFT_ID_REUSED;
+            r.balance = e[1]->integer;
+            r.seq = e[2]->integer;
+        }
+        op_answer(op, 0, &r);
+        free(op);
+    }
+    g->n = 0;
+    cgroup_free(g);
+    for (size_t k = 0; k < nrooms; k++) {
+        publish_group(rooms[k]);
+    }
+}
+
+/* debit.lua for the sends of g (one partition). */
+static void debit_group(struct cgroup *g)
+{
+    struct lgift_queue *q = g->q;
+    struct ledger *l = q->l;
+    const struct ledger_opts *o = lgift_opts(l);
+    const char *prefix = g->ops[0]->arg[A_PREFIX];
+    struct argvec a = {0};
+    av_fmt(&a, "%zu", 2 + 4 * g->n);
+    av_fmt(&a, "%spending", prefix);
+    av_fmt(&a, "%soutbox", prefix);
+    for (size_t i = 0; i < g->n; i++) {
+        const char *sub = g->ops[i]->arg[A_SUB];
+        av_fmt(&a, "%sidem:%s:%s", prefix, g->ops[i]->arg[A_ID], sub);
+        av_fmt(&a, "%sbal:%s", prefix, sub);
+        av_fmt(&a, "%slimits:%s", prefix, sub);
+        av_fmt(&a, "%stx:%s", prefix, sub);
+    }
+    char day[16];
+    lkey_utc_day(day, sizeof(day));
+    av_fmt(&a, "%lld", (long long)g->now_ms);
+    av_fmt(&a, "%ld", o->idempotency_ttl_s);
+    av_str(&a, day);
+    av_fmt(&a, "%ld", o->tx_history_size);
+    av_fmt(&a, "%lld", (long long)o->tx_history_ttl_s * 1000);
+    for (size_t i = 0; i < g->n; i++) {
+        struct ledger_gift_op *op = g->ops[i];
+        static const int fields[11] = {A_SUB,   A_ID,       A_DIGEST, A_COST,     A_CREATOR, A_ROOM,
+                                       A_COUNT, A_DIAMONDS, A_NAME,   A_FROMGIFT, A_GIFT};
+        for (size_t k = 0; k < 11; k++) {
+            av_add(&a, op->arg[fields[k]], op->len[fields[k]]);
+        }
+    }
+    if (av_script(l, LEDGER_SCRIPT_DEBIT, &a, debit_reply, g, g->start_ms) < 0) {
+        /* Not sent: nothing was charged. */
+        debit_reply(g, -EAGAIN, NULL);
+    }
+}
+
+/* A cluster batch: its sends by partition, one debit call each. */
+static void cluster_send(struct lgift_queue *q, struct ledger_gift_op *ops, size_t n)
+{
+    struct cgroup *parts[LEDGER_GIFT_BATCH_MAX];
+    size_t nparts = 0;
+    int64_t start = ops ? ops->start_ms : ledger_now_ms();
+    int *pending = malloc(sizeof(*pending));
+    while (ops) {
+        struct ledger_gift_op *op = ops;
+        ops = op->next;
+        op->next = NULL;
+        if (op->start_ms < start) {
+            start = op->start_ms;
+        }
+        size_t k = 0;
+        while (k < nparts && strcmp(parts[k]->ops[0]->arg[A_PREFIX], op->arg[A_PREFIX]) != 0) {
+            k++;
+        }
+        if (k == nparts) {
+            parts[k] = pending ? cgroup_new(q, n, 0, 0) : NULL;
+            if (!parts[k]) {
+                op_answer(op, -EAGAIN, NULL);
+                free(op);
+                continue;
+            }
+            nparts++;
+        }
+        parts[k]->ops[parts[k]->n++] = op;
+    }
+    if (nparts == 0) {
+        free(pending);
+        return;
+    }
+    /* The batch counts as one against LEDGER_GIFT_BATCHES_INFLIGHT until its last debit. */
+    *pending = (int)nparts;
+    q->batches_inflight++;
+    int64_t now = ledger_now_ms();
+    for (size_t k = 0; k < nparts; k++) {
+        parts[k]->start_ms = start;
+        parts[k]->now_ms = now;
+        parts[k]->pending = pending;
+        debit_group(parts[k]);
+    }
+}
+
 /* Sends up to LEDGER_GIFT_BATCH_MAX queued sends as one script call. Returns 0, or -ENOMEM
  * (nothing taken from the queue). */
 static int send_batch(struct lgift_queue *q)
 {
     const struct ledger_opts *o = lgift_opts(q->l);
     size_t n = q->queued < LEDGER_GIFT_BATCH_MAX ? q->queued : LEDGER_GIFT_BATCH_MAX;
+    if (lreq_cluster(q->l)) {
+        struct ledger_gift_op *ops = q->head, *last = q->head;
+        for (size_t i = 1; i < n; i++) {
+            last = last->next;
+        }
+        q->head = last->next;
+        last->next = NULL;
+        q->queued -= n;
+        if (!q->head) {
+            q->tail = NULL;
+        }
+        q->stats.batches++;
+        q->last_batch_ns = uv_hrtime();
+        q->stats.batched_sends += n;
+        cluster_send(q, ops, n);
+        return 0;
+    }
     struct batch *b = calloc(1, sizeof(*b));
     size_t argc = HEAD_ARGS + n * A__COUNT;
     const char **argv = malloc(argc * sizeof(*argv));

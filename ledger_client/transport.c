@@ -1,4 +1,6 @@
-/* transport: hiredis async on a libuv loop with deadlines, a bounded pipeline and reconnects. */
+/* transport: hiredis async on a libuv loop with deadlines, a bounded pipeline and reconnects,
+ * to one Redis or to the masters of a Redis Cluster (one connection per node, requests routed
+ * by the slot of their first key). */
 #include "ledger_client/ledger_client.h"
 #include "ledger_client/ledger_client_internal.h"
 
@@ -27,6 +29,9 @@ const double ledger_latency_bounds_s[12] = {0.0001, 0.00025, 0.0005, 0.001, 0.00
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
+/* A request follows at most this many MOVED / ASK / TRYAGAIN / CLUSTERDOWN answers. */
+#define REDIRECTS_MAX 8
+#define CLUSTER_SLOTS 16384
 
 struct ledger_req {
     struct ledger *l;
@@ -38,10 +43,15 @@ struct ledger_req {
     int script; /* -1: plain command */
     bool resent;
     bool sent;
+    int slot;         /* cluster: the slot of its first key, -1 any node */
+    int conn;         /* the connection it is in flight on, -1 none */
+    int ask;          /* cluster: send ASKING, then it, on this connection (an ASK), -1 none */
+    int redirects;    /* cluster answers followed so far */
+    int64_t retry_ms; /* TRYAGAIN / CLUSTERDOWN: not before this time */
     int argc;
     char **argv;
     size_t *argvlen;
-    struct ledger_req *prev, *next; /* in the in-flight or the wait list */
+    struct ledger_req *prev, *next; /* in an in-flight, the wait or the retry list */
 };
 
 struct req_list {
@@ -49,32 +59,51 @@ struct req_list {
     long n;
 };
 
+/* One Redis connection for commands and scripts: the only one on one Redis, one per node of a
+ * cluster. Never freed before the ledger, so a reply callback never finds it gone. */
+struct lconn {
+    struct ledger *l;
+    int index;
+    char host[256]; /* or the Unix socket's path */
+    int port;
+    bool is_unix;
+    redisAsyncContext *ac; /* NULL while down */
+    bool up;               /* connected, scripts loaded, and not going away */
+    bool wanted;           /* (re)connect it: the Redis, a seed, or a node that owns slots */
+    int64_t connect_ms;    /* when the current attempt began */
+    long scripts_pending;  /* SCRIPT LOAD replies awaited after connect */
+    long backoff_ms;
+    uv_timer_t reconnect;
+    struct req_list inflight; /* oldest first */
+};
+
 struct ledger {
     uv_loop_t *loop;
     struct ledger_opts opts;
     char *url;
-    char host[256];
     char password[256];
-    int port, db;
-    bool is_unix;
+    int db;
 
-    redisAsyncContext *cmd; /* NULL while down */
-    bool cmd_up;            /* connected, scripts loaded, and not going away */
-    bool announced_up;      /* LEDGER_UP was reported for the current connection */
-    int64_t connect_ms;     /* when the current command connection attempt began */
-    long scripts_pending;   /* SCRIPT LOAD replies awaited after connect */
+    struct lconn **conns; /* conns[0] is the Redis, or the first seed of a cluster */
+    int nconns;
+    bool cluster;
+    int16_t *owner;     /* cluster: the connection serving each slot, -1 unknown */
+    bool map_known;     /* cluster: a CLUSTER SLOTS answer was applied */
+    bool map_asked;     /* cluster: a CLUSTER SLOTS is in flight */
+    int64_t map_due_ms; /* cluster: refresh the map at this time, 0 none due */
+    bool ready;         /* LEDGER_UP was reported last (not LEDGER_DOWN) */
+
     redisAsyncContext *sub;
     bool sub_up;
-    long backoff_ms;
     long sub_backoff_ms;
     bool closing;
 
     char sha[LEDGER_SCRIPT__COUNT][41];
-    struct req_list inflight; /* oldest first */
-    struct req_list waiting;  /* not sent yet: over max_inflight */
+    long ninflight;          /* sent and not answered, over every connection */
+    struct req_list waiting; /* not sent yet: over max_inflight, or no connection up for it */
+    struct req_list retry;   /* cluster: TRYAGAIN / CLUSTERDOWN, until their retry_ms */
 
-    uv_timer_t tick;          /* deadlines */
-    uv_timer_t reconnect;     /* command connection */
+    uv_timer_t tick;          /* deadlines, retries, map refreshes */
     uv_timer_t sub_reconnect; /* pub/sub connection */
     struct ledger_stats stats;
     struct lgift_queue *gifts; /* send.c */
@@ -208,6 +237,19 @@ static void list_push(struct req_list *L, struct ledger_req *r)
     L->n++;
 }
 
+static void list_push_front(struct req_list *L, struct ledger_req *r)
+{
+    r->prev = NULL;
+    r->next = L->head;
+    if (L->head) {
+        L->head->prev = r;
+    } else {
+        L->tail = r;
+    }
+    L->head = r;
+    L->n++;
+}
+
 static void list_remove(struct req_list *L, struct ledger_req *r)
 {
     if (r->prev) {
@@ -246,137 +288,14 @@ static void req_answer(struct ledger_req *r, int status, const redisReply *reply
     cb(r->ud, status, reply);
 }
 
-/* ---- hiredis on libuv ----
- * Our own glue rather than hiredis/adapters/libuv.h, for two reasons.
- * - That adapter ignores a poll error (a peer reset shows up as one), so a dead Redis went
- *   unnoticed until the deadline. Here an error is handed to hiredis as readable, and its read
- *   finds the error and disconnects.
- * - It arms POLLOUT for every command and disarms it once written, and libuv 1.44's
- *   uv_poll_start and uv_poll_stop each cost an epoll_ctl (a DEL, then an ADD at the next
- *   poll): about 4 syscalls per loop turn that sends anything, a quarter of the node's CPU at
- *   overload. Here the commands of a loop turn are written at once by a prepare handle, just
- *   before the loop polls again, and POLLOUT is armed only while a write is left over (the
- *   socket buffer was full) or a connect is in progress. */
-
-struct uv_glue {
-    redisAsyncContext *ac;
-    uv_poll_t poll;
-    uv_prepare_t flush;
-    int events;      /* armed on the poll handle */
-    bool want_write; /* hiredis has output to write */
-    int open;        /* handles not yet closed */
-};
-
-static void glue_poll(uv_poll_t *h, int status, int events)
+static void fail_list(struct req_list *L, int status)
 {
-    struct uv_glue *g = h->data;
-    if (!g->ac) {
-        return;
+    while (L->head) {
+        struct ledger_req *r = L->head;
+        list_remove(L, r);
+        req_answer(r, status, NULL);
+        req_free(r);
     }
-    if (status < 0 || (events & UV_READABLE)) {
-        redisAsyncHandleRead(g->ac);
-        return; /* the context may be gone now */
-    }
-    if (events & UV_WRITABLE) {
-        redisAsyncHandleWrite(g->ac);
-    }
-}
-
-static void glue_arm(struct uv_glue *g, int events)
-{
-    if (events == g->events) {
-        return;
-    }
-    g->events = events;
-    if (events) {
-        uv_poll_start(&g->poll, events, glue_poll);
-    } else {
-        uv_poll_stop(&g->poll);
-    }
-}
-
-/* Before the loop polls: write what this turn's callbacks queued. What the socket did not
- * take waits for POLLOUT. */
-static void glue_flush(uv_prepare_t *h)
-{
-    struct uv_glue *g = h->data;
-    if (!g->ac || !g->want_write || (g->events & UV_WRITABLE)) {
-        return;
-    }
-    redisAsyncHandleWrite(g->ac); /* calls glue_del_write once all is written */
-    if (g->ac && g->want_write) {
-        glue_arm(g, g->events | UV_WRITABLE);
-    }
-}
-
-static void glue_add_read(void *d)
-{
-    struct uv_glue *g = d;
-    glue_arm(g, g->events | UV_READABLE);
-}
-
-static void glue_del_read(void *d)
-{
-    struct uv_glue *g = d;
-    glue_arm(g, g->events & ~UV_READABLE);
-}
-
-static void glue_add_write(void *d)
-{
-    struct uv_glue *g = d;
-    g->want_write = true;
-    if (!(g->ac->c.flags & REDIS_CONNECTED)) {
-        glue_arm(g, g->events | UV_WRITABLE); /* a connect completes on POLLOUT */
-    }
-}
-
-static void glue_del_write(void *d)
-{
-    struct uv_glue *g = d;
-    g->want_write = false;
-    glue_arm(g, g->events & ~UV_WRITABLE);
-}
-
-static void glue_closed(uv_handle_t *h)
-{
-    struct uv_glue *g = h->data;
-    if (--g->open == 0) {
-        free(g);
-    }
-}
-
-static void glue_cleanup(void *d)
-{
-    struct uv_glue *g = d;
-    g->ac = NULL;
-    uv_close((uv_handle_t *)&g->poll, glue_closed);
-    uv_close((uv_handle_t *)&g->flush, glue_closed);
-}
-
-static int glue_attach(redisAsyncContext *ac, uv_loop_t *loop)
-{
-    struct uv_glue *g = calloc(1, sizeof(*g));
-    if (!g) {
-        return -ENOMEM;
-    }
-    if (uv_poll_init(loop, &g->poll, ac->c.fd) != 0) {
-        free(g);
-        return -EIO;
-    }
-    uv_prepare_init(loop, &g->flush);
-    uv_prepare_start(&g->flush, glue_flush);
-    uv_unref((uv_handle_t *)&g->flush); /* it alone does not keep the loop running */
-    g->open = 2;
-    g->ac = ac;
-    g->poll.data = g;
-    g->flush.data = g;
-    ac->ev.data = g;
-    ac->ev.addRead = glue_add_read;
-    ac->ev.delRead = glue_del_read;
-    ac->ev.addWrite = glue_add_write;
-    ac->ev.delWrite = glue_del_write;
-    ac->ev.cleanup = glue_cleanup;
-    return 0;
 }
 
 static void observe_latency(struct ledger *l, uint64_t start_ns)
@@ -392,32 +311,216 @@ static void observe_latency(struct ledger *l, uint64_t start_ns)
 }
 
 static void cmd_reply(redisAsyncContext *ac, void *reply, void *privdata);
-static void schedule_reconnect(struct ledger *l);
-static void pump(struct ledger *l);
+static void conn_connect(struct lconn *c);
+static void map_refresh(struct ledger *l);
 
-static int send_req(struct ledger *l, struct ledger_req *r)
+/* ---- state ---- */
+
+static void set_state(struct ledger *l, enum ledger_state s)
 {
-    if (redisAsyncCommandArgv(l->cmd, cmd_reply, r, r->argc, (const char **)r->argv, r->argvlen) !=
+    if (l->opts.on_state && !l->closing) {
+        l->opts.on_state(l->opts.ud, s);
+    }
+}
+
+/* Ready: the Redis is up; for a cluster, the slot map is known and a node that serves slots
+ * is up (requests for a node that is down wait for it, or for a new map, until their
+ * deadline). LEDGER_UP and LEDGER_DOWN report the changes. */
+static void state_changed(struct ledger *l)
+{
+    bool ready = false;
+    if (!l->cluster) {
+        ready = l->conns[0]->up;
+    } else if (l->map_known) {
+        for (int i = 0; i < l->nconns && !ready; i++) {
+            ready = l->conns[i]->up && l->conns[i]->wanted;
+        }
+    }
+    if (ready != l->ready) {
+        l->ready = ready;
+        set_state(l, ready ? LEDGER_UP : LEDGER_DOWN);
+    }
+}
+
+/* ---- sending ---- */
+
+/* The connection a waiting request goes to now; NULL when none is up for it. */
+static struct lconn *route(struct ledger *l, const struct ledger_req *r)
+{
+    struct lconn *c = NULL;
+    if (r->ask >= 0) {
+        c = l->conns[r->ask];
+    } else if (!l->cluster) {
+        c = l->conns[0];
+    } else if (r->slot >= 0) {
+        int o = l->owner[r->slot];
+        c = o >= 0 ? l->conns[o] : NULL;
+    } else {
+        for (int i = 0; i < l->nconns && !c; i++) {
+            c = l->conns[i]->up && l->conns[i]->wanted ? l->conns[i] : NULL;
+        }
+    }
+    return c && c->up ? c : NULL;
+}
+
+static int send_on(struct lconn *c, struct ledger_req *r)
+{
+    if (r->ask >= 0 && redisAsyncCommand(c->ac, NULL, NULL, "ASKING") != REDIS_OK) {
+        return -ECONNRESET;
+    }
+    if (redisAsyncCommandArgv(c->ac, cmd_reply, r, r->argc, (const char **)r->argv, r->argvlen) !=
         REDIS_OK) {
         return -ECONNRESET;
     }
+    r->ask = -1;
     r->sent = true;
     r->sent_ms = ledger_now_ms();
-    list_push(&l->inflight, r);
+    r->conn = c->index;
+    list_push(&c->inflight, r);
+    c->l->ninflight++;
     return 0;
 }
 
-/* Moves waiting requests into the pipeline while there is room. */
+/* Sends waiting requests whose connection is up, while the pipeline has room. */
 static void pump(struct ledger *l)
 {
-    while (l->cmd_up && l->waiting.head && l->inflight.n < l->opts.max_inflight) {
-        struct ledger_req *r = l->waiting.head;
-        list_remove(&l->waiting, r);
-        if (send_req(l, r) < 0) {
-            req_answer(r, -ECONNRESET, NULL);
-            req_free(r);
+    struct ledger_req *r = l->waiting.head;
+    while (r && l->ninflight < l->opts.max_inflight && !l->closing) {
+        struct ledger_req *next = r->next;
+        struct lconn *c = route(l, r);
+        if (c) {
+            list_remove(&l->waiting, r);
+            if (send_on(c, r) < 0) {
+                req_answer(r, -ECONNRESET, NULL);
+                req_free(r);
+            }
+        }
+        r = next;
+    }
+}
+
+/* ---- cluster: slot map and redirections ---- */
+
+/* The connection to host:port, made (and connecting) when it is new. NULL on OOM. */
+static struct lconn *conn_for(struct ledger *l, const char *host, int port);
+
+/* A full refresh of the slot map soon: MOVED answers and lost nodes within 100 ms share one. */
+static void map_soon(struct ledger *l)
+{
+    if (!l->map_due_ms) {
+        l->map_due_ms = ledger_now_ms() + 100;
+    }
+}
+
+static void slots_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct lconn *c = privdata;
+    struct ledger *l = c->l;
+    redisReply *rep = reply;
+    l->map_asked = false;
+    if (l->closing) {
+        return;
+    }
+    struct lslot_map m;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY ||
+        lslot_map_from_reply(rep, c->host, c->port, &m) < 0) {
+        map_soon(l);
+        return;
+    }
+    int *index = calloc(m.nnodes ? m.nnodes : 1, sizeof(*index));
+    for (size_t i = 0; index && i < m.nnodes; i++) {
+        struct lconn *n = conn_for(l, m.nodes[i].host, m.nodes[i].port);
+        index[i] = n ? n->index : -1;
+    }
+    if (index) {
+        for (int i = 0; i < l->nconns; i++) {
+            l->conns[i]->wanted = i == 0; /* the first seed stays a way in */
+        }
+        for (int s = 0; s < CLUSTER_SLOTS; s++) {
+            int o = m.owner[s] >= 0 ? index[m.owner[s]] : -1;
+            l->owner[s] = (int16_t)o;
+            if (o >= 0 && !l->conns[o]->wanted) {
+                l->conns[o]->wanted = true;
+                conn_connect(l->conns[o]);
+            }
+        }
+        l->map_known = true;
+    } else {
+        map_soon(l);
+    }
+    free(index);
+    lslot_map_free(&m);
+    state_changed(l);
+    pump(l);
+}
+
+/* Asks an up node for CLUSTER SLOTS (one request at a time). */
+static void map_refresh(struct ledger *l)
+{
+    if (l->map_asked || l->closing) {
+        return;
+    }
+    for (int i = 0; i < l->nconns; i++) {
+        struct lconn *c = l->conns[i];
+        if (c->up && redisAsyncCommand(c->ac, slots_reply, c, "CLUSTER SLOTS") == REDIS_OK) {
+            l->map_asked = true;
+            l->map_due_ms = 0;
+            return;
         }
     }
+}
+
+/* A cluster's answer that the command did not run here: MOVED (the slot's owner changed: patch
+ * the map, send it there, refresh the whole map soon), ASK (the slot is migrating: ASKING and
+ * the command at the target, map untouched), TRYAGAIN (a multi-key command during a
+ * migration) and CLUSTERDOWN (back off and try again). Only these are resent: they come
+ * before the command runs. Returns true when r was queued again. */
+static bool follow(struct ledger *l, struct lconn *c, struct ledger_req *r, const redisReply *rep)
+{
+    int64_t now = ledger_now_ms();
+    if (!r->cb || r->redirects >= REDIRECTS_MAX || now >= r->start_ms + l->opts.timeout_ms) {
+        return false;
+    }
+    bool ask = false;
+    unsigned slot = 0;
+    char host[256];
+    int port = 0;
+    if (lslot_parse_redirect(rep->str, rep->len, &ask, &slot, host, sizeof(host), &port) == 0 &&
+        slot < CLUSTER_SLOTS) {
+        struct lconn *t = conn_for(l, host[0] ? host : c->host, port);
+        if (!t) {
+            return false;
+        }
+        if (!t->wanted) {
+            t->wanted = true;
+            conn_connect(t);
+        }
+        r->redirects++;
+        if (ask) {
+            r->ask = t->index;
+        } else {
+            l->owner[slot] = (int16_t)t->index;
+            map_soon(l);
+        }
+        l->stats.redirects++;
+        list_push_front(&l->waiting, r);
+        pump(l);
+        return true;
+    }
+    bool again = strncmp(rep->str, "TRYAGAIN", 8) == 0;
+    bool down = strncmp(rep->str, "CLUSTERDOWN", 11) == 0;
+    if (again || down) {
+        r->redirects++;
+        r->retry_ms = now + 10L * r->redirects;
+        if (down) {
+            map_soon(l);
+        }
+        l->stats.redirects++;
+        list_push(&l->retry, r);
+        return true;
+    }
+    return false;
 }
 
 static void cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
@@ -425,23 +528,30 @@ static void cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     struct ledger_req *r = privdata;
     struct ledger *l = r->l;
+    struct lconn *c = l->conns[r->conn];
     redisReply *rep = reply;
-    list_remove(&l->inflight, r);
+    list_remove(&c->inflight, r);
+    l->ninflight--;
+    r->conn = -1;
     if (!rep) {
         /* The connection is going away (hiredis answers what was pending, then calls
-         * cmd_disconnected): nothing may be sent on it from here on, callbacks included. */
-        l->cmd_up = false;
+         * conn_disconnected): nothing may be sent on it from here on, callbacks included. */
+        c->up = false;
     }
-    if (rep && rep->type == REDIS_REPLY_ERROR && r->script >= 0 && !r->resent &&
-        strncmp(rep->str, "NOSCRIPT", 8) == 0 && l->cmd) {
-        /* The script cache was flushed (restart, SCRIPT FLUSH): EVAL sends the body and
-         * caches it again. The script did not run, so resending is safe. */
-        r->resent = true;
-        r->argv[0] = "EVAL";
-        r->argvlen[0] = 4;
-        r->argv[1] = (char *)script_src[r->script];
-        r->argvlen[1] = strlen(script_src[r->script]);
-        if (send_req(l, r) == 0) {
+    if (rep && rep->type == REDIS_REPLY_ERROR && !l->closing) {
+        if (r->script >= 0 && !r->resent && strncmp(rep->str, "NOSCRIPT", 8) == 0 && c->up) {
+            /* The script cache was flushed (restart, SCRIPT FLUSH, a failover: Redis 7.0 does
+             * not replicate SCRIPT LOAD): EVAL sends the body and caches it again. The script
+             * did not run, so resending is safe. */
+            r->resent = true;
+            r->argv[0] = "EVAL";
+            r->argvlen[0] = 4;
+            r->argv[1] = (char *)script_src[r->script];
+            r->argvlen[1] = strlen(script_src[r->script]);
+            if (send_on(c, r) == 0) {
+                return;
+            }
+        } else if (l->cluster && follow(l, c, r, rep)) {
             return;
         }
     }
@@ -457,18 +567,27 @@ static void cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
 }
 
-static void set_state(struct ledger *l, enum ledger_state s)
+/* ---- connections ---- */
+
+static void reconnect_fired(uv_timer_t *t)
 {
-    if (l->opts.on_state && !l->closing) {
-        l->opts.on_state(l->opts.ud, s);
+    conn_connect(t->data);
+}
+
+static void conn_schedule(struct lconn *c)
+{
+    if (c->l->closing || !c->wanted) {
+        return;
     }
+    uv_timer_start(&c->reconnect, reconnect_fired, (uint64_t)c->backoff_ms, 0);
+    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
 static void script_loaded(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    struct ledger *l = privdata;
+    struct lconn *c = privdata;
     redisReply *rep = reply;
-    if (!rep || l->cmd != ac) {
+    if (!rep || c->ac != ac) {
         return;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
@@ -476,119 +595,132 @@ static void script_loaded(redisAsyncContext *ac, void *reply, void *privdata)
         redisAsyncDisconnect(ac);
         return;
     }
-    if (--l->scripts_pending == 0) {
-        l->cmd_up = true;
-        l->announced_up = true;
-        l->backoff_ms = BACKOFF_MIN_MS;
-        set_state(l, LEDGER_UP);
+    if (--c->scripts_pending == 0) {
+        struct ledger *l = c->l;
+        c->up = true;
+        c->backoff_ms = BACKOFF_MIN_MS;
+        if (l->cluster && (!l->map_known || l->map_due_ms)) {
+            map_refresh(l);
+        }
+        state_changed(l);
         pump(l);
     }
 }
 
-static void send_prelude(struct ledger *l, redisAsyncContext *ac, bool scripts)
+/* AUTH, SELECT, then every script loaded on this node (Redis 7.0 does not replicate SCRIPT
+ * LOAD, so each node of a cluster gets its own). */
+static void send_prelude(struct ledger *l, redisAsyncContext *ac, bool scripts, void *privdata)
 {
     if (l->password[0]) {
         redisAsyncCommand(ac, NULL, NULL, "AUTH %s", l->password);
     }
-    if (l->db && scripts) {
+    if (l->db && !l->cluster) {
         redisAsyncCommand(ac, NULL, NULL, "SELECT %d", l->db);
     }
     if (!scripts) {
         return;
     }
-    l->scripts_pending = LEDGER_SCRIPT__COUNT;
+    struct lconn *c = privdata;
+    c->scripts_pending = LEDGER_SCRIPT__COUNT;
     for (int i = 0; i < LEDGER_SCRIPT__COUNT; i++) {
-        redisAsyncCommand(ac, script_loaded, l, "SCRIPT LOAD %s", script_src[i]);
+        redisAsyncCommand(ac, script_loaded, c, "SCRIPT LOAD %s", script_src[i]);
     }
 }
 
-static void cmd_connected(const redisAsyncContext *ac, int status)
+static void conn_connected(const redisAsyncContext *ac, int status)
 {
-    struct ledger *l = ac->data;
+    struct lconn *c = ac->data;
     if (status != REDIS_OK) {
         /* hiredis frees the context after this callback. */
-        l->cmd = NULL;
-        schedule_reconnect(l);
+        c->ac = NULL;
+        conn_schedule(c);
         return;
     }
-    send_prelude(l, l->cmd, true);
+    send_prelude(c->l, c->ac, true, c);
 }
 
-static void fail_waiting(struct ledger *l, int status)
+/* A connection is lost: hiredis already answered each of its requests in flight (a NULL
+ * reply: outcome unknown, nothing is resent). On one Redis the waiting requests fail at once;
+ * on a cluster they wait for the node, or for a new map after a failover, until their
+ * deadline. */
+static void conn_lost(struct lconn *c)
 {
-    while (l->waiting.head) {
-        struct ledger_req *r = l->waiting.head;
-        list_remove(&l->waiting, r);
-        req_answer(r, status, NULL);
-        req_free(r);
+    struct ledger *l = c->l;
+    c->ac = NULL;
+    c->up = false;
+    if (!l->cluster) {
+        fail_list(&l->waiting, -ECONNRESET);
+    } else {
+        map_soon(l);
     }
+    state_changed(l);
+    conn_schedule(c);
 }
 
-static void cmd_disconnected(const redisAsyncContext *ac, int status)
+static void conn_disconnected(const redisAsyncContext *ac, int status)
 {
     (void)status;
-    struct ledger *l = ac->data;
-    bool was_up = l->announced_up;
-    l->announced_up = false;
-    l->cmd = NULL;
-    l->cmd_up = false;
-    /* hiredis already answered every in-flight request with a NULL reply. */
-    fail_waiting(l, -ECONNRESET);
-    if (was_up) {
-        set_state(l, LEDGER_DOWN);
-    }
-    if (!l->closing) {
-        schedule_reconnect(l);
-    }
+    conn_lost(ac->data);
 }
 
-static redisAsyncContext *connect_ctx(struct ledger *l)
+static void conn_connect(struct lconn *c)
 {
+    struct ledger *l = c->l;
+    if (l->closing || c->ac || !c->wanted) {
+        return;
+    }
     redisAsyncContext *ac =
-        l->is_unix ? redisAsyncConnectUnix(l->host) : redisAsyncConnect(l->host, l->port);
+        c->is_unix ? redisAsyncConnectUnix(c->host) : redisAsyncConnect(c->host, c->port);
+    if (ac && (ac->err || lglue_attach(ac, l->loop) < 0)) {
+        redisAsyncFree(ac);
+        ac = NULL;
+    }
     if (!ac) {
-        return NULL;
-    }
-    if (ac->err) {
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    ac->data = l;
-    if (glue_attach(ac, l->loop) < 0) {
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    return ac;
-}
-
-static void do_connect(struct ledger *l)
-{
-    if (l->closing || l->cmd) {
+        conn_schedule(c);
         return;
     }
-    l->cmd = connect_ctx(l);
-    if (!l->cmd) {
-        schedule_reconnect(l);
-        return;
-    }
+    ac->data = c;
+    c->ac = ac;
     l->stats.reconnects++;
-    l->connect_ms = ledger_now_ms();
-    redisAsyncSetConnectCallback(l->cmd, cmd_connected);
-    redisAsyncSetDisconnectCallback(l->cmd, cmd_disconnected);
+    c->connect_ms = ledger_now_ms();
+    redisAsyncSetConnectCallback(ac, conn_connected);
+    redisAsyncSetDisconnectCallback(ac, conn_disconnected);
 }
 
-static void reconnect_fired(uv_timer_t *t)
+static struct lconn *conn_new(struct ledger *l, const char *host, int port, bool is_unix)
 {
-    do_connect(t->data);
-}
-
-static void schedule_reconnect(struct ledger *l)
-{
-    if (l->closing) {
-        return;
+    if (strlen(host) >= sizeof(((struct lconn *)0)->host) || l->nconns >= 1024) {
+        return NULL;
     }
-    uv_timer_start(&l->reconnect, reconnect_fired, (uint64_t)l->backoff_ms, 0);
-    l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->backoff_ms * 2;
+    struct lconn **grown = realloc(l->conns, (size_t)(l->nconns + 1) * sizeof(*grown));
+    if (!grown) {
+        return NULL;
+    }
+    l->conns = grown;
+    struct lconn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        return NULL;
+    }
+    c->l = l;
+    c->index = l->nconns;
+    snprintf(c->host, sizeof(c->host), "%s", host);
+    c->port = port;
+    c->is_unix = is_unix;
+    c->backoff_ms = BACKOFF_MIN_MS;
+    uv_timer_init(l->loop, &c->reconnect);
+    c->reconnect.data = c;
+    l->conns[l->nconns++] = c;
+    return c;
+}
+
+static struct lconn *conn_for(struct ledger *l, const char *host, int port)
+{
+    for (int i = 0; i < l->nconns; i++) {
+        if (l->conns[i]->port == port && strcmp(l->conns[i]->host, host) == 0) {
+            return l->conns[i];
+        }
+    }
+    return conn_new(l, host, port, false);
 }
 
 /* ---- pub/sub connection ---- */
@@ -644,7 +776,7 @@ static void sub_connected(const redisAsyncContext *ac, int status)
         schedule_sub_reconnect(l);
         return;
     }
-    send_prelude(l, l->sub, false);
+    send_prelude(l, l->sub, false, NULL);
     l->sub_up = true;
     l->sub_backoff_ms = BACKOFF_MIN_MS;
     set_state(l, LEDGER_SUB_UP);
@@ -666,11 +798,27 @@ static void do_sub_connect(struct ledger *l)
     if (l->closing || l->sub) {
         return;
     }
-    l->sub = connect_ctx(l);
-    if (!l->sub) {
+    /* One Redis: that one. A cluster: a node that is up (a classic PUBLISH reaches the
+     * subscribers of every node), else the first seed. */
+    struct lconn *at = l->conns[0];
+    for (int i = 0; l->cluster && i < l->nconns; i++) {
+        if (l->conns[i]->up && l->conns[i]->wanted) {
+            at = l->conns[i];
+            break;
+        }
+    }
+    redisAsyncContext *ac =
+        at->is_unix ? redisAsyncConnectUnix(at->host) : redisAsyncConnect(at->host, at->port);
+    if (ac && (ac->err || lglue_attach(ac, l->loop) < 0)) {
+        redisAsyncFree(ac);
+        ac = NULL;
+    }
+    if (!ac) {
         schedule_sub_reconnect(l);
         return;
     }
+    ac->data = l;
+    l->sub = ac;
     redisAsyncSetConnectCallback(l->sub, sub_connected);
     redisAsyncSetDisconnectCallback(l->sub, sub_disconnected);
 }
@@ -712,48 +860,113 @@ int ledger_unsubscribe(struct ledger *l, const char *channel)
 
 /* ---- deadlines ---- */
 
+/* Answers (and frees) the requests of L whose deadline passed: they were never sent, or were
+ * answered by a cluster before running, so their outcome is not in doubt. */
+static void expire_list(struct req_list *L, int64_t limit)
+{
+    struct ledger_req *r = L->head;
+    while (r) {
+        struct ledger_req *next = r->next;
+        if (r->start_ms <= limit) {
+            list_remove(L, r);
+            req_answer(r, -ETIMEDOUT, NULL);
+            req_free(r);
+        }
+        r = next;
+    }
+}
+
+/* A connection that is stuck is dropped (and made again). Sent requests past their deadline
+ * are answered now; a late reply then finds no callback (a debit that did commit is reported
+ * to a retry). Replies come in order on one connection: only when the oldest request was
+ * *sent* a whole timeout ago is the connection stuck (Redis hung, or the network gone without
+ * a reset). A request that spent its time queued behind a full pipeline says nothing about the
+ * connection: dropping it then failed every request in flight at once. A connection that has
+ * not loaded its scripts within the deadline (Redis hung or still loading) is stuck too. */
+static void conn_tick(struct lconn *c, int64_t limit)
+{
+    for (struct ledger_req *r = c->inflight.head; r && r->start_ms <= limit; r = r->next) {
+        req_answer(r, -ETIMEDOUT, NULL);
+    }
+    bool stuck = c->inflight.head && c->inflight.head->sent_ms <= limit;
+    if (c->ac && !c->up && c->connect_ms <= limit) {
+        stuck = true;
+    }
+    if (stuck && c->ac) {
+        redisAsyncContext *ac = c->ac;
+        c->up = false;
+        /* Answers every pending callback; calls conn_disconnected only for a context that had
+         * connected, so a connection still being set up is cleaned up here. */
+        redisAsyncFree(ac);
+        if (c->ac == ac) {
+            conn_lost(c);
+        }
+    }
+}
+
 static void tick_fired(uv_timer_t *t)
 {
     struct ledger *l = t->data;
     int64_t now = ledger_now_ms();
     int64_t limit = now - l->opts.timeout_ms;
-    /* Queued requests were never sent: they time out without any doubt about their outcome. */
-    while (l->waiting.head && l->waiting.head->start_ms <= limit) {
-        struct ledger_req *r = l->waiting.head;
-        list_remove(&l->waiting, r);
-        req_answer(r, -ETIMEDOUT, NULL);
-        req_free(r);
-    }
-    /* Sent requests past their deadline are answered now; a late reply then finds no callback
-     * (a debit that did commit is broadcast by the outbox and reported to a retry). Replies
-     * come in order on one connection: only when the oldest request was *sent* a whole
-     * timeout ago is the connection stuck (Redis hung, or the network gone without a reset)
-     * and dropped. A request that spent its time queued behind a full pipeline says nothing
-     * about the connection: dropping it then failed every request in flight at once. */
-    for (struct ledger_req *r = l->inflight.head; r && r->start_ms <= limit; r = r->next) {
-        req_answer(r, -ETIMEDOUT, NULL);
-    }
-    bool stuck = l->inflight.head && l->inflight.head->sent_ms <= limit;
-    /* A connection that has not loaded its scripts within the deadline (Redis hung or still
-     * loading its data) is dropped and tried again. */
-    if (l->cmd && !l->cmd_up && l->connect_ms <= limit) {
-        stuck = true;
-    }
-    if (stuck && l->cmd) {
-        redisAsyncContext *ac = l->cmd;
-        l->cmd_up = false;
-        /* Answers every pending callback; calls cmd_disconnected only for a context that had
-         * connected, so a connection still being set up is cleaned up here. */
-        redisAsyncFree(ac);
-        if (l->cmd == ac) {
-            l->cmd = NULL;
-            fail_waiting(l, -ECONNRESET);
-            schedule_reconnect(l);
+    expire_list(&l->waiting, limit);
+    expire_list(&l->retry, limit);
+    /* TRYAGAIN / CLUSTERDOWN: due ones are queued again. */
+    struct ledger_req *r = l->retry.head;
+    while (r) {
+        struct ledger_req *next = r->next;
+        if (r->retry_ms <= now) {
+            list_remove(&l->retry, r);
+            list_push(&l->waiting, r);
         }
+        r = next;
     }
+    for (int i = 0; i < l->nconns; i++) {
+        conn_tick(l->conns[i], limit);
+    }
+    if (l->cluster && (!l->map_known || (l->map_due_ms && l->map_due_ms <= now))) {
+        map_refresh(l);
+    }
+    pump(l);
 }
 
 /* ---- public ---- */
+
+/* The seed nodes of redis.cluster: "host:port" or "redis://[:password@]host:port", comma
+ * separated. */
+static int add_seeds(struct ledger *l, const char *list)
+{
+    char *copy = strdup(list);
+    if (!copy) {
+        return -ENOMEM;
+    }
+    int rc = 0, n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ", ", &save); tok && rc == 0;
+         tok = strtok_r(NULL, ", ", &save)) {
+        char url[600], host[256], pw[256];
+        int port = 0, db = 0;
+        bool is_unix = false;
+        snprintf(url, sizeof(url), "%s%s", strncmp(tok, "redis://", 8) == 0 ? "" : "redis://", tok);
+        if (ledger_url_parse(url, host, sizeof(host), &port, &db, pw, sizeof(pw), &is_unix) < 0 ||
+            db != 0) {
+            rc = -EINVAL;
+            break;
+        }
+        if (pw[0]) {
+            snprintf(l->password, sizeof(l->password), "%s", pw);
+        }
+        struct lconn *c = conn_for(l, host, port);
+        if (!c) {
+            rc = -ENOMEM;
+            break;
+        }
+        c->wanted = true;
+        n++;
+    }
+    free(copy);
+    return rc < 0 ? rc : n > 0 ? 0 : -EINVAL;
+}
 
 int ledger_new(uv_loop_t *loop, const struct ledger_opts *opts, struct ledger **out)
 {
@@ -763,12 +976,14 @@ int ledger_new(uv_loop_t *loop, const struct ledger_opts *opts, struct ledger **
     }
     l->loop = loop;
     l->opts = *opts;
-    l->url = strdup(opts->url);
+    l->cluster = opts->cluster && opts->cluster[0];
+    l->url = strdup(l->cluster ? opts->cluster : opts->url ? opts->url : "");
     if (!l->url) {
         free(l);
         return -ENOMEM;
     }
-    l->opts.url = l->url;
+    l->opts.url = l->cluster ? NULL : l->url;
+    l->opts.cluster = l->cluster ? l->url : NULL;
     if (l->opts.max_inflight < 1) {
         l->opts.max_inflight = 1;
     }
@@ -779,11 +994,41 @@ int ledger_new(uv_loop_t *loop, const struct ledger_opts *opts, struct ledger **
     if (l->opts.history_ttl_s < 1) {
         l->opts.history_ttl_s = 86400;
     }
-    if (ledger_url_parse(l->url, l->host, sizeof(l->host), &l->port, &l->db, l->password,
-                         sizeof(l->password), &l->is_unix) < 0) {
+    int rc = 0;
+    if (l->cluster) {
+        l->owner = malloc(CLUSTER_SLOTS * sizeof(*l->owner));
+        rc = l->owner ? add_seeds(l, l->url) : -ENOMEM;
+        for (int s = 0; l->owner && s < CLUSTER_SLOTS; s++) {
+            l->owner[s] = -1;
+        }
+    } else {
+        char host[256];
+        int port = 0;
+        bool is_unix = false;
+        struct lconn *c = NULL;
+        rc = ledger_url_parse(l->url, host, sizeof(host), &port, &l->db, l->password,
+                              sizeof(l->password), &is_unix);
+        if (rc == 0 && !(c = conn_new(l, host, port, is_unix))) {
+            rc = -ENOMEM;
+        }
+        if (c) {
+            c->wanted = true;
+        }
+    }
+    if (rc == 0) {
+        l->gifts = lgift_queue_new(l, loop);
+        rc = l->gifts ? 0 : -ENOMEM;
+    }
+    if (rc < 0) {
+        /* Nothing is running yet: the connections' timers were only initialised. */
+        for (int i = 0; i < l->nconns; i++) {
+            uv_close((uv_handle_t *)&l->conns[i]->reconnect, (uv_close_cb)free);
+        }
+        free(l->conns);
+        free(l->owner);
         free(l->url);
         free(l);
-        return -EINVAL;
+        return rc == -ENOMEM ? rc : -EINVAL;
     }
     for (int i = 0; i < LEDGER_SCRIPT__COUNT; i++) {
         unsigned char md[SHA_DIGEST_LENGTH];
@@ -795,31 +1040,33 @@ int ledger_new(uv_loop_t *loop, const struct ledger_opts *opts, struct ledger **
         }
         l->sha[i][40] = '\0';
     }
-    l->gifts = lgift_queue_new(l, loop);
-    if (!l->gifts) {
-        free(l->url);
-        free(l);
-        return -ENOMEM;
-    }
-    l->backoff_ms = l->sub_backoff_ms = BACKOFF_MIN_MS;
+    l->sub_backoff_ms = BACKOFF_MIN_MS;
     uv_timer_init(loop, &l->tick);
-    uv_timer_init(loop, &l->reconnect);
     uv_timer_init(loop, &l->sub_reconnect);
-    l->tick.data = l->reconnect.data = l->sub_reconnect.data = l;
+    l->tick.data = l->sub_reconnect.data = l;
     uint64_t period = (uint64_t)(l->opts.timeout_ms / 10 > 0 ? l->opts.timeout_ms / 10 : 1);
     if (period > 50) {
         period = 50;
     }
     uv_timer_start(&l->tick, tick_fired, period, period);
-    do_connect(l);
+    for (int i = 0; i < l->nconns; i++) {
+        conn_connect(l->conns[i]);
+    }
     do_sub_connect(l);
     *out = l;
     return 0;
 }
 
+static void conn_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static void free_after_close(uv_handle_t *h)
 {
     struct ledger *l = h->data;
+    free(l->conns);
+    free(l->owner);
     free(l->url);
     free(l);
 }
@@ -831,33 +1078,55 @@ void ledger_free(struct ledger *l)
     }
     l->closing = true;
     lgift_queue_free(l->gifts);
-    fail_waiting(l, -ECANCELED);
-    for (struct ledger_req *r = l->inflight.head; r; r = r->next) {
-        req_answer(r, -ECANCELED, NULL);
-    }
-    if (l->cmd) {
-        redisAsyncFree(l->cmd);
-        l->cmd = NULL;
+    fail_list(&l->waiting, -ECANCELED);
+    fail_list(&l->retry, -ECANCELED);
+    for (int i = 0; i < l->nconns; i++) {
+        struct lconn *c = l->conns[i];
+        for (struct ledger_req *r = c->inflight.head; r; r = r->next) {
+            req_answer(r, -ECANCELED, NULL);
+        }
+        if (c->ac) {
+            redisAsyncFree(c->ac);
+            c->ac = NULL;
+        }
+        uv_close((uv_handle_t *)&c->reconnect, conn_closed);
     }
     if (l->sub) {
         redisAsyncFree(l->sub);
         l->sub = NULL;
     }
-    uv_close((uv_handle_t *)&l->reconnect, NULL);
     uv_close((uv_handle_t *)&l->sub_reconnect, NULL);
     uv_close((uv_handle_t *)&l->tick, free_after_close);
 }
 
 bool ledger_ready(const struct ledger *l)
 {
-    return l->cmd_up;
+    return l->ready && !l->closing;
+}
+
+/* The cluster slot of a request: that of its first key (a script's first KEYS entry, a
+ * command's first argument); -1 for a script without keys or a command without arguments. */
+static int slot_of(const struct ledger *l, int script, int argc, const char *const *argv,
+                   const size_t *argvlen)
+{
+    if (!l->cluster) {
+        return -1;
+    }
+    int k = 1; /* {numkeys, key…} for a script; {command, key…} for a command */
+    if (script >= 0 && (argc < 2 || strtol(argv[0], NULL, 10) < 1)) {
+        return -1;
+    }
+    if (argc <= k) {
+        return -1;
+    }
+    return (int)lslot_of(argv[k], argvlen ? argvlen[k] : strlen(argv[k]));
 }
 
 static int submit(struct ledger *l, int script, int argc, const char *const *argv,
                   const size_t *argvlen, ledger_reply_cb *cb, void *ud, const void *ctx,
                   size_t ctx_len, struct ledger_req **out_req, int64_t start_ms)
 {
-    if (!l->cmd_up || l->closing) {
+    if (!ledger_ready(l)) {
         return -EAGAIN;
     }
     int extra = script >= 0 ? 2 : 0;
@@ -905,9 +1174,16 @@ static int submit(struct ledger *l, int script, int argc, const char *const *arg
     r->script = script;
     r->start_ms = start_ms;
     r->start_ns = mono_ns();
+    r->slot = slot_of(l, script, argc, argv, argvlen);
+    r->conn = -1;
+    r->ask = -1;
     l->stats.requests++;
-    if (l->inflight.n < l->opts.max_inflight && !l->waiting.head) {
-        if (send_req(l, r) < 0) {
+    struct lconn *c = NULL;
+    if (l->ninflight < l->opts.max_inflight && !l->waiting.head) {
+        c = route(l, r);
+    }
+    if (c) {
+        if (send_on(c, r) < 0) {
             free(r);
             return -EAGAIN;
         }
@@ -950,6 +1226,11 @@ long lreq_partitions(const struct ledger *l)
     return l->opts.partitions > 0 ? l->opts.partitions : 1;
 }
 
+bool lreq_cluster(const struct ledger *l)
+{
+    return l->cluster;
+}
+
 void ledger_req_cancel(struct ledger_req *req)
 {
     if (req) {
@@ -960,6 +1241,6 @@ void ledger_req_cancel(struct ledger_req *req)
 void ledger_get_stats(const struct ledger *l, struct ledger_stats *out)
 {
     *out = l->stats;
-    out->inflight = l->inflight.n;
-    out->queued = l->waiting.n;
+    out->inflight = l->ninflight;
+    out->queued = l->waiting.n + l->retry.n;
 }

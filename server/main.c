@@ -474,7 +474,7 @@ int main(int argc, char **argv)
     lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
 
     struct redis_child rc = {0};
-    if (!app->cfg.redis_url) {
+    if (!app->cfg.redis_url && !app->cfg.redis_cluster) {
         if (redis_child_start(&rc) < 0) {
             log_err("could not start a private redis-server (install redis-server, or set "
                     "redis.url)");
@@ -510,6 +510,7 @@ int main(int argc, char **argv)
 
     struct ledger_opts lo = {
         .url = app->cfg.redis_url,
+        .cluster = app->cfg.redis_cluster,
         .timeout_ms = app->cfg.ledger_timeout_ms,
         .max_inflight = app->cfg.ledger_max_inflight,
         .partitions = app->cfg.ledger_partitions,
@@ -525,7 +526,8 @@ int main(int argc, char **argv)
     };
     int rcode = 1;
     if (ledger_new(&loop, &lo, &app->ledger) < 0) {
-        log_err("redis.url: cannot use %s", app->cfg.redis_url);
+        log_err("%s: cannot use %s", app->cfg.redis_cluster ? "redis.cluster" : "redis.url",
+                app->cfg.redis_cluster ? app->cfg.redis_cluster : app->cfg.redis_url);
         goto out;
     }
     if (flush_start(app) < 0) {
@@ -561,7 +563,9 @@ int main(int argc, char **argv)
     uv_signal_start(&app->sighup, on_signal, SIGHUP);
     log_info("giftd %s serving on %s (node %s, worker %d of %ld, redis %s)", GIFTD_VERSION,
              app->cfg.listen, app->node_id, app->worker, app->nworkers,
-             app->cfg.redis_url && strncmp(app->cfg.redis_url, "unix://", 7) == 0 ? "unix" : "tcp");
+             app->cfg.redis_cluster                                                 ? "cluster"
+             : app->cfg.redis_url && strncmp(app->cfg.redis_url, "unix://", 7) == 0 ? "unix"
+                                                                                    : "tcp");
 
     uv_run(&loop, UV_RUN_DEFAULT);
     rcode = 0;
