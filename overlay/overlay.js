@@ -1,8 +1,10 @@
-/* overlay.js: the streamer overlay. Watches one room over giftd's WebSocket (SPEC 3) and shows
- * gift alerts one at a time, streaks as a live ×N counter, the top senders, the viewer count and
- * the room's goal as a progress bar.
- * It never throws on what the server sends, reconnects with backoff and rejoins by itself.
- * window.giftOverlay exposes its state (and handle() for tests). */
+/* overlay.js: the streamer overlay. Watches one room over giftd's WebSocket (SPEC 3) through
+ * giftd-client.js and shows gift alerts one at a time, streaks as a live ×N counter, the top
+ * senders, the viewer count and the room's goal as a progress bar.
+ * It never throws on what the server sends. It reconnects by itself and resumes the room: the
+ * alerts it missed still show if they are recent (recent_ms, default 30 s), older ones only update
+ * the streaks. It follows the overlay controls (skip, pause, resume, replay) and can hold room
+ * events back by delay_ms. window.giftOverlay exposes its state (and handle() for tests). */
 (function () {
     'use strict';
 
@@ -51,6 +53,10 @@
         goal: flag('goal', true),
         preview: flag('preview', false),
         debug: flag('debug', false),
+        /* Hold every room event back this long (ms), to match the stream's broadcast delay. */
+        delayMs: Math.round(num('delay_ms', 0, 0, 600000)),
+        /* A missed event replayed after a reconnect alerts only if at most this old (ms). */
+        recentMs: Math.round(num('recent_ms', 30000, 0, 86400000)),
         ws: params.get('ws') || ''
     };
     if (!opts.room && opts.token) {
@@ -70,7 +76,8 @@
     };
     var root = document.documentElement;
 
-    var stats = {frames: 0, gifts: 0, alerts: 0, unknown: 0, errors: 0, connects: 0, dropped: 0};
+    var stats = {frames: 0, gifts: 0, alerts: 0, unknown: 0, errors: 0, connects: 0, dropped: 0, resumes: 0,
+        reloads: 0, replayed: 0, quiet: 0, held: 0, controls: 0};
     var history = []; /* the last alerts shown, newest last (for tests and the debug panel) */
 
     /* ---- small helpers ------------------------------------------------------------------------ */
@@ -518,8 +525,15 @@
         };
     }
 
-    function makeAlert(n, count, streak) {
+    /* ev: the room event that made the alert (its seq, id and arrival are kept for tests). */
+    function makeAlert(n, count, streak, ev, at) {
+        ev = ev || {};
         return {
+            seq: typeof ev.seq === 'number' ? ev.seq : null,
+            id: typeof ev.id === 'string' ? ev.id : null,
+            receivedAt: at || now(),
+            replay: ev.replay === true, /* a missed event replayed after a reconnect */
+            replayed: false, /* shown again by an overlay control */
             key: streak ? streak.key : null,
             streak: streak || null,
             from: n.from,
@@ -562,7 +576,7 @@
     }
 
     function pump() {
-        if (current || queue.length === 0) {
+        if (current || queue.length === 0 || paused) {
             return;
         }
         current = queue.shift();
@@ -616,8 +630,17 @@
             reschedule();
             return;
         }
+        leave(a, 'time');
+    }
+
+    /* Takes the alert on screen away (its exit animation), then shows the next one. */
+    function leave(a, why) {
         a.phase = 'exit';
         a.el.dataset.phase = 'exit';
+        a.record.endedAt = now();
+        a.record.endedBy = why;
+        clearTimeout(timer);
+        timer = null;
         clearInterval(a.fxTimer);
         root.classList.remove('legendary-on');
         setTimeout(function () {
@@ -705,7 +728,10 @@
         a.shownAt = now();
         a.phase = 'enter';
         stats.alerts++;
-        a.record = {gift: a.gift.id, from: a.from.id, name: a.from.name, anonymous: !!a.from.anonymous, tier: a.tier, count: a.count, streak: !!a.streak, closed: !a.open, closedBy: a.closedBy || null, at: a.shownAt};
+        a.record = {gift: a.gift.id, from: a.from.id, name: a.from.name, anonymous: !!a.from.anonymous, tier: a.tier,
+            count: a.count, streak: !!a.streak, closed: !a.open, closedBy: a.closedBy || null, at: a.shownAt,
+            seq: a.seq, id: a.id, receivedAt: a.receivedAt, replay: a.replay, replayed: a.replayed,
+            endedAt: null, endedBy: null};
         history.push(a.record);
         if (history.length > 50) {
             history.shift();
@@ -789,14 +815,25 @@
         return str(ev.room, opts.room) + '|' + n.from.id + '|' + n.gift.id;
     }
 
-    function onGift(ev) {
+    /* Whether an event arrived at `at` gets its alert: every live one; a replayed one (missed while
+     * disconnected) only while it is recent (opts.recentMs by the server's clock). */
+    function isRecent(ev, at) {
+        return ev.replay !== true || typeof ev.ts_ms !== 'number' || serverTime(at) - ev.ts_ms <= opts.recentMs;
+    }
+
+    /* A gift event (at: when it arrived). An old replayed one updates the streaks but shows nothing. */
+    function onGift(ev, at) {
         stats.gifts++;
+        var quiet = !isRecent(ev, at);
+        if (ev.replay === true) {
+            stats[quiet ? 'quiet' : 'replayed']++;
+        }
         var n = normGift(ev);
         var count = posInt(ev.count, 1);
         var combo = isObj(ev.combo) ? posInt(ev.combo.count, 0) : 0;
         if (!combo) {
-            var a = makeAlert(n, count, null);
-            if (value(a) >= opts.min) {
+            var a = makeAlert(n, count, null, ev, at);
+            if (!quiet && value(a) >= opts.min) {
                 enqueue(a);
             }
             return;
@@ -817,15 +854,15 @@
         var shown = Math.max(s.total, combo);
         if (opts.steps) {
             /* Every step its own alert, showing the streak so far. */
-            if (n.gift.coins * shown >= opts.min) {
-                enqueue(makeAlert(n, shown, null));
+            if (!quiet && n.gift.coins * shown >= opts.min) {
+                enqueue(makeAlert(n, shown, null, ev, at));
             }
             return;
         }
         if (s.alert) {
             bumpAlert(s.alert, shown);
-        } else if (n.gift.coins * shown >= opts.min) {
-            s.alert = makeAlert(n, shown, s);
+        } else if (!quiet && !s.skipped && n.gift.coins * shown >= opts.min) {
+            s.alert = makeAlert(n, shown, s, ev, at);
             enqueue(s.alert);
         }
     }
@@ -847,7 +884,7 @@
         }
     }
 
-    function onComboEnd(ev) {
+    function onComboEnd(ev, at) {
         var n = normGift(ev);
         var key = streakKey(ev, n);
         var s = streaks.get(key);
@@ -856,9 +893,10 @@
             endStreak(s, Math.max(total, s.total), 'combo_end');
             return;
         }
-        if (!opts.steps && n.gift.coins * total >= opts.min && joinedFor === str(ev.room, opts.room) && recentlyJoined()) {
+        if (!opts.steps && isRecent(ev, at) && n.gift.coins * total >= opts.min && joinedFor === str(ev.room, opts.room) &&
+            recentlyJoined()) {
             /* The streak began before we joined: show its result once. */
-            var a = makeAlert(n, total, {key: key, open: false, alert: null});
+            var a = makeAlert(n, total, {key: key, open: false, alert: null}, ev, at);
             a.streak.alert = a;
             a.closedBy = 'combo_end';
             enqueue(a);
@@ -869,6 +907,69 @@
         streaks.forEach(function (s) {
             endStreak(s, null, why);
         });
+    }
+
+    /* ---- controls: the creator or the platform skips, pauses, resumes or replays (overlay event) */
+
+    var paused = false;
+
+    function onControl(msg) {
+        var action = str(msg.action, '');
+        stats.controls++;
+        log('control ' + action);
+        switch (action) {
+        case 'skip':
+            skip();
+            break;
+        case 'pause':
+            paused = true;
+            root.dataset.paused = 'true';
+            break;
+        case 'resume':
+            paused = false;
+            root.dataset.paused = 'false';
+            pump();
+            reschedule();
+            break;
+        case 'replay':
+            replay(msg.event);
+            break;
+        default:
+            break;
+        }
+    }
+
+    /* Ends the alert on screen now; the rest of a skipped streak shows no new alert. */
+    function skip() {
+        var a = current;
+        if (!a || a.phase === 'exit') {
+            return;
+        }
+        if (a.streak) {
+            a.streak.skipped = true;
+        }
+        closeAlert(a, 'skip');
+        leave(a, 'skip');
+    }
+
+    /* Shows a room event's alert again, next in line, however old it is and whatever min= says. */
+    function replay(ev) {
+        if (!isObj(ev)) {
+            return;
+        }
+        if (ev.type === 'goal_reached') {
+            onGoalReached(ev, false, true);
+            return;
+        }
+        if (ev.type !== 'gift' && ev.type !== 'combo_end') {
+            return;
+        }
+        var count = ev.type === 'gift' ? posInt(ev.count, 1) : posInt(ev.total_count, 1);
+        var a = makeAlert(normGift(ev), count, null, ev, now());
+        a.replayed = true;
+        queue.unshift(a);
+        pump();
+        reschedule();
     }
 
     /* ---- leaderboard and viewers -------------------------------------------------------------- */
@@ -1104,12 +1205,18 @@
         el.classList.toggle('hidden', !opts.goal);
     }
 
-    function onGoalReached(ev) {
-        if (!normGoal(ev.goal)) {
+    /* goal_reached: the bar fills and a banner shows once per goal. quiet: an old replayed event
+     * (the bar only); again: a replay control (the banner again, if that goal is still the one shown). */
+    function onGoalReached(ev, quiet, again) {
+        var g = normGoal(ev.goal);
+        if (!g || (again && g.id !== goal.id)) {
             return;
         }
         setGoal(ev.goal);
-        if (goal.alerted === goal.id || !opts.goal) {
+        if (quiet) {
+            goal.alerted = goal.id;
+        }
+        if ((goal.alerted === goal.id && !again) || !opts.goal) {
             return;
         }
         goal.alerted = goal.id;
@@ -1137,125 +1244,80 @@
         }
     }
 
-    /* ---- the connection ----------------------------------------------------------------------- */
+    /* ---- the connection: giftd-client.js (reconnects, resumes, unpacks batches, drops dupes) -- */
 
-    var conn = {ws: null, attempt: 0, timer: null, joinTimer: null, joinAttempt: 0, lastRx: 0};
+    var client = null;
     var joinedFor = null; /* the room we are in, or null */
     var joinedAt = 0;
     var everJoined = false;
+    var rejoin = {timer: null, attempt: 0};
 
     function recentlyJoined() {
         return now() - joinedAt < 15000;
     }
 
-    function wsUrl() {
-        var base = opts.ws ? opts.ws.replace(/\/+$/, '') : (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host;
-        return base + '/ws?token=' + encodeURIComponent(opts.token) + '&room=' + encodeURIComponent(opts.room);
+    function wsBase() {
+        return opts.ws ? opts.ws.replace(/\/+$/, '') : (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host;
     }
 
-    function send(obj) {
-        if (conn.ws && conn.ws.readyState === 1) {
-            try {
-                conn.ws.send(JSON.stringify(obj));
-            } catch (e) {
-                /* the close handler reconnects */
-            }
-        }
+    /* The server's clock at local time t (welcome's server_time_ms), to tell a replayed event's age. */
+    function serverTime(t) {
+        return t + (client ? client.clockOffsetMs : 0);
     }
 
     function connect() {
-        clearTimeout(conn.timer);
-        conn.timer = null;
-        setState(everJoined ? 'reconnecting' : 'connecting');
-        var ws;
-        try {
-            ws = new WebSocket(wsUrl(), 'giftd.v1');
-        } catch (e) {
-            log('connect failed: ' + e.message);
-            scheduleReconnect();
-            return;
-        }
-        conn.ws = ws;
-        stats.connects++;
-        ws.onopen = function () {
-            conn.lastRx = now();
+        client = new window.GiftdClient({url: wsBase() + '/ws', httpUrl: httpBase() || location.origin,
+            token: opts.token, room: opts.room});
+        client.on('open', function () {
+            stats.connects++;
             log('open');
-        };
-        ws.onmessage = function (m) {
-            if (conn.ws !== ws) {
-                return;
-            }
-            conn.lastRx = now();
-            var msg;
-            try {
-                msg = JSON.parse(m.data);
-            } catch (e) {
-                stats.errors++;
-                return;
-            }
-            handle(msg);
-        };
-        ws.onclose = function (e) {
-            if (conn.ws !== ws) {
-                return;
-            }
-            log('closed ' + e.code);
-            dropConnection();
-        };
-        ws.onerror = function () {
-            /* onclose follows */
-        };
+        });
+        client.on('close', function (e) {
+            log('closed ' + e.code + (e.reason ? ' ' + e.reason : ''));
+            joinedFor = null;
+            clearTimeout(rejoin.timer);
+            setState('offline');
+        });
+        client.on('reconnecting', function (e) {
+            log('reconnect in ' + e.delayMs + ' ms');
+            setState(everJoined ? 'reconnecting' : 'connecting');
+        });
+        client.on('resumed', function (e) {
+            stats.resumes++;
+            log('resumed ' + e.room + ' after seq ' + e.sinceSeq);
+        });
+        client.on('reload', onReload);
+        client.on('gap', function (e) {
+            log('gap: expected seq ' + e.expected + ', got ' + e.got);
+        });
+        client.on('message', receive);
+        setState('connecting');
+        client.connect();
     }
 
-    function dropConnection() {
-        var ws = conn.ws;
-        conn.ws = null;
-        if (ws) {
-            ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-            try {
-                ws.close();
-            } catch (e) {
-                /* already closed */
-            }
-        }
-        joinedFor = null;
-        clearTimeout(conn.joinTimer);
-        closeAllStreaks('disconnected');
-        setState('offline');
-        scheduleReconnect();
+    /* Resuming failed (the room's history moved on, or the server cannot resume): streaks we were
+     * following are over, and what we missed comes from the HTTP API; recent events still alert. */
+    function onReload(e) {
+        stats.reloads++;
+        log('reload ' + e.room);
+        closeAllStreaks('reload');
+        client.loadRoom(e.room).then(function (r) {
+            r.events.forEach(function (ev) {
+                ev.replay = true;
+                receive(ev);
+            });
+        }).catch(function () {});
     }
 
-    function scheduleReconnect() {
-        clearTimeout(conn.timer);
-        var cap = Math.min(10000, 500 * Math.pow(2, conn.attempt));
-        conn.attempt = Math.min(conn.attempt + 1, 10);
-        var delay = cap / 2 + (Math.random() * cap) / 2;
-        log('reconnect in ' + Math.round(delay) + ' ms');
-        conn.timer = setTimeout(connect, delay);
-    }
-
-    /* The room is not live (yet, or any more): ask again now and then on the same connection. */
+    /* The room is not live (yet, or any more): ask again now and then. */
     function scheduleRejoin() {
-        clearTimeout(conn.joinTimer);
-        var delay = Math.min(15000, 1000 * Math.pow(2, conn.joinAttempt));
-        conn.joinAttempt = Math.min(conn.joinAttempt + 1, 6);
-        conn.joinTimer = setTimeout(function () {
-            send({type: 'join', room: opts.room});
+        clearTimeout(rejoin.timer);
+        var delay = Math.min(15000, 1000 * Math.pow(2, rejoin.attempt));
+        rejoin.attempt = Math.min(rejoin.attempt + 1, 6);
+        rejoin.timer = setTimeout(function () {
+            client.join(opts.room);
         }, delay);
     }
-
-    /* Keep-alive: a ping every 10 s; a connection silent for 30 s is dropped and reopened. */
-    setInterval(function () {
-        if (!conn.ws || conn.ws.readyState !== 1) {
-            return;
-        }
-        if (now() - conn.lastRx > 30000) {
-            log('silent connection: reconnecting');
-            dropConnection();
-            return;
-        }
-        send({type: 'ping'});
-    }, 10000);
 
     function onError(msg) {
         var code = str(msg.code, 'unknown');
@@ -1281,7 +1343,50 @@
         }
     }
 
+    /* ---- delay_ms: room events wait that long before they are shown ---------------------------- */
+
+    /* What the stream shows of the room: held back together, so the leaderboard, the goal bar and the
+     * viewer count never run ahead of the alerts. Controls, joins and errors are never held. */
+    var HELD_TYPES = {gift: true, combo_end: true, goal: true, goal_reached: true, leaderboard: true,
+        viewers: true, room_closed: true};
+    var held = []; /* {msg, at, due}, oldest first */
+    var heldTimer = null;
+
+    /* Every message the client hands on. at: when it arrived (a replay's age is judged then). */
+    function receive(msg) {
+        var at = now();
+        if (opts.delayMs > 0 && isObj(msg) && HELD_TYPES[msg.type]) {
+            held.push({msg: msg, at: at, due: at + opts.delayMs});
+            stats.held++;
+            if (held.length === 1) {
+                armHeld();
+            }
+            return;
+        }
+        processEvent(msg, at);
+    }
+
+    function armHeld() {
+        clearTimeout(heldTimer);
+        if (held.length > 0) {
+            heldTimer = setTimeout(releaseHeld, Math.max(0, held[0].due - now()));
+        }
+    }
+
+    function releaseHeld() {
+        while (held.length > 0 && held[0].due <= now()) {
+            var h = held.shift();
+            processEvent(h.msg, h.at);
+        }
+        armHeld();
+    }
+
+    /* Handles one server message (tests feed them here too, undelayed). */
     function handle(msg) {
+        processEvent(msg, now());
+    }
+
+    function processEvent(msg, at) {
         if (!isObj(msg)) {
             return;
         }
@@ -1293,7 +1398,9 @@
             switch (msg.type) {
             case 'batch':
                 if (Array.isArray(msg.events)) {
-                    msg.events.forEach(handle);
+                    msg.events.forEach(function (e) {
+                        processEvent(e, at);
+                    });
                 }
                 break;
             case 'welcome':
@@ -1302,9 +1409,8 @@
                 joinedFor = str(msg.room, opts.room);
                 joinedAt = now();
                 everJoined = true;
-                conn.attempt = 0;
-                conn.joinAttempt = 0;
-                clearTimeout(conn.joinTimer);
+                rejoin.attempt = 0;
+                clearTimeout(rejoin.timer);
                 $('setup').classList.add('hidden');
                 setState('live');
                 setViewers(msg.viewers);
@@ -1315,10 +1421,10 @@
                 seedRoom(joinedFor);
                 break;
             case 'gift':
-                onGift(msg);
+                onGift(msg, at);
                 break;
             case 'combo_end':
-                onComboEnd(msg);
+                onComboEnd(msg, at);
                 break;
             case 'viewers':
                 setViewers(msg.count);
@@ -1330,7 +1436,10 @@
                 setGoal(msg.goal);
                 break;
             case 'goal_reached':
-                onGoalReached(msg);
+                onGoalReached(msg, !isRecent(msg, at), false);
+                break;
+            case 'overlay':
+                onControl(msg);
                 break;
             case 'room_closed':
                 joinedFor = null;
@@ -1344,6 +1453,7 @@
                 break;
             case 'left':
             case 'pong':
+            case 'ack':
                 break;
             default:
                 stats.unknown++;
@@ -1429,6 +1539,17 @@
         },
         state: function () {
             return root.dataset.state;
+        },
+        paused: function () {
+            return paused;
+        },
+        held: function () {
+            return held.map(function (x) {
+                return x.msg.type;
+            });
+        },
+        client: function () {
+            return client;
         },
         queueLength: function () {
             return queue.length + (current ? 1 : 0);

@@ -290,6 +290,11 @@ static const struct lws_http_mount mount_demo = {
     .def = "index.html",
 };
 
+/* lws 4.1.6 knows no .mjs and answers it 415: the overlay's ES module client needs it served as
+ * JavaScript (a browser refuses a module script of another type). */
+static const struct lws_protocol_vhost_options mjs_mimetype = {NULL, NULL, ".mjs",
+                                                               "text/javascript"};
+
 static struct lws_http_mount mounts[2];
 
 static int start_lws(struct app *app)
@@ -320,6 +325,7 @@ static int start_lws(struct app *app)
         .origin = overlay_origin,
         .origin_protocol = LWSMPRO_FILE,
         .def = "index.html",
+        .extra_mimetypes = &mjs_mimetype,
         .mount_next = &mounts[1],
     };
     mounts[1] = mount_demo;

@@ -1,4 +1,5 @@
-/* demo.js: the demo viewer page. Connects to giftd as a viewer (SPEC 3), shows the balance, the
+/* demo.js: the demo viewer page. Connects to giftd as a viewer (SPEC 3) through giftd-client.js
+ * (which reconnects, resumes the room and retries sends with their id), shows the balance, the
  * catalog as buttons (greyed when unaffordable, over budget or unavailable), sends gifts with fresh
  * ids (anonymously if asked), lists acks, errors and the room's events, and shows the viewer's
  * budget (with a form to set or clear each cap) and transaction history over the HTTP API, with
@@ -31,7 +32,7 @@
         budget: null, /* GET /v1/users/{user}/budget */
         tx: {keys: new Set(), next: null, gen: 0, more: false} /* the transactions listed */
     };
-    var conn = {ws: null, attempt: 0, timer: null, lastRx: 0};
+    var client = null; /* the GiftdClient, once connected */
     var MAX_ENTRIES = 150;
 
     function decodeClaims(token) {
@@ -536,33 +537,38 @@
         var id = sameId || freshId();
         var anon = anonymous === undefined ? $('anonymous').checked : !!anonymous;
         var g = catalogEntry(giftId) || {id: giftId, name: giftId, tier: 'small'};
-        var frame = {type: 'gift', id: id, gift: giftId, count: n};
-        if (anon) {
-            frame.anonymous = true;
-        }
         var how = ' ×' + n + (anon ? ' (anonymous)' : '');
         var el = entry($('sends'), 'pending', 'send', g, [['' + g.name], how + ' … ', id]);
         el.dataset.id = id;
         el.dataset.anonymous = String(anon);
-        state.pending.set(id, {gift: g, count: n, anonymous: anon, el: el, frame: frame});
+        state.pending.set(id, {gift: g, count: n, anonymous: anon, el: el});
         state.mine.add(id);
         if (state.mine.size > 500) {
             state.mine.delete(state.mine.values().next().value);
         }
         state.last = {gift: giftId, count: n, id: id, anonymous: anon};
         updateButtons();
-        if (!wsSend(frame)) {
+        if (!client || !client.isReady()) {
             setParts(el.querySelector('.text'), [[g.name], how + ' — waiting for the connection (will be sent with the same id)']);
         }
+        if (!client) {
+            return id;
+        }
+        /* The client sends it now or once connected, again after a reconnect or a retryable error,
+         * always with this id, until an ack or a definitive refusal. */
+        client.sendGift(giftId, n, {id: id, anonymous: anon}).then(onAck, function (err) {
+            onSendError(err.response || {id: id, code: err.code || 'internal', message: err.message});
+        });
         return id;
     }
 
-    function wsSend(obj) {
-        if (conn.ws && conn.ws.readyState === 1) {
-            conn.ws.send(JSON.stringify(obj));
-            return true;
+    /* A send answered ledger_unavailable or rate_limited: the client tries again with its id. */
+    function onRetry(r) {
+        var p = state.pending.get(r.id);
+        if (p) {
+            setParts(p.el.querySelector('.text'), [[p.gift.name], ' ×' + p.count + ' — ' + r.code + ', retrying in ' +
+                Math.round(r.delayMs) + ' ms with the same id (try ' + (r.attempt + 1) + ')']);
         }
-        return false;
     }
 
     function onAck(m) {
@@ -652,7 +658,6 @@
             break;
         case 'joined':
             state.joined = true;
-            conn.attempt = 0;
             setConn('live', 'live');
             $('creator').textContent = who(m.creator);
             $('viewer-count').textContent = fmt(m.viewers);
@@ -660,17 +665,13 @@
             if (isObj(m.goal)) {
                 event('goal', null, goalText(m.goal));
             }
-            /* Sends that were waiting, or unanswered when the last connection dropped, go again
-             * with the same id: giftd charges each id once. */
-            state.pending.forEach(function (p) {
-                wsSend(p.frame);
-            });
             updateButtons();
             break;
         case 'gift':
             var g = isObj(m.gift) ? m.gift : {};
             event('gift', g, [[sender(m)], ' sent ', [g.name || g.id], ' ×' + m.count +
-                (isObj(m.combo) ? ' (streak ' + m.combo.count + ')' : '') + ' · seq ' + m.seq]);
+                (isObj(m.combo) ? ' (streak ' + m.combo.count + ')' : '') + ' · seq ' + m.seq +
+                (m.replay === true ? ' · replayed' : '')]);
             break;
         case 'combo_end':
             var cg = isObj(m.gift) ? m.gift : {};
@@ -704,17 +705,18 @@
             updateButtons();
             break;
         case 'ack':
-            onAck(m);
-            break;
+            break; /* the send's promise has it */
         case 'error':
             if (m.id !== undefined && m.id !== null) {
-                onSendError(m);
+                if (m.code !== 'ledger_unavailable' && m.code !== 'rate_limited' && !state.pending.has(m.id)) {
+                    onSendError(m); /* not one of ours in flight */
+                }
             } else {
                 event('error', null, [['error ' + m.code], ': ' + (m.message || '')]);
                 if (m.code === 'room_not_live') {
                     setConn('waiting', 'room not live');
                     setTimeout(function () {
-                        wsSend({type: 'join', room: opts.room});
+                        client.join(opts.room);
                     }, 3000);
                 } else if (m.code === 'unauthorized') {
                     setConn('unauthorized', 'token refused');
@@ -738,27 +740,10 @@
     }
 
     function connect() {
-        setConn('connecting', 'connecting…');
         var base = opts.ws ? opts.ws.replace(/\/+$/, '') : (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host;
-        var ws;
-        try {
-            ws = new WebSocket(base + '/ws?token=' + encodeURIComponent(opts.token) + '&room=' + encodeURIComponent(opts.room), 'giftd.v1');
-        } catch (e) {
-            reconnectLater();
-            return;
-        }
-        conn.ws = ws;
-        ws.onopen = function () {
-            conn.lastRx = Date.now();
-        };
-        ws.onmessage = function (e) {
-            conn.lastRx = Date.now();
-            var m;
-            try {
-                m = JSON.parse(e.data);
-            } catch (err) {
-                return;
-            }
+        client = new window.GiftdClient({url: base + '/ws', httpUrl: apiBase() || location.origin, token: opts.token,
+            room: opts.room, idPrefix: 'demo'});
+        client.on('message', function (m) {
             try {
                 handle(m);
             } catch (err) {
@@ -766,35 +751,29 @@
                     console.warn('demo: could not show', m, err);
                 }
             }
-        };
-        ws.onclose = function (e) {
-            if (conn.ws !== ws) {
-                return;
-            }
-            conn.ws = null;
+        });
+        client.on('retry', onRetry);
+        client.on('close', function (e) {
             state.joined = false;
             setConn('offline', 'offline (' + e.code + ')');
             updateButtons();
-            reconnectLater();
-        };
+        });
+        client.on('reconnecting', function (e) {
+            setConn('connecting', 'reconnecting in ' + (e.delayMs / 1000).toFixed(1) + ' s…');
+        });
+        client.on('resumed', function (e) {
+            event('resumed', null, ['resumed ', [e.room], ' after seq ' + e.sinceSeq + ' (missed events follow, marked replay)']);
+        });
+        client.on('reload', function (e) {
+            event('reload', null, ['could not resume ', [e.room], ': events were missed; balance reloaded']);
+            refreshBalance();
+        });
+        client.on('gap', function (e) {
+            event('gap', null, ['missed seq ' + e.expected + '–' + (e.got - 1) + ': resuming']);
+        });
+        setConn('connecting', 'connecting…');
+        client.connect();
     }
-
-    function reconnectLater() {
-        var cap = Math.min(10000, 500 * Math.pow(2, conn.attempt));
-        conn.attempt = Math.min(conn.attempt + 1, 10);
-        clearTimeout(conn.timer);
-        conn.timer = setTimeout(connect, cap / 2 + (Math.random() * cap) / 2);
-    }
-
-    setInterval(function () {
-        if (conn.ws && conn.ws.readyState === 1) {
-            if (Date.now() - conn.lastRx > 30000) {
-                conn.ws.close();
-                return;
-            }
-            wsSend({type: 'ping'});
-        }
-    }, 10000);
 
     /* ---- start -------------------------------------------------------------------------------- */
 

@@ -152,6 +152,28 @@ class Redis {
         return `redis://127.0.0.1:${this.port}`;
     }
 
+    // One command (RESP array of bulk strings); resolves with the first line of the reply.
+    command(...args) {
+        return new Promise((resolve, reject) => {
+            const s = net.connect(this.port, '127.0.0.1');
+            let buf = '';
+            s.setTimeout(5000, () => {
+                s.destroy();
+                reject(new Error(`redis ${args[0]}: no reply`));
+            });
+            s.on('connect', () => s.write(`*${args.length}\r\n` +
+                args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('')));
+            s.on('data', (d) => {
+                buf += d;
+                if (buf.includes('\r\n')) {
+                    s.end();
+                    resolve(buf.slice(0, buf.indexOf('\r\n')));
+                }
+            });
+            s.on('error', reject);
+        });
+    }
+
     async stop() {
         if (this.proc && !exited(this.proc)) {
             this.proc.kill('SIGTERM');
@@ -169,13 +191,15 @@ class Redis {
 /* ---- giftd ---------------------------------------------------------------------------------- */
 
 class Giftd {
-    constructor(redisUrl, extra = []) {
+    // name: the log kept in artifacts/browser/ is NAME.log (tests with several nodes name them).
+    constructor(redisUrl, extra = [], name = 'giftd') {
         this.redisUrl = redisUrl;
+        this.name = name;
         this.extra = extra;
         this.port = 0;
         this.proc = null;
         this.starts = 0;
-        // A log of this run's giftd (all its starts); kept as artifacts/browser/giftd.log by
+        // A log of this run's giftd (all its starts); kept as artifacts/browser/NAME.log by
         // stop(), so concurrent runs do not write into one file.
         this.logPath = path.join(os.tmpdir(), `giftd-browser-${process.pid}-${crypto.randomBytes(4).toString('hex')}.log`);
         fs.writeFileSync(this.logPath, '');
@@ -184,7 +208,7 @@ class Giftd {
     saveLog() {
         try {
             fs.mkdirSync(ARTIFACTS, {recursive: true});
-            fs.copyFileSync(this.logPath, path.join(ARTIFACTS, 'giftd.log'));
+            fs.copyFileSync(this.logPath, path.join(ARTIFACTS, `${this.name}.log`));
         } catch (e) {
             // best effort
         }
@@ -224,12 +248,12 @@ class Giftd {
             } catch (e) {
                 if (!exited(this.proc) || samePort) {
                     this.saveLog();
-                    throw new Error(`${e.message}; see artifacts/browser/giftd.log`);
+                    throw new Error(`${e.message}; see artifacts/browser/${this.name}.log`);
                 }
             }
         }
         this.saveLog();
-        throw new Error('giftd did not start; see artifacts/browser/giftd.log');
+        throw new Error(`giftd did not start; see artifacts/browser/${this.name}.log`);
     }
 
     waitReady(timeoutMs) {
@@ -262,6 +286,24 @@ class Giftd {
         } finally {
             this.saveLog();
         }
+    }
+
+    // SIGKILL: the process dies at once, its sockets reset (no close frames). start() restarts
+    // it on the same port.
+    async kill() {
+        if (this.proc && !exited(this.proc)) {
+            this.proc.kill('SIGKILL');
+            await waitExit(this.proc, 5000);
+        }
+    }
+
+    // SIGSTOP / SIGCONT: a process that stops answering while its sockets stay open.
+    freeze() {
+        this.proc.kill('SIGSTOP');
+    }
+
+    thaw() {
+        this.proc.kill('SIGCONT');
     }
 
     // Removes the temporary log (a copy stays in artifacts/browser/).

@@ -24,10 +24,10 @@ async function freshRoom(tag) {
     return room;
 }
 
-async function openOverlay(room, query = '') {
+async function openOverlay(room, query = '', node = giftd) {
     const page = await h.newPage(browser);
     const tok = h.token(`${room}_creator`, 'overlay', {room});
-    await page.goto(`${giftd.base()}/overlay/?room=${room}&token=${tok}&mute=1${query}`);
+    await page.goto(`${node.base()}/overlay/?room=${room}&token=${tok}&mute=1${query}`);
     await page.addStyleTag({content: h.BACKDROP});
     await waitState(page, 'live');
     return page;
@@ -626,4 +626,151 @@ test('the demo page sends a gift and shows the new balance', {timeout: 90000}, a
     await h.screenshot(page, 'demo');
     assertNoPageErrors(page);
     await page.context().close();
+});
+
+test('the overlay, its giftd node killed and restarted, resumes and shows the gift sent meanwhile through another node', {timeout: 180000}, async () => {
+    // Two more nodes on the same Redis, one process each, so that SIGKILL stops the server itself.
+    const a = await new h.Giftd(redis.url(), ['--workers=1', '--rooms.presence_interval_ms=200'], 'giftd-a').start();
+    const b = await new h.Giftd(redis.url(), ['--workers=1', '--rooms.presence_interval_ms=200'], 'giftd-b').start();
+    const room = await freshRoom('killed');
+    await h.recharge(giftd, 'rafa', 5000);
+    const page = await openOverlay(room, '', a);
+    // The same overlay with a 1 ms threshold: every replayed alert is too old to show.
+    const strict = await openOverlay(room, '&recent_ms=1', a);
+    let rafa = null;
+    try {
+        await a.kill();
+        await page.waitForFunction(() => window.giftOverlay.state() !== 'live', null, {timeout: T * h.SLOW});
+        await strict.waitForFunction(() => window.giftOverlay.state() !== 'live', null, {timeout: T * h.SLOW});
+        rafa = await h.Viewer.connect(b, 'rafa', 'Rafa', room);
+        const ack = await rafa.gift('galaxy');
+        await a.start(); // the same port
+        await waitState(page, 'live');
+        await page.waitForSelector('.alert[data-gift="galaxy"][data-from="rafa"]', {state: 'attached', timeout: T * h.SLOW});
+        const shown = (await alerts(page)).filter((x) => x.gift === 'galaxy');
+        assert.equal(shown.length, 1);
+        assert.deepEqual([shown[0].id, shown[0].seq, shown[0].replay], [ack.id, ack.seq, true],
+            'the alert is the missed event, replayed after the resume');
+        assert.equal(await page.evaluate(() => window.giftOverlay.stats.resumes), 1);
+        assert.equal(await page.evaluate(() => window.giftOverlay.stats.reloads), 0);
+        // The strict overlay got it too (it resumed) but, older than 1 ms, it only counted it.
+        await waitState(strict, 'live');
+        await strict.waitForFunction(() => window.giftOverlay.stats.quiet === 1, null, {timeout: T * h.SLOW});
+        assert.deepEqual(await alerts(strict), [], 'no alert for an old replayed gift');
+        assert.equal(await strict.evaluate(() => window.giftOverlay.queueLength()), 0);
+        await h.screenshot(page, 'overlay-resumed');
+        assertNoPageErrors(page);
+        assertNoPageErrors(strict);
+    } finally {
+        if (rafa) {
+            rafa.close();
+        }
+        await page.context().close();
+        await strict.context().close();
+        const codes = [await a.stop(), await b.stop()];
+        a.cleanup();
+        b.cleanup();
+        assert.deepEqual(codes, [0, 0], 'both nodes exit 0 on SIGTERM');
+    }
+});
+
+test('overlay controls over HTTP: skip ends the alert on screen, pause holds the queue, replay shows an old alert again', {timeout: 120000}, async () => {
+    const room = await freshRoom('controls');
+    await h.recharge(giftd, 'cleo', 100000);
+    const page = await openOverlay(room);
+    const cleo = await h.Viewer.connect(giftd, 'cleo', 'Cleo', room);
+    const creator = h.token(`${room}_creator`, 'viewer', {name: 'Creator'});
+    const control = (body, bearer) => h.api(giftd, 'POST', `/v1/rooms/${room}/overlay`, body, bearer);
+    try {
+        // A legendary alert stays about 10 s; skip ends it at once.
+        const lion = await cleo.gift('lion');
+        await page.waitForSelector('.alert[data-gift="lion"][data-phase="show"]', {timeout: T * h.SLOW});
+        await control({action: 'skip'}, creator); // the room's creator may
+        await page.waitForSelector('.alert[data-gift="lion"]', {state: 'detached', timeout: T * h.SLOW});
+        let rec = (await alerts(page)).find((x) => x.gift === 'lion');
+        assert.equal(rec.endedBy, 'skip');
+        assert.ok(rec.endedAt - rec.at < 9500, `ended ${rec.endedAt - rec.at} ms after it showed, before its time`);
+        // Paused, a new gift waits in the queue; resumed, it shows.
+        await control({action: 'pause'}); // and so may the service
+        await page.waitForFunction(() => window.giftOverlay.paused(), null, {timeout: T * h.SLOW});
+        const gifts = await page.evaluate(() => window.giftOverlay.stats.gifts);
+        await cleo.gift('fireworks');
+        await page.waitForFunction((n) => window.giftOverlay.stats.gifts > n, gifts, {timeout: T * h.SLOW});
+        assert.equal(await page.evaluate(() => window.giftOverlay.queueLength()), 1, 'the alert is queued');
+        assert.equal(await page.locator('.alert[data-gift="fireworks"]').count(), 0, 'and not shown while paused');
+        await control({action: 'resume'});
+        await page.waitForSelector('.alert[data-gift="fireworks"][data-phase="show"]', {timeout: T * h.SLOW});
+        await control({action: 'skip'});
+        await page.waitForSelector('.alert[data-gift="fireworks"]', {state: 'detached', timeout: T * h.SLOW});
+        // Replay the skipped lion by its seq: it shows again, marked as replayed.
+        await control({action: 'replay', seq: lion.seq}, creator);
+        await page.waitForSelector('.alert[data-gift="lion"][data-phase="show"]', {timeout: T * h.SLOW});
+        const lions = (await alerts(page)).filter((x) => x.gift === 'lion');
+        assert.equal(lions.length, 2);
+        assert.deepEqual([lions[1].seq, lions[1].id, lions[1].replayed, lions[1].name], [lion.seq, lion.id, true, 'Cleo']);
+        await h.screenshot(page, 'overlay-replayed');
+        // A seq the room does not keep is 404; a viewer who is not the creator may not.
+        await assert.rejects(control({action: 'replay', seq: lion.seq + 1000}), /: 404 /);
+        await assert.rejects(control({action: 'skip'}, h.token('cleo', 'viewer', {name: 'Cleo'})), /: 403 /);
+        assert.equal(await page.evaluate(() => window.giftOverlay.stats.controls), 5);
+        // Controls go to overlay connections only: Cleo, a viewer of the room, got none of them
+        // before a gift sent after the last one.
+        const marker = await cleo.gift('rose');
+        await cleo.next((e) => e.type === 'gift' && e.id === marker.id, T);
+        assert.deepEqual(cleo.events.filter((e) => e.type === 'overlay'), []);
+        assertNoPageErrors(page);
+    } finally {
+        cleo.close();
+        await page.context().close();
+    }
+});
+
+test('delay_ms holds alerts back: not shown before the delay, shown after it', {timeout: 90000}, async () => {
+    const room = await freshRoom('delay');
+    await h.recharge(giftd, 'dina', 5000);
+    const DELAY = 2000;
+    const page = await openOverlay(room, `&delay_ms=${DELAY}`);
+    const dina = await h.Viewer.connect(giftd, 'dina', 'Dina', room);
+    try {
+        await dina.gift('confetti');
+        // The gift has reached the page, which holds it.
+        await page.waitForFunction(() => window.giftOverlay.held().includes('gift'), null, {timeout: T * h.SLOW});
+        assert.equal(await page.locator('.alert').count(), 0, 'no alert while held');
+        assert.equal(await page.evaluate(() => window.giftOverlay.stats.gifts), 0, 'nor handled');
+        // The leaderboard update the gift brought (200 ms later) is held as well: no row for Dina yet.
+        await page.waitForFunction(() => window.giftOverlay.held().includes('leaderboard'), null, {timeout: T * h.SLOW});
+        const now = await page.evaluate(() => ({held: window.giftOverlay.held(),
+            row: document.querySelectorAll('#leaderboard li[data-id="dina"]').length,
+            alerts: document.querySelectorAll('.alert').length}));
+        assert.ok(now.held.includes('gift') && now.held.includes('leaderboard'), JSON.stringify(now.held));
+        assert.deepEqual([now.row, now.alerts], [0, 0], 'nothing of the gift shows yet');
+        await page.waitForSelector('.alert[data-gift="confetti"][data-from="dina"]', {timeout: T * h.SLOW});
+        const [rec] = await alerts(page);
+        assert.ok(rec.at - rec.receivedAt >= DELAY, `shown ${rec.at - rec.receivedAt} ms after it arrived`);
+        await page.waitForSelector('#leaderboard li[data-id="dina"]', {state: 'attached', timeout: T * h.SLOW});
+        assertNoPageErrors(page);
+    } finally {
+        dina.close();
+        await page.context().close();
+    }
+});
+
+test('giftd serves the client as an ES module: <script type="module"> imports giftd-client.mjs', {timeout: 60000}, async () => {
+    const page = await h.newPage(browser);
+    try {
+        const r = await fetch(`${giftd.base()}/overlay/giftd-client.mjs`);
+        assert.equal(r.status, 200);
+        assert.match(r.headers.get('content-type'), /^text\/javascript/);
+        await page.goto(`${giftd.base()}/overlay/?preview=1&mute=1`);
+        await page.addScriptTag({type: 'module', content:
+            "import GiftdClient, {GiftdClient as Named} from '/overlay/giftd-client.mjs';\n" +
+            'window.moduleClient = {same: GiftdClient === Named && GiftdClient === window.GiftdClient,\n' +
+            "    url: new GiftdClient({url: 'ws://example.invalid'}).url};"});
+        await page.waitForFunction(() => window.moduleClient, null, {timeout: T * h.SLOW});
+        assert.deepEqual(await page.evaluate(() => window.moduleClient),
+            {same: true, url: 'ws://example.invalid/ws'});
+        assertNoPageErrors(page);
+    } finally {
+        await page.context().close();
+    }
 });
