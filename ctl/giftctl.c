@@ -127,7 +127,7 @@ static void usage(FILE *f)
           "                                      the room's kept events after SEQ (default 0),\n"
           "                                      at most N (default 1000), and its epoch\n"
           "  overlay skip|pause|resume ROOM      a control for the room's overlays\n"
-          "  overlay replay ROOM --seq SEQ       show that event's alert again"
+          "  overlay replay ROOM --seq SEQ       show that event's alert again\n"
           "  recharge --user USER --payment-id ID (--package ID | --coins N)\n"
           "  goal set ROOM --title TEXT --target N [--gift ID]\n"
           "                                      a goal of N coins, or of N of one gift\n"

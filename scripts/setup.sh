@@ -26,9 +26,11 @@ if [ -n "$missing" ]; then
     # Debian starts services on install where it can; giftd's tests start their own servers.
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
-# The browser tests' npm packages (playwright-core drives Debian's chromium; it downloads none).
+# The browser tests' npm packages (playwright-core drives Debian's chromium; it downloads none;
+# ws is the WebSocket the client library's Node tests give it).
 browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
-if [ -f "$browser_dir/package.json" ] && [ ! -d "$browser_dir/node_modules" ]; then
+if [ -f "$browser_dir/package.json" ] && { [ ! -d "$browser_dir/node_modules/playwright-core" ] ||
+    [ ! -d "$browser_dir/node_modules/ws" ]; }; then
     echo "setup: npm install in tests/browser"
     (cd "$browser_dir" && npm install --no-audit --no-fund)
 fi
