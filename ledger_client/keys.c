@@ -7,7 +7,8 @@
 #include <string.h>
 #include <time.h>
 
-#define CHANNEL_PREFIX "giftd:room:"
+#define CHANNEL_PREFIX "giftd:{r:"
+#define CHANNEL_SUFFIX "}:ch"
 
 void lkey_room(char *out, size_t len, const char *room, const char *suffix)
 {
@@ -16,7 +17,12 @@ void lkey_room(char *out, size_t len, const char *room, const char *suffix)
 
 void lkey_channel(char *out, size_t len, const char *room)
 {
-    snprintf(out, len, CHANNEL_PREFIX "%s", room);
+    snprintf(out, len, CHANNEL_PREFIX "%s" CHANNEL_SUFFIX, room);
+}
+
+void lkey_channel_arg(char *out, size_t len, const struct ledger *l, const char *room)
+{
+    snprintf(out, len, "%c" CHANNEL_PREFIX "%s" CHANNEL_SUFFIX, lreq_sharded(l) ? 'S' : 'P', room);
 }
 
 void lkey_partition(char *out, size_t len, unsigned n)
@@ -44,11 +50,12 @@ void lkey_utc_day(char *out, size_t len)
 
 int lkey_channel_room(const char *channel, size_t chlen, char out[65])
 {
-    size_t n = sizeof(CHANNEL_PREFIX) - 1;
-    if (chlen <= n || chlen > n + 64 || memcmp(channel, CHANNEL_PREFIX, n) != 0) {
+    size_t n = sizeof(CHANNEL_PREFIX) - 1, m = sizeof(CHANNEL_SUFFIX) - 1;
+    if (chlen <= n + m || chlen > n + m + 64 || memcmp(channel, CHANNEL_PREFIX, n) != 0 ||
+        memcmp(channel + chlen - m, CHANNEL_SUFFIX, m) != 0) {
         return -EINVAL;
     }
-    memcpy(out, channel + n, chlen - n);
-    out[chlen - n] = '\0';
+    memcpy(out, channel + n, chlen - n - m);
+    out[chlen - n - m] = '\0';
     return 0;
 }

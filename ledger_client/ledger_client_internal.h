@@ -43,8 +43,12 @@ int lglue_attach(struct redisAsyncContext *ac, uv_loop_t *loop);
 
 /** A room's key: "giftd:{r:<room>}:<suffix>". */
 void lkey_room(char *out, size_t len, const char *room, const char *suffix);
-/** A room's pub/sub channel: "giftd:room:<room>". */
+/** A room's pub/sub channel: "giftd:{r:<room>}:ch" (it shares the room's hash tag, so on a
+ * Redis Cluster its sharded messages stay on the room's shard). */
 void lkey_channel(char *out, size_t len, const char *room);
+/** The channel as a script's argument: 'P' (PUBLISH, one Redis) or 'S' (SPUBLISH, a
+ * cluster), then the channel (lib/room.lua room_publish). */
+void lkey_channel_arg(char *out, size_t len, const struct ledger *l, const char *room);
 /** The prefix of partition n's keys: "giftd:{p<n>}:". */
 void lkey_partition(char *out, size_t len, unsigned n);
 /** A partition-wide key: "giftd:{p<n>}:<suffix>". */
@@ -71,6 +75,8 @@ int lreq_submit(struct ledger *l, int script, int argc, const char *const *argv,
 long lreq_partitions(const struct ledger *l);
 /** True when the ledger speaks to a Redis Cluster. */
 bool lreq_cluster(const struct ledger *l);
+/** True when room channels are sharded (SPUBLISH / SSUBSCRIBE: a cluster). */
+bool lreq_sharded(const struct ledger *l);
 
 /* ---- typed operations (ops.c) ---- */
 

@@ -123,7 +123,7 @@ int ledger_room_open(struct ledger *l, const struct ledger_room_open_req *req,
         lkey_room(keys[i], sizeof(keys[i]), req->room, suffix[i]);
         args_add(&a, keys[i]);
     }
-    lkey_channel(channel, sizeof(channel), req->room);
+    lkey_channel_arg(channel, sizeof(channel), l, req->room);
     /* The room_opened control message: nodes with viewers still attached to the room learn
      * from it that the room is live again, and who its creator is. */
     json_t *ctl = json_pack("{s:s, s:s, s:{s:s, s:s}}", "type", "room_opened", "room", req->room,
@@ -172,7 +172,7 @@ int ledger_room_close(struct ledger *l, const char *room, ledger_room_close_cb *
     }
     char meta[KEY_MAX], now[24], channel[KEY_MAX], ev[128];
     lkey_room(meta, sizeof(meta), room, "meta");
-    lkey_channel(channel, sizeof(channel), room);
+    lkey_channel_arg(channel, sizeof(channel), l, room);
     /* A room name is an identifier: nothing in it needs escaping. */
     snprintf(ev, sizeof(ev), "{\"type\":\"room_closed\",\"room\":\"%s\"}", room);
     struct args a;
@@ -309,7 +309,7 @@ int ledger_presence(struct ledger *l, const struct ledger_presence_req *req, led
         lkey_room(keys[i], sizeof(keys[i]), req->room, suffix[i]);
         args_add(&a, keys[i]);
     }
-    lkey_channel(channel, sizeof(channel), req->room);
+    lkey_channel_arg(channel, sizeof(channel), l, req->room);
     args_add(&a, req->node_id);
     args_add(&a, req->count < 0 ? "-" : lop_num(count, req->count));
     args_add(&a, lop_num(now, ledger_now_ms()));
@@ -356,7 +356,7 @@ int ledger_combo_sweep(struct ledger *l, const char *room, bool all, ledger_comb
         lkey_room(keys[i], sizeof(keys[i]), room, suffix[i]);
         args_add(&a, keys[i]);
     }
-    lkey_channel(channel, sizeof(channel), room);
+    lkey_channel_arg(channel, sizeof(channel), l, room);
     const struct ledger_opts *o = lgift_opts(l);
     args_add(&a, all ? "all" : "due");
     args_add(&a, channel);
@@ -483,7 +483,7 @@ int ledger_overlay(struct ledger *l, const struct ledger_overlay_req *req, ledge
         lkey_room(keys[i], sizeof(keys[i]), req->room, suffix[i]);
         args_add(&a, keys[i]);
     }
-    lkey_channel(channel, sizeof(channel), req->room);
+    lkey_channel_arg(channel, sizeof(channel), l, req->room);
     const struct ledger_opts *o = lgift_opts(l);
     args_add(&a, actions[req->action - LEDGER_OVERLAY_SKIP]);
     args_add(&a, req->action == LEDGER_OVERLAY_REPLAY ? lop_num(seq, req->seq) : "");
@@ -612,7 +612,7 @@ int ledger_goal(struct ledger *l, const struct ledger_goal_req *req, ledger_goal
     char kmeta[KEY_MAX], ktot[KEY_MAX], channel[KEY_MAX], target[24];
     lkey_room(kmeta, sizeof(kmeta), req->room, "meta");
     lkey_room(ktot, sizeof(ktot), req->room, "totals");
-    lkey_channel(channel, sizeof(channel), req->room);
+    lkey_channel_arg(channel, sizeof(channel), l, req->room);
     struct args a;
     args_init(&a, 2);
     args_add(&a, kmeta);

@@ -346,7 +346,7 @@ static void publish_group(struct cgroup *g)
     av_fmt(&a, "%lld", (long long)o->history_ttl_s * 1000);
     av_fmt(&a, "%ld", o->idempotency_ttl_s);
     av_str(&a, room);
-    lkey_channel(key, sizeof(key), room);
+    lkey_channel_arg(key, sizeof(key), l, room);
     av_str(&a, key);
     for (size_t i = 0; i < g->n; i++) {
         struct ledger_gift_op *op = g->ops[i];

@@ -94,6 +94,7 @@ struct ledger {
     bool map_asked;     /* cluster: a CLUSTER SLOTS is in flight */
     int64_t map_due_ms; /* cluster: refresh the map at this time, 0 none due */
     bool ready;         /* LEDGER_UP was reported last (not LEDGER_DOWN) */
+    bool sharded;       /* cluster: room channels are sharded (SSUBSCRIBE per node) */
 
     redisAsyncContext *sub;
     bool sub_up;
@@ -1241,6 +1242,11 @@ long lreq_partitions(const struct ledger *l)
 bool lreq_cluster(const struct ledger *l)
 {
     return l->cluster;
+}
+
+bool lreq_sharded(const struct ledger *l)
+{
+    return l->cluster && l->sharded;
 }
 
 void ledger_req_cancel(struct ledger_req *req)

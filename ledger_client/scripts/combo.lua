@@ -33,7 +33,7 @@ for _, sub in ipairs(subs) do
       local msg = '{"type":"combo_end","room":"' .. ARGV[3] .. '","seq":' .. s .. ',' .. fg ..
         ',"combo":{"count":' .. n .. '},"total_count":' .. total .. ',"ts_ms":' .. now .. '}'
       room_hist_push(KEYS[4], {msg}, tonumber(ARGV[4]), ARGV[5])
-      redis.call('PUBLISH', ARGV[2], '@' .. epoch .. '\n' .. msg)
+      room_publish(ARGV[2], '@' .. epoch .. '\n' .. msg)
       ended = ended + 1
     end
     redis.call('DEL', k)

@@ -330,7 +330,7 @@ for r = 1, nr do
     redis.call('HSET', pre .. 'lbnames', unpack(names))
   end
   room_hist_push(pre .. 'hist', ev, cap, histttl)
-  redis.call('PUBLISH', 'giftd:room:' .. rname[r],
+  redis.call('PUBLISH', 'giftd:{r:' .. rname[r] .. '}:ch',
     '@' .. repoch[r] .. '\n' .. table.concat(ev, '\n'))
 end
 

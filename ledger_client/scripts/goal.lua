@@ -24,5 +24,5 @@ if ARGV[1] == 'set' then
 end
 redis.call('SET', KEYS[2], base)
 local json = room_goal_of(base)
-redis.call('PUBLISH', ARGV[6], '{"type":"goal","room":"' .. ARGV[7] .. '","goal":' .. json .. '}')
+room_publish(ARGV[6], '{"type":"goal","room":"' .. ARGV[7] .. '","goal":' .. json .. '}')
 return {1, json}

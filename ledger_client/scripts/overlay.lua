@@ -26,5 +26,5 @@ if ARGV[1] == 'replay' then
   msg = msg .. ',"event":' .. events[1]
 end
 msg = msg .. '}'
-redis.call('PUBLISH', ARGV[7], msg)
+room_publish(ARGV[7], msg)
 return {1, msg}

@@ -122,6 +122,6 @@ if #ev > 0 then
     redis.call('HSET', KEYS[4], unpack(names))
   end
   room_hist_push(KEYS[5], ev, cap, histttl)
-  redis.call('PUBLISH', ARGV[6], '@' .. epoch .. '\n' .. table.concat(ev, '\n'))
+  room_publish(ARGV[6], '@' .. epoch .. '\n' .. table.concat(ev, '\n'))
 end
 return out

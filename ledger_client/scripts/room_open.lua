@@ -3,6 +3,7 @@
 -- ARGV: 1 creator id, 2 creator name, 3 title ('' keeps a live room's title), 4 now_ms, 5 channel, 6 room_opened control text
 -- (nodes with viewers still attached to the room learn that it is live again)
 -- Returns {1, session, opened_now} or {0, other_creator} when live with another creator.
+--#include room
 local live = redis.call('HGET', KEYS[1], 'live')
 if live == '1' then
   local cid = redis.call('HGET', KEYS[1], 'creator_id')
@@ -19,5 +20,5 @@ local session = redis.call('HINCRBY', KEYS[1], 'session', 1)
 redis.call('HSET', KEYS[1], 'live', '1', 'creator_id', ARGV[1], 'creator_name', ARGV[2],
   'title', ARGV[3], 'opened_ms', ARGV[4])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+room_publish(ARGV[5], ARGV[6])
 return {1, session, 1}

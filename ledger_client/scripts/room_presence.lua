@@ -45,12 +45,12 @@ if live and ARGV[5] ~= '-' then
   local gjson, gpub = room_goal_of(tot)
   if gpub ~= '' and (st[5] or '') ~= gpub and now - tonumber(st[6] or '0') >= interval then
     redis.call('HSET', KEYS[4], 'gpub', gpub, 'gts', now)
-    redis.call('PUBLISH', ARGV[6], '{"type":"goal","room":"' .. ARGV[7] .. '","goal":' .. gjson ..
+    room_publish(ARGV[6], '{"type":"goal","room":"' .. ARGV[7] .. '","goal":' .. gjson ..
       '}')
   end
   if tonumber(st[1] or '-1') ~= sum and now - tonumber(st[2] or '0') >= interval then
     redis.call('HSET', KEYS[4], 'vcount', sum, 'vts', now)
-    redis.call('PUBLISH', ARGV[6], '{"type":"viewers","room":"' .. ARGV[7] .. '","count":' .. sum .. '}')
+    room_publish(ARGV[6], '{"type":"viewers","room":"' .. ARGV[7] .. '","count":' .. sum .. '}')
   end
   if (st[3] or '0') ~= coins and now - tonumber(st[4] or '0') >= interval then
     redis.call('HSET', KEYS[4], 'lbcoins', coins, 'lbts', now)
@@ -60,7 +60,7 @@ if live and ARGV[5] ~= '-' then
       local name = redis.call('HGET', KEYS[6], top[i]) or cjson.encode(top[i])
       parts[#parts + 1] = '{"id":"' .. top[i] .. '","name":' .. name .. ',"coins":' .. top[i + 1] .. '}'
     end
-    redis.call('PUBLISH', ARGV[6], '{"type":"leaderboard","room":"' .. ARGV[7] .. '","top":[' ..
+    room_publish(ARGV[6], '{"type":"leaderboard","room":"' .. ARGV[7] .. '","top":[' ..
       table.concat(parts, ',') .. ']}')
   end
 end

@@ -2,6 +2,13 @@
 -- (embed_scripts.cmake). Local functions only: a script that includes it pays for defining
 -- them (well under a microsecond), not for what it does not call.
 
+-- Publishes msg on a room's channel. ch is the channel as ledger_client/keys.c names it, with
+-- a first character that says how: 'S' sharded (SPUBLISH, a Redis Cluster: the channel shares
+-- the room's hash tag, so it stays on the room's shard), 'P' classic (PUBLISH, one Redis).
+local function room_publish(ch, msg)
+  redis.call(string.sub(ch, 1, 1) == 'S' and 'SPUBLISH' or 'PUBLISH', string.sub(ch, 2), msg)
+end
+
 -- A room's seq key is the string "seq epoch". The epoch is made when the key is made (Redis's
 -- clock in microseconds), so it changes exactly when the seq starts over (the key was lost).
 local function room_new_epoch()
