@@ -331,9 +331,15 @@ static int redis_probe(int port, pid_t pid)
     return ok;
 }
 
-int tk_redis_start_on(struct tk_redis *r, int port, bool appendonly)
+/* tk_redis_start_on with extra_args (borrowed, NULL-terminated, may be NULL) after the rest. */
+static int redis_start_args(struct tk_redis *r, int port, bool appendonly,
+                            const char *const *extra_args)
 {
-    if (port <= 0 || port > 65535 || r->pid > 0) {
+    size_t nextra = 0;
+    while (extra_args && extra_args[nextra]) {
+        nextra++;
+    }
+    if (port <= 0 || port > 65535 || r->pid > 0 || nextra > 20) {
         return -EINVAL;
     }
     bool made_dir = false;
@@ -351,24 +357,27 @@ int tk_redis_start_on(struct tk_redis *r, int port, bool appendonly)
     char logfile[300];
     snprintf(port_s, sizeof(port_s), "%d", port);
     snprintf(logfile, sizeof(logfile), "%s/redis.log", r->dir);
-    char *argv[] = {"redis-server",
-                    "--port",
-                    port_s,
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    appendonly ? "yes" : "no",
-                    "--appendfsync",
-                    appendonly ? "always" : "everysec",
-                    "--dir",
-                    r->dir,
-                    "--logfile",
-                    logfile,
-                    "--daemonize",
-                    "no",
-                    NULL};
+    char *argv[40] = {"redis-server",
+                      "--port",
+                      port_s,
+                      "--bind",
+                      "127.0.0.1",
+                      "--save",
+                      "",
+                      "--appendonly",
+                      appendonly ? "yes" : "no",
+                      "--appendfsync",
+                      appendonly ? "always" : "everysec",
+                      "--dir",
+                      r->dir,
+                      "--logfile",
+                      logfile,
+                      "--daemonize",
+                      "no",
+                      NULL};
+    for (size_t i = 0; i < nextra; i++) {
+        argv[17 + i] = (char *)extra_args[i]; /* 17 + 20 + NULL fit in 40 */
+    }
     int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     pid_t pid = 0;
     int rc = spawn(argv, NULL, devnull, -1, &pid);
@@ -404,6 +413,11 @@ fail:
         r->dir[0] = '\0';
     }
     return rc;
+}
+
+int tk_redis_start_on(struct tk_redis *r, int port, bool appendonly)
+{
+    return redis_start_args(r, port, appendonly, NULL);
 }
 
 int tk_redis_start(struct tk_redis *r)
@@ -1999,4 +2013,559 @@ PGconn *tk_pg_connect(const struct tk_pg *pg)
         cr_assert_fail("PQconnectdb %s: %s", conninfo, err);
     }
     return c;
+}
+
+/* ---- Redis Cluster ---- */
+
+#define CLUSTER_START_MS  30000
+#define CLUSTER_SETTLE_MS 30000
+#define CLUSTER_NODE_MS   "5000" /* cluster-node-timeout */
+#define CLUSTER_MIGRATE_N 10     /* keys per MIGRATE, like redis-cli --cluster-pipeline */
+#define CLUSTER_POLL_MS   20
+
+/* Prints the last max_bytes of node i's redis.log to stderr. */
+static void cl_dump_log(const struct tk_cluster *c, int i, size_t max_bytes)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/redis.log", c->node[i].dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return;
+    }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, size > (long)max_bytes ? size - (long)max_bytes : 0, SEEK_SET);
+    fprintf(stderr, "---- cluster node %d (port %d) %s ----\n", i, c->node[i].port, path);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        fwrite(chunk, 1, n, stderr);
+    }
+    fprintf(stderr, "---- end of node %d's log ----\n", i);
+    fclose(f);
+}
+
+/* A **new** connection to live node i (1 s timeout), or NULL. */
+static redisContext *cl_connect(const struct tk_cluster *c, int i)
+{
+    if (i < 0 || i >= c->nnodes || c->node[i].pid <= 0) {
+        return NULL;
+    }
+    struct timeval tv = {.tv_sec = 1, .tv_usec = 0};
+    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", c->node[i].port, tv);
+    if (ctx && (ctx->err || redisSetTimeout(ctx, (struct timeval){.tv_sec = 15}) != REDIS_OK)) {
+        redisFree(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* One command to node i on a fresh connection: a **new** reply (errors included), or NULL
+ * when the node is down or did not answer. */
+__attribute__((format(printf, 3, 4))) static redisReply *cl_cmd(const struct tk_cluster *c, int i,
+                                                                const char *fmt, ...)
+{
+    redisContext *ctx = cl_connect(c, i);
+    if (!ctx) {
+        return NULL;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(ctx, fmt, ap);
+    va_end(ap);
+    redisFree(ctx);
+    return r;
+}
+
+/* cl_cmd that must answer +OK; prints what it got otherwise. Returns 0 or -EIO. */
+static int cl_ok(const struct tk_cluster *c, int i, const char *what, redisReply *r)
+{
+    bool ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
+    if (!ok) {
+        fprintf(stderr, "testkit: cluster node %d (port %d): %s: %s\n", i, c->node[i].port, what,
+                r ? (r->str ? r->str : "unexpected reply") : "no answer");
+    }
+    freeReplyObject(r);
+    return ok ? 0 : -EIO;
+}
+
+/* A node's own line of CLUSTER NODES: "<id> <ip:port@bus> <flags> <master> <ping> <pong>
+ * <epoch> <link> <slot>…", a slot being "n", "a-b", or "[n->-id]"/"[n-<-id]" (in migration). */
+struct cl_self {
+    bool master;
+    char master_id[41]; /* of a replica; "" for a master */
+    char slots[8192];   /* the slot fields, space-separated */
+};
+
+static int cl_myself(const struct tk_cluster *c, int i, struct cl_self *out)
+{
+    redisReply *r = cl_cmd(c, i, "CLUSTER NODES");
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return -EIO;
+    }
+    int rc = -ENOENT;
+    char *save = NULL;
+    for (char *line = strtok_r(r->str, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char flags[128], master[41];
+        int used = 0;
+        if (sscanf(line, "%*s %*s %127s %40s %*s %*s %*s %*s%n", flags, master, &used) < 2 ||
+            !strstr(flags, "myself")) {
+            continue;
+        }
+        out->master = strstr(flags, "master") != NULL;
+        snprintf(out->master_id, sizeof(out->master_id), "%s", out->master ? "" : master);
+        snprintf(out->slots, sizeof(out->slots), "%s", used > 0 ? line + used : "");
+        rc = 0;
+        break;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Whether a slot list of CLUSTER NODES ("0-5460 7000 [1->-id]") claims slot. */
+static bool cl_claims(const char *slots, unsigned slot)
+{
+    const char *p = slots;
+    while (*p) {
+        while (*p == ' ') {
+            p++;
+        }
+        if (!*p) {
+            break;
+        }
+        if (*p != '[') {
+            char *end;
+            unsigned long a = strtoul(p, &end, 10);
+            unsigned long b = *end == '-' ? strtoul(end + 1, &end, 10) : a;
+            if (slot >= a && slot <= b) {
+                return true;
+            }
+        }
+        p += strcspn(p, " ");
+    }
+    return false;
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Node i's view of the cluster from CLUSTER NODES: a line "<id> <role> <master> <slots>" per
+ * node, sorted, without what only the node itself knows (myself, slots in migration) or what
+ * changes by the second (pings, failure flags). A **new** string, or NULL. */
+static char *cl_topology(const struct tk_cluster *c, int i)
+{
+    redisReply *r = cl_cmd(c, i, "CLUSTER NODES");
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return NULL;
+    }
+    char *lines[TK_CLUSTER_MAX_NODES * 2];
+    size_t n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(r->str, "\n", &save); line && n < sizeof(lines) / sizeof(lines[0]);
+         line = strtok_r(NULL, "\n", &save)) {
+        lines[n++] = line;
+    }
+    qsort(lines, n, sizeof(lines[0]), cmp_line);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    for (size_t k = 0; f && k < n; k++) {
+        char id[41], flags[128], master[41];
+        int used = 0;
+        if (sscanf(lines[k], "%40s %*s %127s %40s %*s %*s %*s %*s%n", id, flags, master, &used) <
+            3) {
+            continue;
+        }
+        fprintf(f, "%s %s %s", id, strstr(flags, "master") ? "master" : "slave", master);
+        for (char *p = lines[k] + used; used > 0 && *p;) {
+            p += strspn(p, " ");
+            size_t tok = strcspn(p, " ");
+            if (tok && *p != '[') {
+                fprintf(f, " %.*s", (int)tok, p);
+            }
+            p += tok;
+        }
+        fputc('\n', f);
+    }
+    if (f) {
+        fclose(f);
+    }
+    freeReplyObject(r);
+    return text;
+}
+
+/* Whether node i's CLUSTER INFO (cluster true) or INFO replication holds want ("cluster_state:ok",
+ * "master_link_status:up"): 1 or 0, -EIO if the node is down. */
+static int cl_info_has(const struct tk_cluster *c, int i, bool cluster, const char *want)
+{
+    redisReply *r = cluster ? cl_cmd(c, i, "CLUSTER INFO") : cl_cmd(c, i, "INFO replication");
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return -EIO;
+    }
+    bool has = strstr(r->str, want) != NULL;
+    freeReplyObject(r);
+    return has ? 1 : 0;
+}
+
+/* 1 when every live node says cluster_state:ok, every live replica's link to its master is up
+ * and all live nodes see the same masters, replicas and slots; 0 when not (yet). A manual
+ * failover needs the master to know its replica, not just the replica its master. */
+static int cl_settled(const struct tk_cluster *c)
+{
+    char *first = NULL;
+    int settled = 1;
+    for (int i = 0; i < c->nnodes && settled; i++) {
+        if (c->node[i].pid <= 0) {
+            continue;
+        }
+        struct cl_self self;
+        if (cl_info_has(c, i, true, "cluster_state:ok") != 1 || cl_myself(c, i, &self) < 0 ||
+            (!self.master && cl_info_has(c, i, false, "master_link_status:up") != 1)) {
+            settled = 0;
+            break;
+        }
+        char *view = cl_topology(c, i);
+        if (!view || (first && strcmp(first, view) != 0)) {
+            settled = 0;
+        }
+        if (!first) {
+            first = view;
+        } else {
+            free(view);
+        }
+    }
+    free(first);
+    return settled;
+}
+
+int tk_cluster_wait_ok(const struct tk_cluster *c, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    while (!cl_settled(c)) {
+        if (now_ms() >= deadline) {
+            fprintf(stderr, "testkit: the cluster did not settle in %d ms\n", timeout_ms);
+            return -ETIMEDOUT;
+        }
+        sleep_ms(CLUSTER_POLL_MS);
+    }
+    return 0;
+}
+
+/* Starts node i in cluster mode on a free port and a free bus port (cluster-port: port+10000
+ * may be above 65535 or taken). */
+static int cl_start_node(struct tk_cluster *c, int i, bool appendonly)
+{
+    int rc = -EADDRINUSE;
+    for (int attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+        memset(&c->node[i], 0, sizeof(c->node[i]));
+        int port = tk_free_port();
+        int bus = tk_free_port();
+        if (port < 0 || bus < 0) {
+            return port < 0 ? port : bus;
+        }
+        if (bus == port) {
+            continue;
+        }
+        char bus_s[16];
+        snprintf(bus_s, sizeof(bus_s), "%d", bus);
+        const char *extra[] = {"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                               "--cluster-port", bus_s, "--cluster-node-timeout", CLUSTER_NODE_MS,
+                               /* a replica's first sync starts at once, not after 5 s */
+                               "--repl-diskless-sync-delay", "0", NULL};
+        rc = redis_start_args(&c->node[i], port, appendonly, extra);
+        if (rc == 0) {
+            c->bus_port[i] = bus;
+            return 0;
+        }
+        if (rc != -ECHILD && rc != -EADDRINUSE) {
+            return rc;
+        }
+    }
+    return rc;
+}
+
+int tk_cluster_start_with(struct tk_cluster *c, int masters, int replicas, bool appendonly)
+{
+    memset(c, 0, sizeof(*c));
+    if (masters < 1 || replicas < 0 || masters * (1 + replicas) > TK_CLUSTER_MAX_NODES) {
+        return -EINVAL;
+    }
+    c->masters = masters;
+    int n = masters * (1 + replicas);
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        rc = cl_start_node(c, i, appendonly);
+        if (rc < 0) {
+            goto fail;
+        }
+        c->nnodes = i + 1;
+        redisReply *r = cl_cmd(c, i, "CLUSTER MYID");
+        if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
+            freeReplyObject(r);
+            rc = -EIO;
+            goto fail;
+        }
+        memcpy(c->id[i], r->str, 41);
+        freeReplyObject(r);
+        /* Distinct config epochs, as redis-cli --cluster create sets them: no collisions to
+         * resolve. Only accepted before the node knows any other. */
+        rc = cl_ok(c, i, "SET-CONFIG-EPOCH", cl_cmd(c, i, "CLUSTER SET-CONFIG-EPOCH %d", i + 1));
+        if (rc < 0) {
+            goto fail;
+        }
+    }
+    /* The first `masters` nodes share the slots in contiguous ranges. */
+    for (int m = 0; m < masters; m++) {
+        int from = (int)((long)TK_CLUSTER_SLOTS * m / masters);
+        int to = (int)((long)TK_CLUSTER_SLOTS * (m + 1) / masters) - 1;
+        rc = cl_ok(c, m, "ADDSLOTSRANGE", cl_cmd(c, m, "CLUSTER ADDSLOTSRANGE %d %d", from, to));
+        if (rc < 0) {
+            goto fail;
+        }
+    }
+    for (int i = 1; i < n; i++) {
+        rc = cl_ok(c, 0, "MEET",
+                   cl_cmd(c, 0, "CLUSTER MEET 127.0.0.1 %d %d", c->node[i].port, c->bus_port[i]));
+        if (rc < 0) {
+            goto fail;
+        }
+    }
+    /* A replica can only follow a master it knows: wait until every node knows all. */
+    char known[64];
+    snprintf(known, sizeof(known), "cluster_known_nodes:%d\r", n);
+    int64_t deadline = now_ms() + CLUSTER_START_MS;
+    for (int i = 0; i < n; i++) {
+        while (cl_info_has(c, i, true, known) != 1) {
+            if (now_ms() >= deadline) {
+                fprintf(stderr, "testkit: cluster nodes did not meet in %d ms\n", CLUSTER_START_MS);
+                rc = -ETIMEDOUT;
+                goto fail;
+            }
+            sleep_ms(CLUSTER_POLL_MS);
+        }
+    }
+    /* Node masters + k follows master k % masters. */
+    for (int i = masters; i < n; i++) {
+        int m = (i - masters) % masters;
+        rc = cl_ok(c, i, "REPLICATE", cl_cmd(c, i, "CLUSTER REPLICATE %s", c->id[m]));
+        if (rc < 0) {
+            goto fail;
+        }
+    }
+    rc = tk_cluster_wait_ok(c, remaining_ms(deadline));
+    if (rc < 0) {
+        goto fail;
+    }
+    return 0;
+fail:
+    tk_cluster_stop(c);
+    return rc;
+}
+
+int tk_cluster_start(struct tk_cluster *c, int masters, int replicas)
+{
+    return tk_cluster_start_with(c, masters, replicas, false);
+}
+
+void tk_cluster_stop(struct tk_cluster *c)
+{
+    for (int i = 0; i < c->nnodes; i++) {
+        tk_redis_stop(&c->node[i]);
+    }
+}
+
+void tk_cluster_seeds(const struct tk_cluster *c, char *out, size_t len)
+{
+    size_t used = 0;
+    if (len) {
+        out[0] = '\0';
+    }
+    for (int i = 0; i < c->nnodes; i++) {
+        if (c->node[i].pid <= 0) {
+            continue;
+        }
+        int n = snprintf(out + used, len > used ? len - used : 0, "%s127.0.0.1:%d", used ? "," : "",
+                         c->node[i].port);
+        if (n < 0 || (size_t)n >= len - used) {
+            if (len > used) {
+                out[used] = '\0'; /* no half node */
+            }
+            break;
+        }
+        used += (size_t)n;
+    }
+}
+
+int tk_cluster_master_of(struct tk_cluster *c, unsigned slot)
+{
+    if (slot >= TK_CLUSTER_SLOTS) {
+        return -EINVAL;
+    }
+    for (int i = 0; i < c->nnodes; i++) {
+        struct cl_self self;
+        if (c->node[i].pid > 0 && cl_myself(c, i, &self) == 0 && self.master &&
+            cl_claims(self.slots, slot)) {
+            return i;
+        }
+    }
+    return -ENOENT;
+}
+
+/* Moves every key of slot from node src to node dst, CLUSTER_MIGRATE_N at a time. */
+static int cl_migrate_keys(struct tk_cluster *c, unsigned slot, int src, int dst)
+{
+    redisContext *ctx = cl_connect(c, src);
+    if (!ctx) {
+        return -EIO;
+    }
+    int rc = 0;
+    for (;;) {
+        redisReply *keys =
+            redisCommand(ctx, "CLUSTER GETKEYSINSLOT %u %d", slot, CLUSTER_MIGRATE_N);
+        if (!keys || keys->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(keys);
+            rc = -EIO;
+            break;
+        }
+        if (keys->elements == 0) {
+            freeReplyObject(keys);
+            break;
+        }
+        /* MIGRATE host port "" 0 timeout KEYS k…: atomic per batch; a client that asks for
+         * a key of the batch afterwards is sent on (ASK) to dst. */
+        size_t argc = 8 + keys->elements;
+        const char **argv = calloc(argc, sizeof(*argv));
+        size_t *argvlen = calloc(argc, sizeof(*argvlen));
+        char port_s[16];
+        snprintf(port_s, sizeof(port_s), "%d", c->node[dst].port);
+        const char *head[] = {"MIGRATE", "127.0.0.1", port_s, "", "0", "10000", "KEYS"};
+        redisReply *r = NULL;
+        if (argv && argvlen) {
+            for (size_t k = 0; k < 7; k++) {
+                argv[k] = head[k];
+                argvlen[k] = strlen(head[k]);
+            }
+            for (size_t k = 0; k < keys->elements; k++) {
+                argv[7 + k] = keys->element[k]->str;
+                argvlen[7 + k] = keys->element[k]->len;
+            }
+            r = redisCommandArgv(ctx, (int)(7 + keys->elements), argv, argvlen);
+        }
+        free(argv);
+        free(argvlen);
+        freeReplyObject(keys);
+        /* NOKEY: the keys went away (deleted, expired) in between. */
+        bool ok = r && r->type == REDIS_REPLY_STATUS &&
+                  (strcmp(r->str, "OK") == 0 || strcmp(r->str, "NOKEY") == 0);
+        if (!ok) {
+            fprintf(stderr, "testkit: MIGRATE of slot %u: %s\n", slot,
+                    r && r->str ? r->str : ctx->errstr);
+            freeReplyObject(r);
+            rc = -EIO;
+            break;
+        }
+        freeReplyObject(r);
+    }
+    redisFree(ctx);
+    return rc;
+}
+
+int tk_cluster_move_slot(struct tk_cluster *c, unsigned slot, int to_node)
+{
+    struct cl_self self;
+    if (slot >= TK_CLUSTER_SLOTS || to_node < 0 || to_node >= c->nnodes ||
+        cl_myself(c, to_node, &self) < 0 || !self.master) {
+        return -EINVAL;
+    }
+    int src = tk_cluster_master_of(c, slot);
+    if (src < 0) {
+        return src;
+    }
+    if (src == to_node) {
+        return 0;
+    }
+    /* The order of the resharding protocol (redis-cli --cluster reshard): IMPORTING at the
+     * target before MIGRATING at the source, so that an ASK always finds the target ready. */
+    int rc = cl_ok(c, to_node, "SETSLOT IMPORTING",
+                   cl_cmd(c, to_node, "CLUSTER SETSLOT %u IMPORTING %s", slot, c->id[src]));
+    if (rc == 0) {
+        rc = cl_ok(c, src, "SETSLOT MIGRATING",
+                   cl_cmd(c, src, "CLUSTER SETSLOT %u MIGRATING %s", slot, c->id[to_node]));
+    }
+    if (rc == 0) {
+        rc = cl_migrate_keys(c, slot, src, to_node);
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    /* The owner changes at the target first, then at the source (which then sends its shard
+     * subscribers of the slot an unrequested sunsubscribe), then at the other masters. */
+    rc = cl_ok(c, to_node, "SETSLOT NODE",
+               cl_cmd(c, to_node, "CLUSTER SETSLOT %u NODE %s", slot, c->id[to_node]));
+    if (rc == 0) {
+        rc = cl_ok(c, src, "SETSLOT NODE",
+                   cl_cmd(c, src, "CLUSTER SETSLOT %u NODE %s", slot, c->id[to_node]));
+    }
+    for (int i = 0; i < c->nnodes && rc == 0; i++) {
+        if (i != src && i != to_node && c->node[i].pid > 0 && cl_myself(c, i, &self) == 0 &&
+            self.master) {
+            rc = cl_ok(c, i, "SETSLOT NODE",
+                       cl_cmd(c, i, "CLUSTER SETSLOT %u NODE %s", slot, c->id[to_node]));
+        }
+    }
+    return rc < 0 ? rc : tk_cluster_wait_ok(c, CLUSTER_SETTLE_MS);
+}
+
+int tk_cluster_failover(struct tk_cluster *c, int master)
+{
+    if (master < 0 || master >= c->nnodes) {
+        return -EINVAL;
+    }
+    int replica = -1;
+    for (int i = 0; i < c->nnodes && replica < 0; i++) {
+        struct cl_self self;
+        if (i != master && c->node[i].pid > 0 && cl_myself(c, i, &self) == 0 && !self.master &&
+            strcmp(self.master_id, c->id[master]) == 0) {
+            replica = i;
+        }
+    }
+    if (replica < 0) {
+        return -ENOENT;
+    }
+    /* A manual failover waits for the replica to catch up with its master, then swaps them;
+     * with the master dead, FORCE skips that handshake (a majority of masters still votes). */
+    int rc = cl_ok(c, replica, "FAILOVER",
+                   cl_cmd(c, replica,
+                          c->node[master].pid > 0 ? "CLUSTER FAILOVER" : "CLUSTER FAILOVER FORCE"));
+    if (rc < 0) {
+        return rc;
+    }
+    int64_t deadline = now_ms() + CLUSTER_SETTLE_MS;
+    for (;;) {
+        bool done = cl_info_has(c, replica, false, "role:master") == 1 &&
+                    (c->node[master].pid <= 0 || cl_info_has(c, master, false, "role:slave") == 1);
+        if (done) {
+            break;
+        }
+        if (now_ms() >= deadline) {
+            fprintf(stderr, "testkit: failover of node %d to %d did not finish\n", master, replica);
+            cl_dump_log(c, replica, LOG_TAIL_BYTES);
+            cl_dump_log(c, master, LOG_TAIL_BYTES);
+            return -ETIMEDOUT;
+        }
+        sleep_ms(CLUSTER_POLL_MS);
+    }
+    rc = tk_cluster_wait_ok(c, remaining_ms(deadline));
+    return rc < 0 ? rc : replica;
+}
+
+redisContext *tk_cluster_connect_node(const struct tk_cluster *c, int node)
+{
+    cr_assert(node >= 0 && node < c->nnodes, "no cluster node %d", node);
+    return tk_redis_connect(&c->node[node]);
 }

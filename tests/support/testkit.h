@@ -262,4 +262,73 @@ PGconn *tk_pg_connect(const struct tk_pg *pg);
 /** Prints the last max_bytes of the server log to stderr. */
 void tk_pg_dump_log(const struct tk_pg *pg, size_t max_bytes);
 
+/* ---- Redis Cluster ---- */
+
+#define TK_CLUSTER_MAX_NODES 16
+#define TK_CLUSTER_SLOTS     16384
+
+/* A private Redis Cluster of redis-server 7.0 children on 127.0.0.1: node i is node[i] (its
+ * port, pid and directory, which holds nodes.conf and redis.log). Nodes 0..masters-1 start as
+ * masters with contiguous, equal slot ranges; node masters+k replicates master k % masters.
+ * Roles change on a failover: ask tk_cluster_master_of, not the index. A test may kill a node
+ * with tk_redis_kill(&c->node[i], sig). */
+struct tk_cluster {
+    int nnodes;
+    int masters; /* at start */
+    struct tk_redis node[TK_CLUSTER_MAX_NODES];
+    int bus_port[TK_CLUSTER_MAX_NODES]; /* cluster-port: the cluster bus */
+    char id[TK_CLUSTER_MAX_NODES][41];  /* CLUSTER MYID */
+};
+
+/**
+ * Starts masters * (1 + replicas) redis-server children (at most TK_CLUSTER_MAX_NODES) with
+ * --cluster-enabled yes, each on a free port and a free cluster bus port, in its own mkdtemp
+ * directory, --save "" and --appendonly no; assigns the slots (CLUSTER ADDSLOTSRANGE), joins
+ * them (CLUSTER MEET), attaches the replicas (CLUSTER REPLICATE) and waits until every node
+ * says cluster_state:ok, every replica's link is up and all nodes agree on the slots (30 s).
+ * c is caller-supplied and overwritten. Returns 0 or a negative errno; on failure nothing is
+ * left running.
+ */
+int tk_cluster_start(struct tk_cluster *c, int masters, int replicas);
+
+/** tk_cluster_start, with appendonly yes and appendfsync always when appendonly is true. */
+int tk_cluster_start_with(struct tk_cluster *c, int masters, int replicas, bool appendonly);
+
+/** SIGTERMs and reaps each node still running (by its PID), then removes every node's
+ * directory. Safe on a stopped cluster and twice. */
+void tk_cluster_stop(struct tk_cluster *c);
+
+/**
+ * Waits until every live node says cluster_state:ok, every live replica's link to its master
+ * is up and all live nodes' CLUSTER SLOTS name the same masters. Returns 0 or -ETIMEDOUT.
+ */
+int tk_cluster_wait_ok(const struct tk_cluster *c, int timeout_ms);
+
+/** Writes "127.0.0.1:p1,127.0.0.1:p2,…" of the live nodes into out (len bytes; truncated at a
+ * node when it does not fit). */
+void tk_cluster_seeds(const struct tk_cluster *c, char *out, size_t len);
+
+/** The index of the live master that serves slot now (by its own CLUSTER NODES line), -ENOENT
+ * when none claims it, -EINVAL for a slot over 16383. */
+int tk_cluster_master_of(struct tk_cluster *c, unsigned slot);
+
+/**
+ * Moves slot to master to_node, live, the way redis-cli reshards: CLUSTER SETSLOT IMPORTING at
+ * the target, MIGRATING at the source, MIGRATE of every key 10 at a time, then SETSLOT NODE at
+ * the target, the source and every other master; waits for tk_cluster_wait_ok (30 s). Clients
+ * may keep writing keys of the slot meanwhile (following ASK and MOVED). Returns 0 (also when
+ * to_node already serves it), -EINVAL (to_node not a live master), -EIO or -ETIMEDOUT.
+ */
+int tk_cluster_move_slot(struct tk_cluster *c, unsigned slot, int to_node);
+
+/**
+ * CLUSTER FAILOVER on a replica of master (FORCE when master was killed), waits until the
+ * replica says role:master, the old master (if alive) role:slave, and tk_cluster_wait_ok
+ * (30 s). Returns the index of the new master, -ENOENT (no live replica), -EIO or -ETIMEDOUT.
+ */
+int tk_cluster_failover(struct tk_cluster *c, int master);
+
+/** A **new** synchronous connection to node (redisFree); asserts (Criterion) it connected. */
+redisContext *tk_cluster_connect_node(const struct tk_cluster *c, int node);
+
 #endif
