@@ -38,6 +38,7 @@ struct session {
     bool guest;
     struct auth_claims claims;
     struct out_msg *out_head, *out_tail; /* personal messages (welcome, ack, error …) */
+    struct out_msg *welcome_slot;        /* the welcome's place while its balance is read */
     long out_len;
     char *rx; /* fragments of the current message */
     size_t rx_len;

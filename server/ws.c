@@ -185,9 +185,9 @@ void session_error(struct session *s, enum proto_err e, const char *message, con
 
 /* ---- welcome / join ---- */
 
-static void send_welcome(struct session *s, const char *balance)
+/* The welcome frame's text, into b. */
+static void build_welcome(struct session *s, const char *balance, struct proto_buf *b)
 {
-    struct proto_buf *b = &s->app->scratch;
     proto_buf_reset(b);
     proto_buf_puts(b, "{\"type\":\"welcome\",\"user\":");
     if (s->guest) {
@@ -202,7 +202,51 @@ static void send_welcome(struct session *s, const char *balance)
         proto_buf_printf(b, ",\"balance\":%s", balance ? balance : "null");
     }
     proto_buf_printf(b, ",\"server_time_ms\":%lld}", (long long)ledger_now_ms());
-    session_send_buf(s, b);
+}
+
+static void send_welcome(struct session *s, const char *balance)
+{
+    build_welcome(s, balance, &s->app->scratch);
+    session_send_buf(s, &s->app->scratch);
+}
+
+/* A viewer's welcome carries its balance, read from Redis. Its place in the output is kept
+ * from the start (an empty frame nothing is sent past), so that welcome comes first even when
+ * a join's answer, from another Redis connection on a cluster, arrives before the balance. */
+#define WELCOME_MAX 1024
+
+static void welcome_reserve(struct session *s)
+{
+    struct out_msg *m = malloc(sizeof(*m) + LWS_PRE + WELCOME_MAX);
+    if (!m) {
+        return;
+    }
+    m->next = NULL;
+    m->len = 0;
+    if (s->out_tail) {
+        s->out_tail->next = m;
+    } else {
+        s->out_head = m;
+    }
+    s->out_tail = m;
+    s->out_len++;
+    s->welcome_slot = m;
+}
+
+static void welcome_fill(struct session *s, const char *balance)
+{
+    struct out_msg *m = s->welcome_slot;
+    if (!m) {
+        send_welcome(s, balance);
+        return;
+    }
+    struct proto_buf *b = &s->app->scratch;
+    build_welcome(s, balance, b);
+    /* Far below WELCOME_MAX: ids and names are at most 64 bytes (6 escaped). */
+    m->len = b->oom || b->len > WELCOME_MAX ? 0 : b->len;
+    memcpy(m->buf + LWS_PRE, proto_buf_text(b), m->len);
+    s->welcome_slot = NULL;
+    session_wake(s);
 }
 
 static void welcome_balance_done(void *ud, int status, const struct ledger_balance_reply *r)
@@ -215,7 +259,7 @@ static void welcome_balance_done(void *ud, int status, const struct ledger_balan
         if (status == 0) {
             snprintf(bal, sizeof(bal), "%lld", r->coins); /* 0 for a user never recharged */
         }
-        send_welcome(s, bal);
+        welcome_fill(s, bal);
     }
     free(p);
 }
@@ -232,6 +276,7 @@ static void session_authed(struct session *s, const char *room, const struct pro
         struct pending *p = pending_new(app, s, NULL);
         if (p && ledger_balance(app->ledger, s->claims.sub, welcome_balance_done, p, NULL) == 0) {
             pending_track(p);
+            welcome_reserve(s);
         } else {
             free(p);
             send_welcome(s, "null");
@@ -771,6 +816,9 @@ static int session_writeable(struct session *s)
     s->want_write = false;
     if (s->going_away) {
         return session_close_now(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+    }
+    if (s->out_head && s->out_head == s->welcome_slot) {
+        return 0; /* nothing goes before the welcome */
     }
     if (s->out_head) {
         struct out_msg *m = s->out_head;

@@ -2,23 +2,28 @@
 #include "tests/support/fixture.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 
 void fx_start_node(struct fx *f, int i, const char *const *extra)
 {
     /* One process per node unless a test asks for workers: tests count per process. */
+    char cluster[600];
     const char *args[32] = {"--workers=1"};
     int n = 1;
+    if (f->cluster) {
+        snprintf(cluster, sizeof(cluster), "--redis.cluster=%s", f->seeds);
+        args[n++] = cluster;
+    }
     for (int k = 0; extra && extra[k] && n < 31; k++) {
         args[n++] = extra[k];
     }
     args[n] = NULL;
-    int rc = tk_giftd_start(&f->node[i], f->redis_url, args);
+    int rc = tk_giftd_start(&f->node[i], f->cluster ? NULL : f->redis_url, args);
     cr_assert_eq(rc, 0, "giftd node %d did not start (%d)", i, rc);
     cr_assert_eq(tk_giftd_wait_ready(&f->node[i], 10000), 0, "giftd node %d not ready", i);
 }
@@ -34,6 +39,20 @@ static void start(struct fx *f, int nodes, const char *const *extra, bool aof)
         cr_assert_eq(tk_redis_start(&f->redis), 0, "redis-server did not start");
     }
     tk_redis_url(&f->redis, f->redis_url, sizeof(f->redis_url));
+    f->nodes = nodes;
+    for (int i = 0; i < nodes; i++) {
+        fx_start_node(f, i, extra);
+    }
+    f->service = tk_token("platform", NULL, "service", NULL, 3600);
+}
+
+void fx_start_cluster(struct fx *f, int nodes, int masters, int replicas, const char *const *extra)
+{
+    memset(f, 0, sizeof(*f));
+    f->cluster = calloc(1, sizeof(*f->cluster));
+    cr_assert_not_null(f->cluster);
+    cr_assert_eq(tk_cluster_start(f->cluster, masters, replicas), 0, "the cluster did not start");
+    tk_cluster_seeds(f->cluster, f->seeds, sizeof(f->seeds));
     f->nodes = nodes;
     for (int i = 0; i < nodes; i++) {
         fx_start_node(f, i, extra);
@@ -70,7 +89,13 @@ void fx_stop(struct fx *f)
                   status);
         tk_giftd_stop(&f->node[i]);
     }
-    tk_redis_stop(&f->redis);
+    if (f->cluster) {
+        tk_cluster_stop(f->cluster);
+        free(f->cluster);
+        f->cluster = NULL;
+    } else {
+        tk_redis_stop(&f->redis);
+    }
     free(f->service);
     f->service = NULL;
 }
@@ -109,8 +134,8 @@ long fx_recharge(struct fx *f, const char *user, long coins)
 {
     char pay[96], body[256];
     tk_unique(pay, sizeof(pay), "pay");
-    snprintf(body, sizeof(body), "{\"payment_id\":\"%s\",\"user\":\"%s\",\"coins\":%ld}", pay,
-             user, coins);
+    snprintf(body, sizeof(body), "{\"payment_id\":\"%s\",\"user\":\"%s\",\"coins\":%ld}", pay, user,
+             coins);
     json_t *j = http_ok(f, "POST", "/v1/recharge", body);
     long bal = (long)fx_int(j, "balance");
     json_decref(j);
@@ -180,7 +205,8 @@ long long fx_int(json_t *obj, const char *key)
 
 void fx_send_gift(struct tk_ws *ws, const char *id, const char *gift, long count)
 {
-    cr_assert_eq(tk_ws_send_json(ws, "{\"type\":\"gift\",\"id\":\"%s\",\"gift\":\"%s\",\"count\":%ld}",
+    cr_assert_eq(tk_ws_send_json(ws,
+                                 "{\"type\":\"gift\",\"id\":\"%s\",\"gift\":\"%s\",\"count\":%ld}",
                                  id, gift, count),
                  0);
 }

@@ -11,6 +11,8 @@
 
 struct fx {
     struct tk_redis redis;
+    struct tk_cluster *cluster; /* fx_start_cluster: the Redis Cluster instead of redis */
+    char seeds[512];            /* its seed nodes */
     struct tk_giftd node[FX_MAX_NODES];
     int nodes;
     char redis_url[64];
@@ -23,6 +25,10 @@ void fx_start(struct fx *f, int nodes, const char *const *extra);
 /** fx_start with a redis-server that keeps an AOF (appendfsync always), so a kill -9 and
  * restart of Redis loses nothing. */
 void fx_start_aof(struct fx *f, int nodes, const char *const *extra);
+/** Starts a Redis Cluster (masters, replicas per master) and `nodes` giftd processes on it
+ * (--redis.cluster with every node as a seed). */
+void fx_start_cluster(struct fx *f, int nodes, int masters, int replicas,
+                      const char *const *extra);
 /** Stops every giftd (asserting nothing) and the redis-server. */
 void fx_stop(struct fx *f);
 /** Starts (again) node i with the fixture's redis, --workers=1, then the extra flags. */
