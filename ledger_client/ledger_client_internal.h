@@ -177,4 +177,59 @@ int lslot_map_node(struct lslot_map *m, const char *host, int port);
 int lslot_parse_redirect(const char *err, size_t len, bool *out_ask, unsigned *out_slot, char *host,
                          size_t hostlen, int *out_port);
 
+/* ---- sharded pub/sub subscriber (shard_sub.c) ---- */
+
+/* One connection to one Redis node holding sharded subscriptions (SSUBSCRIBE, Redis 7.0),
+ * driven on a libuv loop. No automatic reconnect: the owner decides. */
+struct lshard_sub;
+
+enum lshard_event {
+    LSHARD_UP = 1,       /* connected (and AUTH accepted) */
+    LSHARD_DOWN,         /* the connection failed or dropped (lshard_sub_error says why); the
+                            sub is dead: free it */
+    LSHARD_UNSUBSCRIBED, /* channel is not subscribed here (any more): we asked (SUNSUBSCRIBE),
+                            the server dropped it (its slot moved away, a failover made the node
+                            a replica), or it refused our SSUBSCRIBE (MOVED: not its slot) */
+    LSHARD_SUBSCRIBED,   /* the server confirmed channel's SSUBSCRIBE: messages published from
+                            now on arrive */
+};
+
+/** A message (channel and msg: borrowed, valid during the call, binary-safe). */
+typedef void lshard_msg_cb(void *ud, const char *channel, size_t clen, const char *msg,
+                           size_t mlen);
+/** An event; channel (borrowed, valid during the call) only for UNSUBSCRIBED and SUBSCRIBED,
+ * else NULL. Both callbacks may call any lshard_sub_* function, lshard_sub_free included. */
+typedef void lshard_event_cb(void *ud, enum lshard_event ev, const char *channel, size_t clen);
+
+/**
+ * Connects to host:port (borrowed; an IP, or a name resolved with uv_getaddrinfo, whose first
+ * address is used) on loop and
+ * sends AUTH password first when password (borrowed) is neither NULL nor "". Reports UP once
+ * connected (and authenticated), or DOWN. Commands may be sent before UP: they go out after
+ * AUTH. *out is **new** (lshard_sub_free). Returns 0, -EINVAL (bad host or port, a NULL
+ * callback) or a negative errno from libuv; no callback runs before it returns.
+ */
+int lshard_sub_new(uv_loop_t *loop, const char *host, int port, const char *password,
+                   lshard_msg_cb *on_msg, lshard_event_cb *on_event, void *ud,
+                   struct lshard_sub **out);
+
+/** Sends SSUBSCRIBE channel (borrowed, copied). SUBSCRIBED or UNSUBSCRIBED (refused) answers
+ * it. Returns 0, -ENOTCONN after DOWN, -ENOMEM. */
+int lshard_sub_ssubscribe(struct lshard_sub *s, const char *channel);
+
+/** Sends SUNSUBSCRIBE channel (borrowed, copied), then a PING that marks the end of its
+ * answer. UNSUBSCRIBED follows, except when the server answers -MOVED (the channel's slot is
+ * not this node's: the server already dropped the channel, and said so, or it was never
+ * subscribed here). Returns like lshard_sub_ssubscribe. */
+int lshard_sub_sunsubscribe(struct lshard_sub *s, const char *channel);
+
+/** 0 until DOWN; then why, as a negative errno: the libuv error of the connect, read or write
+ * (-ECONNREFUSED, -ECONNRESET also for EOF …), -EACCES (AUTH refused), -EPROTO (a reply out of
+ * place or bad RESP). */
+int lshard_sub_error(const struct lshard_sub *s);
+
+/** Closes the connection: no callback runs after it returns; the memory goes on a later loop
+ * turn (run the loop). NULL is a no-op. */
+void lshard_sub_free(struct lshard_sub *s);
+
 #endif
