@@ -77,7 +77,20 @@ struct lconn {
     long backoff_ms;
     uv_timer_t reconnect;
     struct req_list inflight; /* oldest first */
+    struct lshard_sub *shard; /* sharded pub/sub: this node's subscriber connection */
+    long shard_backoff_ms;
+    uv_timer_t shard_timer; /* its reconnect */
+    int open_handles;       /* timers not yet closed (ledger_free) */
 };
+
+/* The connection's timers are closed: the last one frees it. */
+static void conn_closed(uv_handle_t *h)
+{
+    struct lconn *c = h->data;
+    if (--c->open_handles == 0) {
+        free(c);
+    }
+}
 
 struct ledger {
     uv_loop_t *loop;
@@ -89,12 +102,14 @@ struct ledger {
     struct lconn **conns; /* conns[0] is the Redis, or the first seed of a cluster */
     int nconns;
     bool cluster;
-    int16_t *owner;     /* cluster: the connection serving each slot, -1 unknown */
-    bool map_known;     /* cluster: a CLUSTER SLOTS answer was applied */
-    bool map_asked;     /* cluster: a CLUSTER SLOTS is in flight */
-    int64_t map_due_ms; /* cluster: refresh the map at this time, 0 none due */
-    bool ready;         /* LEDGER_UP was reported last (not LEDGER_DOWN) */
-    bool sharded;       /* cluster: room channels are sharded (SSUBSCRIBE per node) */
+    int16_t *owner;       /* cluster: the connection serving each slot, -1 unknown */
+    bool map_known;       /* cluster: a CLUSTER SLOTS answer was applied */
+    bool map_asked;       /* cluster: a CLUSTER SLOTS is in flight */
+    int64_t map_due_ms;   /* cluster: refresh the map at this time, 0 none due */
+    bool ready;           /* LEDGER_UP was reported last (not LEDGER_DOWN) */
+    bool sharded;         /* cluster: room channels are sharded (SSUBSCRIBE per node) */
+    struct lchan **chans; /* sharded: the channels asked for, CHAN_BUCKETS chains */
+    bool resub_pending;   /* sharded: a channel lost its subscription; LEDGER_SUB_UP once back */
 
     redisAsyncContext *sub;
     bool sub_up;
@@ -316,6 +331,7 @@ static void observe_latency(struct ledger *l, uint64_t start_ns)
 static void cmd_reply(redisAsyncContext *ac, void *reply, void *privdata);
 static void conn_connect(struct lconn *c);
 static void map_refresh(struct ledger *l);
+static void chans_reconcile(struct ledger *l);
 
 /* ---- state ---- */
 
@@ -455,6 +471,7 @@ static void slots_reply(redisAsyncContext *ac, void *reply, void *privdata)
     free(index);
     lslot_map_free(&m);
     state_changed(l);
+    chans_reconcile(l);
     pump(l);
 }
 
@@ -719,9 +736,10 @@ static struct lconn *conn_new(struct ledger *l, const char *host, int port, bool
     snprintf(c->host, sizeof(c->host), "%s", host);
     c->port = port;
     c->is_unix = is_unix;
-    c->backoff_ms = BACKOFF_MIN_MS;
+    c->backoff_ms = c->shard_backoff_ms = BACKOFF_MIN_MS;
     uv_timer_init(l->loop, &c->reconnect);
-    c->reconnect.data = c;
+    uv_timer_init(l->loop, &c->shard_timer);
+    c->reconnect.data = c->shard_timer.data = c;
     l->conns[l->nconns++] = c;
     return c;
 }
@@ -740,6 +758,36 @@ static struct lconn *conn_for(struct ledger *l, const char *host, int port)
 
 static void schedule_sub_reconnect(struct ledger *l);
 
+/* A pub/sub message (channel and msg borrowed) to the layer above. gift.lua publishes a room's
+ * events of one batch as one message, one event per line (JSON text holds no raw newline):
+ * each is delivered on its own. A first line "@epoch" gives the epoch of the room's seq the
+ * events carry (lib/room.lua). */
+static void deliver(struct ledger *l, const char *channel, size_t clen, const char *msg,
+                    size_t mlen)
+{
+    /* A room's channel: its room's name is what the layer above knows. */
+    char room[65];
+    bool is_room = l->opts.on_room_message && lkey_channel_room(channel, clen, room) == 0;
+    const char *m = msg, *end = msg + mlen;
+    long long epoch = 0;
+    if (m < end && *m == '@') {
+        const char *nl = memchr(m, '\n', (size_t)(end - m));
+        epoch = strtoll(m + 1, NULL, 10);
+        m = nl ? nl + 1 : end;
+    }
+    while (m < end && !l->closing) {
+        const char *nl = memchr(m, '\n', (size_t)(end - m));
+        const char *stop = nl ? nl : end;
+        if (l->opts.on_message) {
+            l->opts.on_message(l->opts.ud, channel, clen, m, (size_t)(stop - m));
+        }
+        if (is_room) {
+            l->opts.on_room_message(l->opts.ud, room, epoch, m, (size_t)(stop - m));
+        }
+        m = stop + 1;
+    }
+}
+
 static void sub_message(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
@@ -753,32 +801,195 @@ static void sub_message(redisAsyncContext *ac, void *reply, void *privdata)
         memcmp(kind->str, "message", 7) != 0) {
         return;
     }
-    /* A room's channel: its room's name is what the layer above knows. */
-    char room[65];
-    bool is_room = l->opts.on_room_message &&
-                   lkey_channel_room(r->element[1]->str, r->element[1]->len, room) == 0;
-    /* gift.lua publishes a room's events of one batch as one message, one event per line
-     * (JSON text holds no raw newline): each is delivered on its own. A first line "@epoch"
-     * gives the epoch of the room's seq the events carry (lib/room.lua). */
-    const char *m = r->element[2]->str, *end = m + r->element[2]->len;
-    long long epoch = 0;
-    if (m < end && *m == '@') {
-        const char *nl = memchr(m, '\n', (size_t)(end - m));
-        epoch = strtoll(m + 1, NULL, 10);
-        m = nl ? nl + 1 : end;
+    deliver(l, r->element[1]->str, r->element[1]->len, r->element[2]->str, r->element[2]->len);
+}
+
+/* ---- sharded pub/sub (a cluster) ----
+ * A room's channel shares the room's hash tag, so its SPUBLISH stays on the room's shard: each
+ * node of the cluster gets a subscriber connection of its own (shard_sub.c: hiredis 0.14's
+ * async API cannot SSUBSCRIBE), and a channel is subscribed at the master that serves its
+ * slot. A registry keeps every channel the layer above asked for and where it is subscribed;
+ * when a slot moves (the server drops the channel, or the map says so), a node fails over or a
+ * subscriber connection drops, the channel is subscribed again at the slot's owner and the
+ * layer above hears LEDGER_SUB_UP, on which each room fills its gap from its history. */
+
+#define CHAN_BUCKETS 4096
+
+struct lchan {
+    struct lchan *next; /* hash chain */
+    int conn;           /* the node it is subscribed at (SSUBSCRIBE sent), -1 none */
+    size_t len;
+    char name[]; /* NUL-terminated */
+};
+
+static size_t chan_hash(const char *s, size_t len)
+{
+    size_t h = 5381;
+    for (size_t i = 0; i < len; i++) {
+        h = h * 33 + (unsigned char)s[i];
     }
-    while (m < end && !l->closing) {
-        const char *nl = memchr(m, '\n', (size_t)(end - m));
-        const char *stop = nl ? nl : end;
-        if (l->opts.on_message) {
-            l->opts.on_message(l->opts.ud, r->element[1]->str, r->element[1]->len, m,
-                               (size_t)(stop - m));
-        }
-        if (is_room) {
-            l->opts.on_room_message(l->opts.ud, room, epoch, m, (size_t)(stop - m));
-        }
-        m = stop + 1;
+    return h & (CHAN_BUCKETS - 1);
+}
+
+static struct lchan **chan_slot(struct ledger *l, const char *name, size_t len)
+{
+    struct lchan **pp = &l->chans[chan_hash(name, len)];
+    while (*pp && ((*pp)->len != len || memcmp((*pp)->name, name, len) != 0)) {
+        pp = &(*pp)->next;
     }
+    return pp;
+}
+
+static void shard_schedule(struct lconn *c);
+
+static void shard_msg(void *ud, const char *channel, size_t clen, const char *msg, size_t mlen)
+{
+    struct lconn *c = ud;
+    deliver(c->l, channel, clen, msg, mlen);
+}
+
+/* Its channels lost their subscription: they are placed again after the next map. */
+static void shard_lost(struct ledger *l, int conn)
+{
+    for (size_t b = 0; b < CHAN_BUCKETS; b++) {
+        for (struct lchan *ch = l->chans[b]; ch; ch = ch->next) {
+            if (ch->conn == conn) {
+                ch->conn = -1;
+                l->resub_pending = true;
+            }
+        }
+    }
+    map_soon(l);
+}
+
+static void shard_event(void *ud, enum lshard_event ev, const char *channel, size_t clen)
+{
+    struct lconn *c = ud;
+    struct ledger *l = c->l;
+    if (l->closing) {
+        return;
+    }
+    if (ev == LSHARD_UP) {
+        c->shard_backoff_ms = BACKOFF_MIN_MS;
+    } else if (ev == LSHARD_UNSUBSCRIBED && channel) {
+        /* Not asked (a channel that moved here, or was dropped: its slot moved away, the node
+         * became a replica): subscribed again at the owner after the next map. */
+        struct lchan *ch = *chan_slot(l, channel, clen);
+        if (ch && ch->conn == c->index) {
+            ch->conn = -1;
+            l->resub_pending = true;
+            map_soon(l);
+        }
+    } else if (ev == LSHARD_DOWN) {
+        lshard_sub_free(c->shard);
+        c->shard = NULL;
+        shard_lost(l, c->index);
+        shard_schedule(c);
+    }
+}
+
+/* The subscriber connection of node c, made when missing (NULL when it cannot be now). */
+static struct lshard_sub *shard_of(struct lconn *c)
+{
+    struct ledger *l = c->l;
+    if (!c->shard && !l->closing && c->wanted && !uv_is_active((uv_handle_t *)&c->shard_timer) &&
+        lshard_sub_new(l->loop, c->host, c->port, l->password, shard_msg, shard_event, c,
+                       &c->shard) < 0) {
+        c->shard = NULL;
+        shard_schedule(c);
+    }
+    return c->shard;
+}
+
+/* Subscribes ch at the owner of its slot (unsubscribing where it was, if elsewhere). */
+static void chan_place(struct ledger *l, struct lchan *ch)
+{
+    int want = l->owner[lslot_of(ch->name, ch->len)];
+    if (ch->conn == want && want >= 0) {
+        return;
+    }
+    if (ch->conn >= 0) {
+        struct lconn *old = l->conns[ch->conn];
+        if (old->shard) {
+            lshard_sub_sunsubscribe(old->shard, ch->name);
+        }
+        ch->conn = -1;
+        l->resub_pending = true;
+    }
+    struct lshard_sub *sub = want >= 0 ? shard_of(l->conns[want]) : NULL;
+    if (sub && lshard_sub_ssubscribe(sub, ch->name) == 0) {
+        ch->conn = want;
+    }
+}
+
+/* Every channel at its slot's owner; once all are, the layer above fills its rooms' gaps. */
+static void chans_reconcile(struct ledger *l)
+{
+    if (!l->sharded || !l->map_known || l->closing) {
+        return;
+    }
+    bool all = true;
+    for (size_t b = 0; b < CHAN_BUCKETS; b++) {
+        for (struct lchan *ch = l->chans[b]; ch; ch = ch->next) {
+            chan_place(l, ch);
+            all = all && ch->conn >= 0;
+        }
+    }
+    if (all && l->resub_pending) {
+        l->resub_pending = false;
+        set_state(l, LEDGER_SUB_UP);
+    }
+}
+
+static void shard_timer_fired(uv_timer_t *t)
+{
+    struct lconn *c = t->data;
+    shard_of(c);
+    chans_reconcile(c->l);
+}
+
+static void shard_schedule(struct lconn *c)
+{
+    if (c->l->closing || !c->wanted) {
+        return;
+    }
+    uv_timer_start(&c->shard_timer, shard_timer_fired, (uint64_t)c->shard_backoff_ms, 0);
+    c->shard_backoff_ms =
+        c->shard_backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->shard_backoff_ms * 2;
+}
+
+static int chan_subscribe(struct ledger *l, const char *channel)
+{
+    size_t len = strlen(channel);
+    struct lchan **pp = chan_slot(l, channel, len);
+    if (!*pp) {
+        struct lchan *ch = calloc(1, sizeof(*ch) + len + 1);
+        if (!ch) {
+            return -ENOMEM;
+        }
+        memcpy(ch->name, channel, len + 1);
+        ch->len = len;
+        ch->conn = -1;
+        *pp = ch;
+    }
+    if (l->map_known) {
+        chan_place(l, *pp);
+    }
+    return 0;
+}
+
+static int chan_unsubscribe(struct ledger *l, const char *channel)
+{
+    struct lchan **pp = chan_slot(l, channel, strlen(channel));
+    struct lchan *ch = *pp;
+    if (ch) {
+        if (ch->conn >= 0 && l->conns[ch->conn]->shard) {
+            lshard_sub_sunsubscribe(l->conns[ch->conn]->shard, ch->name);
+        }
+        *pp = ch->next;
+        free(ch);
+    }
+    return 0;
 }
 
 static void sub_connected(const redisAsyncContext *ac, int status)
@@ -853,6 +1064,9 @@ static void schedule_sub_reconnect(struct ledger *l)
 
 int ledger_subscribe(struct ledger *l, const char *channel)
 {
+    if (l->sharded) {
+        return chan_subscribe(l, channel);
+    }
     if (!l->sub_up) {
         return -EAGAIN;
     }
@@ -863,6 +1077,9 @@ int ledger_subscribe(struct ledger *l, const char *channel)
 
 int ledger_unsubscribe(struct ledger *l, const char *channel)
 {
+    if (l->sharded) {
+        return chan_unsubscribe(l, channel);
+    }
     if (!l->sub_up) {
         return -EAGAIN;
     }
@@ -990,6 +1207,7 @@ int ledger_new(uv_loop_t *loop, const struct ledger_opts *opts, struct ledger **
     l->loop = loop;
     l->opts = *opts;
     l->cluster = opts->cluster && opts->cluster[0];
+    l->sharded = l->cluster;
     l->url = strdup(l->cluster ? opts->cluster : opts->url ? opts->url : "");
     if (!l->url) {
         free(l);
@@ -1010,7 +1228,8 @@ int ledger_new(uv_loop_t *loop, const struct ledger_opts *opts, struct ledger **
     int rc = 0;
     if (l->cluster) {
         l->owner = malloc(CLUSTER_SLOTS * sizeof(*l->owner));
-        rc = l->owner ? add_seeds(l, l->url) : -ENOMEM;
+        l->chans = calloc(CHAN_BUCKETS, sizeof(*l->chans));
+        rc = l->owner && l->chans ? add_seeds(l, l->url) : -ENOMEM;
         for (int s = 0; l->owner && s < CLUSTER_SLOTS; s++) {
             l->owner[s] = -1;
         }
@@ -1035,10 +1254,13 @@ int ledger_new(uv_loop_t *loop, const struct ledger_opts *opts, struct ledger **
     if (rc < 0) {
         /* Nothing is running yet: the connections' timers were only initialised. */
         for (int i = 0; i < l->nconns; i++) {
-            uv_close((uv_handle_t *)&l->conns[i]->reconnect, (uv_close_cb)free);
+            l->conns[i]->open_handles = 2;
+            uv_close((uv_handle_t *)&l->conns[i]->reconnect, conn_closed);
+            uv_close((uv_handle_t *)&l->conns[i]->shard_timer, conn_closed);
         }
         free(l->conns);
         free(l->owner);
+        free(l->chans);
         free(l->url);
         free(l);
         return rc == -ENOMEM ? rc : -EINVAL;
@@ -1065,19 +1287,24 @@ int ledger_new(uv_loop_t *loop, const struct ledger_opts *opts, struct ledger **
     for (int i = 0; i < l->nconns; i++) {
         conn_connect(l->conns[i]);
     }
-    do_sub_connect(l);
+    if (!l->sharded) {
+        do_sub_connect(l);
+    }
     *out = l;
     return 0;
-}
-
-static void conn_closed(uv_handle_t *h)
-{
-    free(h->data);
 }
 
 static void free_after_close(uv_handle_t *h)
 {
     struct ledger *l = h->data;
+    for (size_t b = 0; l->chans && b < CHAN_BUCKETS; b++) {
+        while (l->chans[b]) {
+            struct lchan *ch = l->chans[b];
+            l->chans[b] = ch->next;
+            free(ch);
+        }
+    }
+    free(l->chans);
     free(l->conns);
     free(l->owner);
     free(l->url);
@@ -1102,7 +1329,11 @@ void ledger_free(struct ledger *l)
             redisAsyncFree(c->ac);
             c->ac = NULL;
         }
+        lshard_sub_free(c->shard);
+        c->shard = NULL;
+        c->open_handles = 2;
         uv_close((uv_handle_t *)&c->reconnect, conn_closed);
+        uv_close((uv_handle_t *)&c->shard_timer, conn_closed);
     }
     if (l->sub) {
         redisAsyncFree(l->sub);

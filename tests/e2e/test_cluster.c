@@ -367,3 +367,24 @@ Test(cluster, a_master_failover_in_the_middle_of_the_load_loses_and_doubles_noth
     under_load("rs-fail", failover);
     cr_assert_gt(redirects(), before, "no redirect was followed");
 }
+Test(cluster, room_channels_are_sharded_while_viewers_watch)
+{
+    fx_open_room(&f, "shard1", "cara");
+    struct tk_ws *v = fx_viewer(&f, 0, "vic", "shard1");
+    int m = tk_cluster_master_of(f.cluster, room_slot("shard1"));
+    redisContext *c = tk_cluster_connect_node(f.cluster, m);
+    int64_t end = fx_now_ms() + 5000;
+    bool found = false;
+    while (!found && fx_now_ms() < end) {
+        redisReply *r = redisCommand(c, "PUBSUB SHARDCHANNELS giftd:{r:shard1}:ch");
+        found = r && r->type == REDIS_REPLY_ARRAY && r->elements == 1;
+        freeReplyObject(r);
+    }
+    cr_assert(found, "no sharded subscription to the room's channel on its master");
+    redisReply *r = redisCommand(c, "PUBSUB CHANNELS giftd:*");
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->elements, 0, "classic channels in use");
+    freeReplyObject(r);
+    redisFree(c);
+    tk_ws_free(v);
+}
