@@ -8,7 +8,7 @@ FUZZ_TARGETS ?=
 JOBS       ?= $(shell nproc)
 ARGS       ?=
 
-.PHONY: all setup build build-asan build-fuzz run test test-fast test-fuzz fuzz bench soak clean format
+.PHONY: all setup build build-asan build-fuzz run test test-fast test-fuzz fuzz bench bench-cluster soak clean format
 
 all: build
 
@@ -59,6 +59,11 @@ test-fast: build
 
 bench: build
 	./bench/run.sh $(BUILD)
+
+# The gift path on a private 3-master Redis Cluster next to one Redis: Redis CPU per gift,
+# per master, and the split of gifts over the masters (bench/cluster.sh).
+bench-cluster: build
+	./bench/cluster.sh $(BUILD)
 
 # Ten minutes of 15,000 viewers and steady gifts: RSS and p99 every 10 s (bench/soak.sh).
 soak: build
