@@ -102,7 +102,8 @@ ports=()
 for i in $(seq "$MASTERS"); do
     p=$(free_port)
     ports+=("$p")
-    redis_on "$p" "$OUT/node-$p" --cluster-enabled yes --cluster-config-file nodes.conf
+    redis_on "$p" "$OUT/node-$p" --cluster-enabled yes --cluster-config-file nodes.conf \
+        --cluster-port "$(free_port)"
 done
 redis-cli --cluster create $(printf '127.0.0.1:%s ' "${ports[@]}") --cluster-yes \
     >"$OUT/create.log" 2>&1 || { echo "bench: cluster create failed" >&2; exit 1; }
