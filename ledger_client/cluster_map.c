@@ -14,7 +14,11 @@ static uint16_t crc16_xmodem(const unsigned char *p, size_t len)
     for (size_t i = 0; i < len; i++) {
         crc ^= (uint16_t)(p[i] << 8);
         for (int bit = 0; bit < 8; bit++) {
-            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+            uint16_t top = crc & 0x8000;
+            crc = (uint16_t)(crc << 1);
+            if (top) {
+                crc ^= 0x1021;
+            }
         }
     }
     return crc;
