@@ -12,9 +12,13 @@ static uint16_t crc16_xmodem(const unsigned char *p, size_t len)
 {
     uint16_t crc = 0;
     for (size_t i = 0; i < len; i++) {
-        crc = (uint16_t)(crc ^ (p[i] << 8));
+        crc ^= (uint16_t)(p[i] << 8);
         for (int bit = 0; bit < 8; bit++) {
-            crc = (uint16_t)((crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1);
+            uint16_t top = crc & 0x8000;
+            crc = (uint16_t)(crc << 1);
+            if (top) {
+                crc ^= 0x1021;
+            }
         }
     }
     return crc;
