@@ -110,6 +110,8 @@ struct ledger {
     bool sharded;         /* cluster: room channels are sharded (SSUBSCRIBE per node) */
     struct lchan **chans; /* sharded: the channels asked for, CHAN_BUCKETS chains */
     bool resub_pending;   /* sharded: a channel lost its subscription; LEDGER_SUB_UP once back */
+    long nchans;          /* sharded: channels asked for */
+    long chans_ok;        /* sharded: those subscribed and confirmed at their slot's owner */
 
     redisAsyncContext *sub;
     bool sub_up;
@@ -818,6 +820,7 @@ static void sub_message(redisAsyncContext *ac, void *reply, void *privdata)
 struct lchan {
     struct lchan *next; /* hash chain */
     int conn;           /* the node it is subscribed at (SSUBSCRIBE sent), -1 none */
+    bool confirmed;     /* that node confirmed the SSUBSCRIBE: its messages arrive */
     size_t len;
     char name[]; /* NUL-terminated */
 };
@@ -840,7 +843,17 @@ static struct lchan **chan_slot(struct ledger *l, const char *name, size_t len)
     return pp;
 }
 
+/* Sets where ch is subscribed and whether confirmed, keeping the count of settled channels. */
+static void chan_set(struct ledger *l, struct lchan *ch, int conn, bool confirmed)
+{
+    l->chans_ok -= ch->conn >= 0 && ch->confirmed;
+    ch->conn = conn;
+    ch->confirmed = conn >= 0 && confirmed;
+    l->chans_ok += ch->conn >= 0 && ch->confirmed;
+}
+
 static void shard_schedule(struct lconn *c);
+static void chans_settled(struct ledger *l);
 
 static void shard_msg(void *ud, const char *channel, size_t clen, const char *msg, size_t mlen)
 {
@@ -854,7 +867,7 @@ static void shard_lost(struct ledger *l, int conn)
     for (size_t b = 0; b < CHAN_BUCKETS; b++) {
         for (struct lchan *ch = l->chans[b]; ch; ch = ch->next) {
             if (ch->conn == conn) {
-                ch->conn = -1;
+                chan_set(l, ch, -1, false);
                 l->resub_pending = true;
             }
         }
@@ -871,12 +884,18 @@ static void shard_event(void *ud, enum lshard_event ev, const char *channel, siz
     }
     if (ev == LSHARD_UP) {
         c->shard_backoff_ms = BACKOFF_MIN_MS;
+    } else if (ev == LSHARD_SUBSCRIBED && channel) {
+        struct lchan *ch = *chan_slot(l, channel, clen);
+        if (ch && ch->conn == c->index) {
+            chan_set(l, ch, ch->conn, true);
+            chans_settled(l);
+        }
     } else if (ev == LSHARD_UNSUBSCRIBED && channel) {
         /* Not asked (a channel that moved here, or was dropped: its slot moved away, the node
          * became a replica): subscribed again at the owner after the next map. */
         struct lchan *ch = *chan_slot(l, channel, clen);
         if (ch && ch->conn == c->index) {
-            ch->conn = -1;
+            chan_set(l, ch, -1, false);
             l->resub_pending = true;
             map_soon(l);
         }
@@ -913,32 +932,38 @@ static void chan_place(struct ledger *l, struct lchan *ch)
         if (old->shard) {
             lshard_sub_sunsubscribe(old->shard, ch->name);
         }
-        ch->conn = -1;
+        chan_set(l, ch, -1, false);
         l->resub_pending = true;
     }
     struct lshard_sub *sub = want >= 0 ? shard_of(l->conns[want]) : NULL;
     if (sub && lshard_sub_ssubscribe(sub, ch->name) == 0) {
-        ch->conn = want;
+        chan_set(l, ch, want, false);
     }
 }
 
-/* Every channel at its slot's owner; once all are, the layer above fills its rooms' gaps. */
+/* Once every channel is subscribed again and confirmed after a loss, the layer above hears
+ * LEDGER_SUB_UP and fills its rooms' gaps. */
+static void chans_settled(struct ledger *l)
+{
+    if (l->resub_pending && l->chans_ok == l->nchans) {
+        l->resub_pending = false;
+        set_state(l, LEDGER_SUB_UP);
+    }
+}
+
+/* Every channel at its slot's owner; once all are, and confirmed (what is published from then
+ * on arrives), the layer above fills its rooms' gaps from their histories. */
 static void chans_reconcile(struct ledger *l)
 {
     if (!l->sharded || !l->map_known || l->closing) {
         return;
     }
-    bool all = true;
     for (size_t b = 0; b < CHAN_BUCKETS; b++) {
         for (struct lchan *ch = l->chans[b]; ch; ch = ch->next) {
             chan_place(l, ch);
-            all = all && ch->conn >= 0;
         }
     }
-    if (all && l->resub_pending) {
-        l->resub_pending = false;
-        set_state(l, LEDGER_SUB_UP);
-    }
+    chans_settled(l);
 }
 
 static void shard_timer_fired(uv_timer_t *t)
@@ -971,6 +996,7 @@ static int chan_subscribe(struct ledger *l, const char *channel)
         ch->len = len;
         ch->conn = -1;
         *pp = ch;
+        l->nchans++;
     }
     if (l->map_known) {
         chan_place(l, *pp);
@@ -987,6 +1013,8 @@ static int chan_unsubscribe(struct ledger *l, const char *channel)
             lshard_sub_sunsubscribe(l->conns[ch->conn]->shard, ch->name);
         }
         *pp = ch->next;
+        chan_set(l, ch, -1, false);
+        l->nchans--;
         free(ch);
     }
     return 0;

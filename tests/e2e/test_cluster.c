@@ -235,6 +235,60 @@ static long long redirects(void)
     return metric(0, "giftd_ledger_redirects_total") + metric(1, "giftd_ledger_redirects_total");
 }
 
+/* The coins the settlement stream (on its own slot's master) holds for room; asserts each
+ * (batch, creator, room, gift) row appears once. */
+static long long settled_coins(const char *room)
+{
+    int m = tk_cluster_master_of(f.cluster, keyslot("giftd:settlements"));
+    cr_assert_geq(m, 0);
+    redisContext *c = tk_cluster_connect_node(f.cluster, m);
+    redisReply *r = redisCommand(c, "XRANGE giftd:settlements - +");
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    long long coins = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *fl = r->element[i]->element[1];
+        const char *batch = "", *rroom = "", *gift = "";
+        long long v = 0;
+        for (size_t k = 0; k + 1 < fl->elements; k += 2) {
+            const char *name = fl->element[k]->str, *val = fl->element[k + 1]->str;
+            batch = strcmp(name, "batch") == 0 ? val : batch;
+            rroom = strcmp(name, "room") == 0 ? val : rroom;
+            gift = strcmp(name, "gift") == 0 ? val : gift;
+            v = strcmp(name, "coins") == 0 ? strtoll(val, NULL, 10) : v;
+        }
+        if (strcmp(rroom, room) != 0) {
+            continue;
+        }
+        for (size_t j = 0; j < i; j++) {
+            redisReply *g = r->element[j]->element[1];
+            int same = 0;
+            for (size_t k = 0; k + 1 < g->elements; k += 2) {
+                const char *name = g->element[k]->str, *val = g->element[k + 1]->str;
+                same += (strcmp(name, "batch") == 0 && strcmp(val, batch) == 0) ||
+                        (strcmp(name, "room") == 0 && strcmp(val, rroom) == 0) ||
+                        (strcmp(name, "gift") == 0 && strcmp(val, gift) == 0);
+            }
+            cr_assert_lt(same, 3, "batch %s of %s settled twice", batch, room);
+        }
+        coins += v;
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    return coins;
+}
+
+/* Waits until room's settled coins reach want; asserts they never pass it. */
+static void expect_settled(const char *room, long long want, int timeout_ms)
+{
+    int64_t end = fx_now_ms() + timeout_ms;
+    long long got = 0;
+    while ((got = settled_coins(room)) < want && fx_now_ms() < end) {
+        struct timespec ts = {0, 100 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(got, want, "%s: settled %lld coins, acked %lld", room, got, want);
+}
+
 static struct sender *new_sender(int node, const char *sub, const char *room, long coins)
 {
     struct sender *s = calloc(1, sizeof(*s));
@@ -292,6 +346,11 @@ Test(cluster, gifts_are_charged_once_and_broadcast_once_across_the_masters)
     cr_assert_eq(acked(poor), 1);
     cr_assert_eq(fx_balance(&f, "poor"), 10);
     expect_outboxes_empty(5000);
+    for (int r = 0; r < ROOMS; r++) {
+        char room[32];
+        snprintf(room, sizeof(room), "cr%d", r);
+        expect_settled(room, (long long)(PER_ROOM * SENDS + (r == 0)) * COST, 20000);
+    }
     free_sender(poor);
     for (int i = 0; i < ROOMS * PER_ROOM; i++) {
         free_sender(snd[i]);
@@ -328,6 +387,8 @@ static void under_load(const char *room, void (*change)(const char *room, const 
     json_t *extra = tk_ws_expect(v, "gift", 1500);
     cr_assert_null(extra, "an extra gift event: %s", json_dumps(extra, JSON_COMPACT));
     expect_outboxes_empty(10000);
+    /* What the creator earned is settled once: charged == broadcast == settled. */
+    expect_settled(room, 240LL * COST, 20000);
     free_sender(a);
     free_sender(b);
     tk_ws_free(v);
