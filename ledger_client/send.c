@@ -75,6 +75,27 @@ static void op_answer(struct ledger_gift_op *op, int status, const struct ledger
     }
 }
 
+/* A send's outcome from its three reply values (gift.lua, debit.lua): 0 refusal balance, 1 or
+ * 2 balance seq (committed now, a retry of a committed send), -1 (the id was reused). */
+static struct ledger_gift_reply outcome_of(redisReply *const *e)
+{
+    struct ledger_gift_reply r = {0};
+    long long kind = e[0]->integer;
+    if (kind == 0 && e[1]->type == REDIS_REPLY_STRING) {
+        r.outcome = LEDGER_GIFT_REFUSED;
+        r.refusal =
+            strcmp(e[1]->str, "budget_exceeded") == 0 ? "budget_exceeded" : "insufficient_funds";
+        r.balance = e[2]->integer;
+    } else {
+        r.outcome = kind == 1   ? LEDGER_GIFT_COMMITTED
+                    : kind == 2 ? LEDGER_GIFT_DUPLICATE
+                                : LEDGER_GIFT_ID_REUSED;
+        r.balance = e[1]->integer;
+        r.seq = e[2]->integer;
+    }
+    return r;
+}
+
 static void batch_reply(void *ud, int status, const redisReply *rep)
 {
     struct batch *b = ud;
@@ -88,23 +109,9 @@ static void batch_reply(void *ud, int status, const redisReply *rep)
     for (size_t i = 0; op; i++) {
         struct ledger_gift_op *next = op->next;
         if (ok) {
-            redisReply *const *e = rep->element + 3 * i;
-            struct ledger_gift_reply r = {0};
-            long long kind = e[0]->integer;
-            if (kind == 0 && e[1]->type == REDIS_REPLY_STRING) {
-                r.outcome = LEDGER_GIFT_REFUSED;
-                r.refusal = strcmp(e[1]->str, "budget_exceeded") == 0 ? "budget_exceeded"
-                                                                      : "insufficient_funds";
-                r.balance = e[2]->integer;
-            } else {
-                r.outcome = kind == 1   ? LEDGER_GIFT_COMMITTED
-                            : kind == 2 ? LEDGER_GIFT_DUPLICATE
-                                        : LEDGER_GIFT_ID_REUSED;
-                r.balance = e[1]->integer;
-                r.seq = e[2]->integer;
-                if (kind == 1) {
-                    q->stats.committed++;
-                }
+            struct ledger_gift_reply r = outcome_of(rep->element + 3 * i);
+            if (r.outcome == LEDGER_GIFT_COMMITTED) {
+                q->stats.committed++;
             }
             op_answer(op, 0, &r);
         } else {
@@ -407,16 +414,7 @@ static void debit_reply(void *ud, int status, const redisReply *rep)
             rg->n++;
             continue;
         }
-        if (kind == 0 && e[1]->type == REDIS_REPLY_STRING) {
-            r.outcome = LEDGER_GIFT_REFUSED;
-            r.refusal = strcmp(e[1]->str, "budget_exceeded") == 0 ? "budget_exceeded"
-                                                                  : "insufficient_funds";
-            r.balance = e[2]->integer;
-        } else {
-            r.outcome = kind == 2 ? LEDGER_GIFT_DUPLICATE : LEDGER_GIFT_ID_REUSED;
-            r.balance = e[1]->integer;
-            r.seq = e[2]->integer;
-        }
+        r = outcome_of(e); /* refused, a retry of a send published before, or a reused id */
         op_answer(op, 0, &r);
         free(op);
     }

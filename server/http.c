@@ -402,43 +402,52 @@ static int room_close(struct http_req *h, const char *room)
     return started(h, p, ledger_room_close(h->app->ledger, room, room_close_done, p, NULL));
 }
 
+/* The start of an answer about p's room: false (answered) when Redis failed or the room was
+ * never opened; else b (initialised: the caller cleans it up) holds {"room":<room>. */
+static bool room_answer(struct pending *p, int status, bool found, struct proto_buf *b)
+{
+    if (ledger_failed(p, status)) {
+        return false;
+    }
+    if (!found) {
+        http_error(p->h, PROTO_ERR_NOT_FOUND, "no such room");
+        return false;
+    }
+    proto_buf_init(b, 0);
+    proto_buf_puts(b, "{\"room\":");
+    proto_buf_json_cstr(b, p->room);
+    return true;
+}
+
 static void room_info_done(void *ud, int status, const struct ledger_room_info_reply *r)
 {
     struct pending *p = ud;
-    if (!ledger_failed(p, status)) {
+    struct proto_buf b;
+    if (room_answer(p, status, status == 0 && r->found, &b)) {
         struct http_req *h = p->h;
-        if (!r->found) {
-            http_error(h, PROTO_ERR_NOT_FOUND, "no such room");
-        } else {
-            struct proto_buf b;
-            proto_buf_init(&b, 0);
-            proto_buf_puts(&b, "{\"room\":");
-            proto_buf_json_cstr(&b, p->room);
-            proto_buf_printf(&b, ",\"live\":%s,\"creator\":{\"id\":", r->live ? "true" : "false");
-            proto_buf_json_cstr(&b, r->creator_id);
-            proto_buf_puts(&b, ",\"name\":");
-            proto_buf_json_cstr(&b, r->creator_name);
-            proto_buf_puts(&b, "},\"title\":");
-            proto_buf_json_cstr(&b, r->title);
-            proto_buf_printf(&b,
-                             ",\"viewers\":%lld,\"seq\":%lld,\"epoch\":%lld,\"session\":%lld,"
-                             "\"totals\":{\"gifts\":%lld,\"coins\":%lld,\"diamonds\":%lld},"
-                             "\"top\":[",
-                             r->viewers, r->seq, r->epoch, r->session, r->gifts, r->coins,
-                             r->diamonds);
-            for (size_t i = 0; i < r->ntop; i++) {
-                proto_buf_puts(&b, i ? ",{\"id\":" : "{\"id\":");
-                proto_buf_json_cstr(&b, r->top[i].id);
-                proto_buf_puts(&b, ",\"name\":"); /* stored as JSON text by publish */
-                proto_buf_puts(&b, r->top[i].name_json);
-                proto_buf_printf(&b, ",\"coins\":%lld}", r->top[i].coins);
-            }
-            proto_buf_puts(&b, "],\"goal\":");
-            proto_buf_puts(&b, r->goal_json && r->goal_json[0] ? r->goal_json : "null");
-            proto_buf_puts(&b, "}");
-            http_respond_buf(h, 200, &b);
-            proto_buf_cleanup(&b);
+        proto_buf_printf(&b, ",\"live\":%s,\"creator\":{\"id\":", r->live ? "true" : "false");
+        proto_buf_json_cstr(&b, r->creator_id);
+        proto_buf_puts(&b, ",\"name\":");
+        proto_buf_json_cstr(&b, r->creator_name);
+        proto_buf_puts(&b, "},\"title\":");
+        proto_buf_json_cstr(&b, r->title);
+        proto_buf_printf(&b,
+                         ",\"viewers\":%lld,\"seq\":%lld,\"epoch\":%lld,\"session\":%lld,"
+                         "\"totals\":{\"gifts\":%lld,\"coins\":%lld,\"diamonds\":%lld},"
+                         "\"top\":[",
+                         r->viewers, r->seq, r->epoch, r->session, r->gifts, r->coins, r->diamonds);
+        for (size_t i = 0; i < r->ntop; i++) {
+            proto_buf_puts(&b, i ? ",{\"id\":" : "{\"id\":");
+            proto_buf_json_cstr(&b, r->top[i].id);
+            proto_buf_puts(&b, ",\"name\":"); /* stored as JSON text by publish */
+            proto_buf_puts(&b, r->top[i].name_json);
+            proto_buf_printf(&b, ",\"coins\":%lld}", r->top[i].coins);
         }
+        proto_buf_puts(&b, "],\"goal\":");
+        proto_buf_puts(&b, r->goal_json && r->goal_json[0] ? r->goal_json : "null");
+        proto_buf_puts(&b, "}");
+        http_respond_buf(h, 200, &b);
+        proto_buf_cleanup(&b);
     }
     free(p);
 }
@@ -785,26 +794,19 @@ static int transactions(struct http_req *h, const char *user)
 static void room_events_done(void *ud, int status, const struct ledger_room_events_reply *r)
 {
     struct pending *p = ud;
-    if (!ledger_failed(p, status)) {
+    struct proto_buf b;
+    if (room_answer(p, status, status == 0 && r->found, &b)) {
         struct http_req *h = p->h;
-        if (!r->found) {
-            http_error(h, PROTO_ERR_NOT_FOUND, "no such room");
-        } else {
-            struct proto_buf b;
-            proto_buf_init(&b, 0);
-            proto_buf_puts(&b, "{\"room\":");
-            proto_buf_json_cstr(&b, p->room);
-            proto_buf_printf(&b, ",\"epoch\":%lld,\"seq\":%lld,\"events\":[", r->epoch, r->seq);
-            for (size_t i = 0; i < r->nevents; i++) {
-                if (i) {
-                    proto_buf_puts(&b, ",");
-                }
-                proto_buf_append(&b, r->events[i], r->lens[i]);
+        proto_buf_printf(&b, ",\"epoch\":%lld,\"seq\":%lld,\"events\":[", r->epoch, r->seq);
+        for (size_t i = 0; i < r->nevents; i++) {
+            if (i) {
+                proto_buf_puts(&b, ",");
             }
-            proto_buf_printf(&b, "],\"complete\":%s}", r->complete ? "true" : "false");
-            http_respond_buf(h, 200, &b);
-            proto_buf_cleanup(&b);
+            proto_buf_append(&b, r->events[i], r->lens[i]);
         }
+        proto_buf_printf(&b, "],\"complete\":%s}", r->complete ? "true" : "false");
+        http_respond_buf(h, 200, &b);
+        proto_buf_cleanup(&b);
     }
     free(p);
 }

@@ -126,6 +126,19 @@ void session_wake(struct session *s)
     }
 }
 
+/* Appends m to s's personal output. */
+static void out_push(struct session *s, struct out_msg *m)
+{
+    m->next = NULL;
+    if (s->out_tail) {
+        s->out_tail->next = m;
+    } else {
+        s->out_head = m;
+    }
+    s->out_tail = m;
+    s->out_len++;
+}
+
 void session_send(struct session *s, const char *text, size_t len)
 {
     if (s->close_code || s->going_away) {
@@ -135,16 +148,9 @@ void session_send(struct session *s, const char *text, size_t len)
     if (!m) {
         return;
     }
-    m->next = NULL;
     m->len = len;
     memcpy(m->buf + LWS_PRE, text, len);
-    if (s->out_tail) {
-        s->out_tail->next = m;
-    } else {
-        s->out_head = m;
-    }
-    s->out_tail = m;
-    s->out_len++;
+    out_push(s, m);
     session_wake(s);
 }
 
@@ -221,15 +227,8 @@ static void welcome_reserve(struct session *s)
     if (!m) {
         return;
     }
-    m->next = NULL;
     m->len = 0;
-    if (s->out_tail) {
-        s->out_tail->next = m;
-    } else {
-        s->out_head = m;
-    }
-    s->out_tail = m;
-    s->out_len++;
+    out_push(s, m);
     s->welcome_slot = m;
 }
 

@@ -15,6 +15,7 @@
 -- of a send already published); 3, balance, 0 (a retry of a send charged but maybe not yet
 -- published: publish it, publish.lua answers its seq once); 0, refusal code, balance (nothing
 -- written); -1, 0, 0 (the id was used with another gift or count: nothing written).
+--#include partition
 local fmt = string.format
 local match = string.match
 local now, ttl, day = ARGV[1], ARGV[2], ARGV[3]
@@ -96,20 +97,5 @@ for _, tx in ipairs(utxlist) do
     redis.call('PEXPIRE', tx[1], txttl)
   end
 end
-if #order > 0 then
-  local cur = redis.call('HMGET', KEYS[1], unpack(order))
-  local set = {}
-  for k, field in ipairs(order) do
-    local row = rows[field]
-    set[#set + 1] = field
-    if cur[k] then
-      local n, c, d, first = match(cur[k], '^(%d+) (%d+) (%d+) (%d+) %d+$')
-      set[#set + 1] = fmt('%d %d %d ', tonumber(n) + row[1], tonumber(c) + row[2],
-        tonumber(d) + row[3]) .. first .. ' ' .. now
-    else
-      set[#set + 1] = fmt('%d %d %d ', row[1], row[2], row[3]) .. now .. ' ' .. now
-    end
-  end
-  redis.call('HSET', KEYS[1], unpack(set))
-end
+part_pending_add(KEYS[1], order, rows, now)
 return out

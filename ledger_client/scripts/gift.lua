@@ -35,6 +35,7 @@
 -- (the id was used with another gift or count: nothing written).
 -- A room's events go out as one PUBLISH: a line "@epoch", then one event per line.
 --#include room
+--#include partition
 local fmt = string.format
 local match = string.match
 local now = ARGV[1]
@@ -162,14 +163,8 @@ for j = 1, ns do
         rpre[r] = 'giftd:{r:' .. room .. '}:'
         rseq[r], repoch[r] = room_seq_parse(val[kseq[j]])
         local g, c, d, goal = match(val[ktot[j]] or '', '^(%d+) (%d+) (%d+)(.*)$')
-        rtot[r] = {tonumber(g or '0'), tonumber(c or '0'), tonumber(d or '0'), kseq[j], ktot[j]}
-        if goal and goal ~= '' then
-          local gid_, ggift, target, cur, reached, title =
-            match(goal, '^\31([^\31]*)\31([^\31]*)\31(%d+)\31(%d+)\31(%d)\31(.*)$')
-          if gid_ then
-            rtot[r][6] = {gid_, ggift, tonumber(target), tonumber(cur), reached == '1', title}
-          end
-        end
+        rtot[r] = {tonumber(g or '0'), tonumber(c or '0'), tonumber(d or '0'), kseq[j], ktot[j],
+          room_goal_parse(goal)}
         rev[r] = {}
         rlb[r] = {}
         rlbn[r] = {}
@@ -240,22 +235,11 @@ for j = 1, ns do
         ',"totals":{"room_coins":' .. fmt('%d', tot[2]) .. ',"sender_coins":' .. sender_coins ..
         '},"ts_ms":' .. now .. '}'
       -- The room's goal: its progress, and goal_reached (numbered) the first time it is met.
-      local goal = tot[6]
-      if goal and not goal[5] then
-        if goal[2] == '' then
-          goal[4] = goal[4] + cost
-        elseif goal[2] == gid then
-          goal[4] = goal[4] + tonumber(count)
-        end
-        if goal[4] >= goal[3] then
-          goal[5] = true
-          rseq[r] = rseq[r] + 1
-          ev[#ev + 1] = '{"type":"goal_reached","room":"' .. room .. '","seq":' ..
-            fmt('%d', rseq[r]) .. ',"goal":{"id":"' .. goal[1] .. '","title":' .. goal[6] ..
-            ',"gift":' .. (goal[2] == '' and 'null' or '"' .. goal[2] .. '"') .. ',"target":' ..
-            fmt('%d', goal[3]) .. ',"current":' .. fmt('%d', goal[4]) ..
-            ',"reached":true},"ts_ms":' .. now .. '}'
-        end
+      local reached = room_goal_step(tot[6], room, gid, cost, tonumber(count), rseq[r] + 1,
+        now)
+      if reached then
+        rseq[r] = rseq[r] + 1
+        ev[#ev + 1] = reached
       end
       local rec = digest .. '|' .. nb .. '|' .. seq_s
       val[kidem[j]] = rec
@@ -287,21 +271,7 @@ end
 
 -- Once per partition: the creators' pending earnings ("count coins diamonds first last").
 for p = 1, np do
-  local order, rows = pord[p], prow[p]
-  local cur = redis.call('HMGET', pkey[p], unpack(order))
-  local set = {}
-  for k, field in ipairs(order) do
-    local row = rows[field]
-    set[#set + 1] = field
-    if cur[k] then
-      local n, c, d, first = match(cur[k], '^(%d+) (%d+) (%d+) (%d+) %d+$')
-      set[#set + 1] = fmt('%d %d %d ', tonumber(n) + row[1], tonumber(c) + row[2],
-        tonumber(d) + row[3]) .. first .. ' ' .. now
-    else
-      set[#set + 1] = fmt('%d %d %d ', row[1], row[2], row[3]) .. now .. ' ' .. now
-    end
-  end
-  redis.call('HSET', pkey[p], unpack(set))
+  part_pending_add(pkey[p], pord[p], prow[p], now)
 end
 
 -- Once per room: seq, totals, leaderboard, history, and one PUBLISH of its events.
@@ -309,13 +279,7 @@ for r = 1, nr do
   local tot, ev = rtot[r], rev[r]
   val[tot[4]] = fmt('%d', rseq[r]) .. ' ' .. repoch[r]
   dirty[tot[4]] = true
-  val[tot[5]] = fmt('%d %d %d', tot[1], tot[2], tot[3])
-  local goal = tot[6]
-  if goal then
-    val[tot[5]] = val[tot[5]] .. '\31' .. goal[1] .. '\31' .. goal[2] .. '\31' ..
-      fmt('%d', goal[3]) .. '\31' .. fmt('%d', goal[4]) .. '\31' .. (goal[5] and '1' or '0') ..
-      '\31' .. goal[6]
-  end
+  val[tot[5]] = room_totals_text(tot[1], tot[2], tot[3], tot[6])
   dirty[tot[5]] = true
   -- The leaderboard: what later sends of the batch added; a sender's name is recorded when
   -- the sender enters the session's leaderboard.

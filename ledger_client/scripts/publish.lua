@@ -21,14 +21,7 @@ local due_s = fmt('%d', rnow + window)
 local seq, epoch = room_seq_parse(redis.call('GET', KEYS[1]))
 local g, c, d, goalpart = match(redis.call('GET', KEYS[2]) or '', '^(%d+) (%d+) (%d+)(.*)$')
 local tot = {tonumber(g or '0'), tonumber(c or '0'), tonumber(d or '0')}
-local goal
-if goalpart and goalpart ~= '' then
-  local gid_, ggift, target, cur, reached, title =
-    match(goalpart, '^\31([^\31]*)\31([^\31]*)\31(%d+)\31(%d+)\31(%d)\31(.*)$')
-  if gid_ then
-    goal = {gid_, ggift, tonumber(target), tonumber(cur), reached == '1', title}
-  end
-end
+local goal = room_goal_parse(goalpart)
 local ev, out, lb, names = {}, {}, {}, {}
 local ns = 0
 for i = 7, #ARGV, 9 do
@@ -92,32 +85,16 @@ for i = 7, #ARGV, 9 do
       '},"ts_ms":' .. ts .. '}'
     out[ns] = seq
     redis.call('SET', kp, seq_s, 'EX', pttl)
-    if goal and not goal[5] then
-      if goal[2] == '' then
-        goal[4] = goal[4] + cost
-      elseif goal[2] == gid then
-        goal[4] = goal[4] + tonumber(count)
-      end
-      if goal[4] >= goal[3] then
-        goal[5] = true
-        seq = seq + 1
-        ev[#ev + 1] = '{"type":"goal_reached","room":"' .. room .. '","seq":' .. fmt('%d', seq) ..
-          ',"goal":{"id":"' .. goal[1] .. '","title":' .. goal[6] .. ',"gift":' ..
-          (goal[2] == '' and 'null' or '"' .. goal[2] .. '"') .. ',"target":' ..
-          fmt('%d', goal[3]) .. ',"current":' .. fmt('%d', goal[4]) ..
-          ',"reached":true},"ts_ms":' .. ts .. '}'
-      end
+    local reached = room_goal_step(goal, room, gid, cost, tonumber(count), seq + 1, ts)
+    if reached then
+      seq = seq + 1
+      ev[#ev + 1] = reached
     end
   end
 end
 if #ev > 0 then
   redis.call('SET', KEYS[1], fmt('%d', seq) .. ' ' .. epoch)
-  local totals = fmt('%d %d %d', tot[1], tot[2], tot[3])
-  if goal then
-    totals = totals .. '\31' .. goal[1] .. '\31' .. goal[2] .. '\31' .. fmt('%d', goal[3]) ..
-      '\31' .. fmt('%d', goal[4]) .. '\31' .. (goal[5] and '1' or '0') .. '\31' .. goal[6]
-  end
-  redis.call('SET', KEYS[2], totals)
+  redis.call('SET', KEYS[2], room_totals_text(tot[1], tot[2], tot[3], goal))
   if #names > 0 then
     redis.call('HSET', KEYS[4], unpack(names))
   end

@@ -213,26 +213,10 @@ static void expect_outboxes_empty(int timeout_ms)
     }
 }
 
-/* A counter of node's /metrics. */
-static long long metric(int node, const char *name)
-{
-    struct tk_http_resp r;
-    cr_assert_eq(tk_http(f.node[node].port, "GET", "/metrics", NULL, NULL, &r), 0);
-    long long v = 0;
-    size_t n = strlen(name);
-    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-        if (strncmp(p, name, n) == 0 && p[n] == ' ') {
-            v = strtoll(p + n + 1, NULL, 10);
-            break;
-        }
-    }
-    tk_http_resp_cleanup(&r);
-    return v;
-}
-
 static long long redirects(void)
 {
-    return metric(0, "giftd_ledger_redirects_total") + metric(1, "giftd_ledger_redirects_total");
+    return fx_metric(&f, 0, "giftd_ledger_redirects_total") +
+           fx_metric(&f, 1, "giftd_ledger_redirects_total");
 }
 
 /* The coins the settlement stream (on its own slot's master) holds for room; asserts each

@@ -468,23 +468,6 @@ Test(gifts, recharge_is_idempotent_per_payment_id)
     cr_assert_eq(fx_balance(&f, "ann"), 70);
 }
 
-/* A counter of node i's /metrics (0 when absent). */
-static long long metric(int node, const char *name)
-{
-    struct tk_http_resp r;
-    cr_assert_eq(tk_http(f.node[node].port, "GET", "/metrics", NULL, NULL, &r), 0);
-    long long v = 0;
-    size_t n = strlen(name);
-    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-        if (strncmp(p, name, n) == 0 && p[n] == ' ') {
-            v = strtoll(p + n + 1, NULL, 10);
-            break;
-        }
-    }
-    tk_http_resp_cleanup(&r);
-    return v;
-}
-
 /* Sends n gifts "<stem>-<i>" back to back, without waiting for answers. */
 static void burst(struct tk_ws *ws, const char *stem, int n, const char *gift)
 {
@@ -531,8 +514,8 @@ Test(gifts, a_batch_mixes_accepted_and_refused_sends_each_with_its_own_outcome)
     struct tk_ws *w = fx_viewer(&f, 1, "ben", "g9");
     struct tk_ws *a = fx_viewer(&f, 0, "ann", "g9");
     struct tk_ws *d = fx_viewer(&f, 0, "dan", "g9");
-    long long batches0 = metric(0, "giftd_ledger_gift_batches_total");
-    long long sends0 = metric(0, "giftd_ledger_gift_batched_sends_total");
+    long long batches0 = fx_metric(&f, 0, "giftd_ledger_gift_batches_total");
+    long long sends0 = fx_metric(&f, 0, "giftd_ledger_gift_batched_sends_total");
     /* ann can pay for 5 of her 8 roses; dan for 3 of his 4 galaxies (1000 coins each). */
     enum { NA = 8, ND = 4 };
     burst(a, "mix-a", NA, "rose");
@@ -540,8 +523,8 @@ Test(gifts, a_batch_mixes_accepted_and_refused_sends_each_with_its_own_outcome)
     json_t *aa[NA] = {0}, *ad[ND] = {0};
     read_answers(a, "mix-a", NA, aa, 5000);
     read_answers(d, "mix-d", ND, ad, 5000);
-    long long batches = metric(0, "giftd_ledger_gift_batches_total") - batches0;
-    long long sends = metric(0, "giftd_ledger_gift_batched_sends_total") - sends0;
+    long long batches = fx_metric(&f, 0, "giftd_ledger_gift_batches_total") - batches0;
+    long long sends = fx_metric(&f, 0, "giftd_ledger_gift_batched_sends_total") - sends0;
     cr_assert_eq(sends, NA + ND);
     cr_assert_lt(batches, sends, "no batch carried more than one send (%lld batches)", batches);
     /* In order of sending: the first ones are accepted, the rest refused with the balance. */

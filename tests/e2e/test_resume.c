@@ -109,22 +109,6 @@ static long long room_epoch(const char *room, char out[32])
     return seq;
 }
 
-static long long metric(int node, const char *name)
-{
-    struct tk_http_resp r;
-    cr_assert_eq(tk_http(f.node[node].port, "GET", "/metrics", NULL, NULL, &r), 0);
-    long long v = 0;
-    size_t n = strlen(name);
-    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-        if (strncmp(p, name, n) == 0 && p[n] == ' ') {
-            v = strtoll(p + n + 1, NULL, 10);
-            break;
-        }
-    }
-    tk_http_resp_cleanup(&r);
-    return v;
-}
-
 /* Reads seq events until the one with seq last; asserts they are from..last, each once, in
  * order, with replay set on exactly those up to replay_upto. */
 static void expect_seqs(struct tk_ws *ws, long long from, long long last, long long replay_upto)
@@ -162,7 +146,7 @@ static void resume_after_absence(int node, const char *room, const char *source_
     long long last = send_acked(sender, "b", 5);
     cr_assert_eq(last, s + 5);
 
-    long long before = metric(node, source_metric);
+    long long before = fx_metric(&f, node, source_metric);
     v = unjoined(node, "vic");
     j = join(v, room, s, epoch);
     cr_assert(json_is_true(json_object_get(j, "resumed")), "%s", json_dumps(j, 0));
@@ -172,7 +156,7 @@ static void resume_after_absence(int node, const char *room, const char *source_
     /* Then live, with the next seq. */
     long long next = send_acked(sender, "c", 1);
     expect_seqs(v, last + 1, next, 0);
-    cr_assert_eq(metric(node, source_metric), before + 1, "%s", source_metric);
+    cr_assert_eq(fx_metric(&f, node, source_metric), before + 1, "%s", source_metric);
     tk_ws_free(v);
     tk_ws_free(sender);
 }
@@ -545,8 +529,9 @@ Test(resume, a_node_fills_its_own_gap_after_a_pubsub_reconnect)
     long long s = send_acked(sender, "a", 2);
     expect_seqs(v, s - 1, s, 0);
     redisContext *rc = tk_redis_connect(&f.redis);
-    long long filled = metric(0, "giftd_gap_events_total");
-    for (int round = 0; round < 8 && metric(0, "giftd_gap_events_total") == filled; round++) {
+    long long filled = fx_metric(&f, 0, "giftd_gap_events_total");
+    for (int round = 0; round < 8 && fx_metric(&f, 0, "giftd_gap_events_total") == filled;
+         round++) {
         /* Kill node 0's subscriber (CLIENT LIST shows it by its SUBSCRIBE). */
         redisReply *list = redisCommand(rc, "CLIENT LIST TYPE pubsub");
         cr_assert_not_null(list);
@@ -563,7 +548,8 @@ Test(resume, a_node_fills_its_own_gap_after_a_pubsub_reconnect)
         expect_seqs(v, s + 1, last, 0);
         s = last;
     }
-    cr_assert_gt(metric(0, "giftd_gap_events_total"), filled, "no gap was filled in 8 rounds");
+    cr_assert_gt(fx_metric(&f, 0, "giftd_gap_events_total"), filled,
+                 "no gap was filled in 8 rounds");
     redisFree(rc);
     tk_ws_free(v);
     tk_ws_free(sender);

@@ -227,3 +227,19 @@ json_t *fx_answer(struct tk_ws *ws, const char *id, int timeout_ms)
         json_decref(j);
     }
 }
+
+long long fx_metric(struct fx *f, int node, const char *name)
+{
+    struct tk_http_resp r;
+    cr_assert_eq(tk_http(f->node[node].port, "GET", "/metrics", NULL, NULL, &r), 0);
+    long long v = 0;
+    size_t n = strlen(name);
+    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, name, n) == 0 && p[n] == ' ') {
+            v = strtoll(p + n + 1, NULL, 10);
+            break;
+        }
+    }
+    tk_http_resp_cleanup(&r);
+    return v;
+}

@@ -53,6 +53,10 @@ struct tk_ws *fx_viewer(struct fx *f, int node, const char *sub, const char *roo
 struct tk_ws *fx_connect_as(struct fx *f, int node, const char *sub, const char *role,
                             const char *room);
 
+/** A sample of node's /metrics named name (a counter or gauge line "name value"), 0 when
+ * absent. */
+long long fx_metric(struct fx *f, int node, const char *name);
+
 /** Milliseconds of CLOCK_MONOTONIC, for deadlines in tests. */
 int64_t fx_now_ms(void);
 

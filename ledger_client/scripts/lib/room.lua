@@ -51,6 +51,51 @@ local function room_goal_of(tot)
     cur .. ',"reached":' .. (reached == '1' and 'true' or 'false') .. '}', id .. ':' .. cur
 end
 
+-- The goal part of a totals string (after "gifts coins diamonds": US id US gift US target US
+-- current US reached US title JSON) as {id, gift ('' for coins), target, current, reached,
+-- title JSON}, or nil.
+local function room_goal_parse(rest)
+  local id, gift, target, cur, reached, title =
+    string.match(rest or '', '^\31([^\31]*)\31([^\31]*)\31(%d+)\31(%d+)\31(%d)\31(.*)$')
+  if not id then
+    return nil
+  end
+  return {id, gift, tonumber(target), tonumber(cur), reached == '1', title}
+end
+
+-- A totals string: "gifts coins diamonds" and the goal part when the room has a goal.
+local function room_totals_text(g, c, d, goal)
+  local t = string.format('%d %d %d', g, c, d)
+  if goal then
+    t = t .. '\31' .. goal[1] .. '\31' .. goal[2] .. '\31' .. string.format('%d', goal[3]) ..
+      '\31' .. string.format('%d', goal[4]) .. '\31' .. (goal[5] and '1' or '0') .. '\31' ..
+      goal[6]
+  end
+  return t
+end
+
+-- A send's progress on the room's goal (room_goal_parse's table, or nil): the goal_reached
+-- event, numbered seq, the first time the target is met; else nil.
+local function room_goal_step(goal, room, gid, cost, count, seq, ts)
+  if not goal or goal[5] then
+    return nil
+  end
+  if goal[2] == '' then
+    goal[4] = goal[4] + cost
+  elseif goal[2] == gid then
+    goal[4] = goal[4] + count
+  end
+  if goal[4] < goal[3] then
+    return nil
+  end
+  goal[5] = true
+  return '{"type":"goal_reached","room":"' .. room .. '","seq":' .. string.format('%d', seq) ..
+    ',"goal":{"id":"' .. goal[1] .. '","title":' .. goal[6] .. ',"gift":' ..
+    (goal[2] == '' and 'null' or '"' .. goal[2] .. '"') .. ',"target":' ..
+    string.format('%d', goal[3]) .. ',"current":' .. string.format('%d', goal[4]) ..
+    ',"reached":true},"ts_ms":' .. ts .. '}'
+end
+
 -- Appends events (oldest first) to the room's history (a list, newest first), trimming it
 -- back to cap once it is 64 over. The key expires ttl_ms after it was made or last trimmed;
 -- room_presence.lua pushes the expiry on while the room has viewers.

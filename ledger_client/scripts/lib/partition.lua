@@ -1,0 +1,24 @@
+-- lib/partition: what the scripts of a user's partition share (`--#include partition`).
+
+-- Adds rows to a partition's pending earnings (hash key: field "creator US room US gift" ->
+-- "count coins diamonds first_ms last_ms"): order lists the fields in first-seen order, rows
+-- maps each to {count, coins, diamonds}; now is the last_ms (and a new row's first_ms).
+local function part_pending_add(key, order, rows, now)
+  if #order == 0 then
+    return
+  end
+  local cur = redis.call('HMGET', key, unpack(order))
+  local set = {}
+  for k, field in ipairs(order) do
+    local row = rows[field]
+    set[#set + 1] = field
+    if cur[k] then
+      local n, c, d, first = string.match(cur[k], '^(%d+) (%d+) (%d+) (%d+) %d+$')
+      set[#set + 1] = string.format('%d %d %d ', tonumber(n) + row[1], tonumber(c) + row[2],
+        tonumber(d) + row[3]) .. first .. ' ' .. now
+    else
+      set[#set + 1] = string.format('%d %d %d ', row[1], row[2], row[3]) .. now .. ' ' .. now
+    end
+  end
+  redis.call('HSET', key, unpack(set))
+end
