@@ -761,21 +761,32 @@ static int query_num(struct http_req *h, const char *name, long long max, long l
     return 1;
 }
 
+/* The query's limit= (1..1000) into *limit, kept when absent; false (answered 400) when bad. */
+static bool query_limit(struct http_req *h, long long *limit)
+{
+    long long n = 0;
+    int got = query_num(h, "limit=", 1000, &n);
+    if (got < 0 || (got > 0 && n < 1)) {
+        http_error(h, PROTO_ERR_BAD_REQUEST, "limit: must be an integer from 1 to 1000");
+        return false;
+    }
+    if (got > 0) {
+        *limit = n;
+    }
+    return true;
+}
+
 static int transactions(struct http_req *h, const char *user)
 {
     if (!require_user_or_service(h, user)) {
         return 0;
     }
     struct ledger_transactions_req req = {.user = user, .limit = 50, .before = -1};
-    long long limit = 0;
-    int got = query_num(h, "limit=", 1000, &limit);
-    if (got < 0 || (got > 0 && limit < 1)) {
-        http_error(h, PROTO_ERR_BAD_REQUEST, "limit: must be an integer from 1 to 1000");
+    long long limit = req.limit;
+    if (!query_limit(h, &limit)) {
         return 0;
     }
-    if (got > 0) {
-        req.limit = (long)limit;
-    }
+    req.limit = (long)limit;
     if (query_num(h, "before=", INT64_MAX / 2, &req.before) < 0) {
         http_error(h, PROTO_ERR_BAD_REQUEST, "before: must be a ts_ms (a non-negative integer)");
         return 0;
@@ -819,9 +830,7 @@ static int room_events(struct http_req *h, const char *room)
         http_error(h, PROTO_ERR_BAD_REQUEST, "since_seq: must be an integer >= 0");
         return 0;
     }
-    int got = query_num(h, "limit=", 1000, &limit);
-    if (got < 0 || (got > 0 && limit < 1)) {
-        http_error(h, PROTO_ERR_BAD_REQUEST, "limit: must be an integer from 1 to 1000");
+    if (!query_limit(h, &limit)) {
         return 0;
     }
     struct pending *p = pending_new(h->app, NULL, h);

@@ -41,16 +41,8 @@ for i = 6, #ARGV, 11 do
   else
     local cost = tonumber(ARGV[i + 3])
     local bal = tonumber(redis.call('GET', kbal) or '0')
-    local lim = redis.call('GET', klim)
-    local lday, sd, lmonth, sm, dcap, mcap
-    if lim then
-      lday, sd, lmonth, sm, dcap, mcap = match(lim, '^(%d+) (%d+) (%d+) (%d+) (%S+) (%S+)$')
-    end
-    sd = (lday == day and tonumber(sd)) or 0
-    sm = (lmonth == month and tonumber(sm)) or 0
-    dcap, mcap = dcap or '-', mcap or '-'
-    local dc, mc = tonumber(dcap), tonumber(mcap)
-    if (dc and sd + cost > dc) or (mc and sm + cost > mc) then
+    local sd, sm, dcap, mcap, lday, fits = part_budget(redis.call('GET', klim), day, month, cost)
+    if not fits then
       out[no + 1] = 0; out[no + 2] = 'budget_exceeded'; out[no + 3] = bal
     elseif bal < cost then
       out[no + 1] = 0; out[no + 2] = 'insufficient_funds'; out[no + 3] = bal

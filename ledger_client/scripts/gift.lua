@@ -108,16 +108,8 @@ for j = 1, ns do
   else
     local cost = tonumber(ARGV[i + 4])
     local bal = tonumber(val[kbal[j]] or '0')
-    local lim = val[klim[j]]
-    local lday, sd, lmonth, sm, dcap, mcap
-    if lim then
-      lday, sd, lmonth, sm, dcap, mcap = match(lim, '^(%d+) (%d+) (%d+) (%d+) (%S+) (%S+)$')
-    end
-    sd = (lday == day and tonumber(sd)) or 0
-    sm = (lmonth == month and tonumber(sm)) or 0
-    dcap, mcap = dcap or '-', mcap or '-'
-    local dc, mc = tonumber(dcap), tonumber(mcap)
-    if (dc and sd + cost > dc) or (mc and sm + cost > mc) then
+    local sd, sm, dcap, mcap, lday, fits = part_budget(val[klim[j]], day, month, cost)
+    if not fits then
       out[no + 1] = 0; out[no + 2] = 'budget_exceeded'; out[no + 3] = bal
       no = no + 3
     elseif bal < cost then

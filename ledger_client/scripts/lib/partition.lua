@@ -22,3 +22,19 @@ local function part_pending_add(key, order, rows, now)
   end
   redis.call('HSET', key, unpack(set))
 end
+
+-- A user's spending so far against its caps: lim is the limits string ("day spent_that_day
+-- month spent_that_month daily_cap monthly_cap", a cap '-' when not set; nil for none), day
+-- and month today's. Returns the day's and month's spending (0 in a new day or month), both
+-- caps as text, and the day of the record (nil for none), and whether cost fits both caps.
+local function part_budget(lim, day, month, cost)
+  local lday, sd, lmonth, sm, dcap, mcap
+  if lim then
+    lday, sd, lmonth, sm, dcap, mcap = string.match(lim, '^(%d+) (%d+) (%d+) (%d+) (%S+) (%S+)$')
+  end
+  sd = (lday == day and tonumber(sd)) or 0
+  sm = (lmonth == month and tonumber(sm)) or 0
+  dcap, mcap = dcap or '-', mcap or '-'
+  local dc, mc = tonumber(dcap), tonumber(mcap)
+  return sd, sm, dcap, mcap, lday, not ((dc and sd + cost > dc) or (mc and sm + cost > mc))
+end
