@@ -35,12 +35,13 @@ run: build
 
 # The whole suite, then again under ASan + UBSan, then each fuzzer briefly. The second pass
 # leaves out the browser tests (they test the overlay's JavaScript; the server paths they use
-# run under ASan in the e2e suites) and the test of the cluster test kit itself, to keep the
+# run under ASan in the e2e suites), the test of the cluster test kit itself and the gift
+# tests run again on a cluster (test_cluster runs the cluster code under ASan), to keep the
 # suite near 10 minutes.
 test: build build-asan
 	./scripts/run-tests.sh $(BUILD)
 	ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		./scripts/run-tests.sh $(ASAN_BUILD) -E 'browser_|testkit_cluster'
+		./scripts/run-tests.sh $(ASAN_BUILD) -E 'browser_|testkit_cluster|gifts_cluster'
 	@$(MAKE) --no-print-directory test-fuzz
 
 # Each fuzzer for 5 seconds from its seeds (ctest in build-fuzz), when clang-14 can build them.
