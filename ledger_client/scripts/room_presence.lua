@@ -55,9 +55,14 @@ if live and ARGV[5] ~= '-' then
   if (st[3] or '0') ~= coins and now - tonumber(st[4] or '0') >= interval then
     redis.call('HSET', KEYS[4], 'lbcoins', coins, 'lbts', now)
     local top = redis.call('ZREVRANGE', KEYS[5], 0, tonumber(ARGV[8]) - 1, 'WITHSCORES')
-    local parts = {}
+    local parts, ids = {}, {}
     for i = 1, #top, 2 do
-      local name = redis.call('HGET', KEYS[6], top[i]) or cjson.encode(top[i])
+      ids[#ids + 1] = top[i]
+    end
+    -- The names in one call rather than one per entry.
+    local names = #ids > 0 and redis.call('HMGET', KEYS[6], unpack(ids)) or {}
+    for i = 1, #top, 2 do
+      local name = names[(i + 1) / 2] or cjson.encode(top[i])
       parts[#parts + 1] = '{"id":"' .. top[i] .. '","name":' .. name .. ',"coins":' .. top[i + 1] .. '}'
     end
     room_publish(ARGV[6], '{"type":"leaderboard","room":"' .. ARGV[7] .. '","top":[' ..
