@@ -294,8 +294,10 @@ static void publish_reply(void *ud, int status, const redisReply *rep)
         status = -EPROTO;
     }
     if (status < 0) {
-        /* Charged, and published or not: the outbox has it, and a retry learns its seq. */
-        cgroup_fail(g, status);
+        /* Charged, and published or not (whatever the failure, a script error included): the
+         * outbox has it and the sweep broadcasts it; the client is told to retry with the same
+         * id, which learns its outcome. */
+        cgroup_fail(g, -ETIMEDOUT);
         return;
     }
     const char *sub[LEDGER_GIFT_BATCH_MAX], *id[LEDGER_GIFT_BATCH_MAX],
@@ -351,7 +353,10 @@ static void publish_group(struct cgroup *g)
     av_fmt(&a, "%ld", o->combo_window_ms);
     av_fmt(&a, "%ld", o->history_size);
     av_fmt(&a, "%lld", (long long)o->history_ttl_s * 1000);
-    av_fmt(&a, "%ld", o->idempotency_ttl_s);
+    /* The publish record goes a minute before the idempotency record: an id used again once
+     * that has gone is a new send, and must not meet the old send's record. */
+    av_fmt(&a, "%ld",
+           o->idempotency_ttl_s > 120 ? o->idempotency_ttl_s - 60 : o->idempotency_ttl_s);
     av_str(&a, room);
     lkey_channel_arg(key, sizeof(key), l, room);
     av_str(&a, key);
@@ -366,7 +371,7 @@ static void publish_group(struct cgroup *g)
     }
     if (av_script(l, LEDGER_SCRIPT_PUBLISH, &a, publish_reply, g, g->start_ms) < 0) {
         /* Charged but not published: the sweep will, and a retry learns the seq. */
-        cgroup_fail(g, -ECONNRESET);
+        cgroup_fail(g, -ETIMEDOUT);
     }
 }
 
@@ -401,7 +406,7 @@ static void debit_reply(void *ud, int status, const redisReply *rep)
             if (k == nrooms) {
                 rooms[k] = cgroup_new(q, g->n, g->start_ms, g->now_ms);
                 if (!rooms[k]) {
-                    op_answer(op, -ENOMEM, NULL); /* charged; the sweep publishes it */
+                    op_answer(op, -ETIMEDOUT, NULL); /* charged; the sweep publishes it */
                     free(op);
                     continue;
                 }

@@ -47,6 +47,7 @@ struct ledger_req {
     int slot;         /* cluster: the slot of its first key, -1 any node */
     int conn;         /* the connection it is in flight on, -1 none */
     int ask;          /* cluster: send ASKING, then it, on this connection (an ASK), -1 none */
+    int asked;        /* cluster: the connection it was last sent to with ASKING, -1 none */
     int redirects;    /* cluster: MOVED and ASK answers followed so far */
     int retries;      /* cluster: TRYAGAIN and CLUSTERDOWN answers so far */
     int64_t retry_ms; /* TRYAGAIN / CLUSTERDOWN: not before this time */
@@ -105,6 +106,7 @@ struct ledger {
     int16_t *owner;       /* cluster: the connection serving each slot, -1 unknown */
     bool map_known;       /* cluster: a CLUSTER SLOTS answer was applied */
     bool map_asked;       /* cluster: a CLUSTER SLOTS is in flight */
+    int64_t map_asked_ms; /* since when */
     int64_t map_due_ms;   /* cluster: refresh the map at this time, 0 none due */
     bool ready;           /* LEDGER_UP was reported last (not LEDGER_DOWN) */
     bool sharded;         /* cluster: room channels are sharded (SSUBSCRIBE per node) */
@@ -333,6 +335,7 @@ static void observe_latency(struct ledger *l, uint64_t start_ns)
 static void cmd_reply(redisAsyncContext *ac, void *reply, void *privdata);
 static void conn_connect(struct lconn *c);
 static void map_refresh(struct ledger *l);
+static void map_soon(struct ledger *l);
 static void chans_reconcile(struct ledger *l);
 
 /* ---- state ---- */
@@ -376,6 +379,9 @@ static struct lconn *route(struct ledger *l, const struct ledger_req *r)
     } else if (r->slot >= 0) {
         int o = l->owner[r->slot];
         c = o >= 0 ? l->conns[o] : NULL;
+        if (o < 0 && l->map_known) {
+            map_soon(l); /* a slot nobody served at the last map: ask again */
+        }
     } else {
         for (int i = 0; i < l->nconns && !c; i++) {
             c = l->conns[i]->up && l->conns[i]->wanted ? l->conns[i] : NULL;
@@ -393,6 +399,7 @@ static int send_on(struct lconn *c, struct ledger_req *r)
         REDIS_OK) {
         return -ECONNRESET;
     }
+    r->asked = r->ask; /* a TRYAGAIN from the target is tried there again */
     r->ask = -1;
     r->sent = true;
     r->sent_ms = ledger_now_ms();
@@ -487,6 +494,7 @@ static void map_refresh(struct ledger *l)
         struct lconn *c = l->conns[i];
         if (c->up && redisAsyncCommand(c->ac, slots_reply, c, "CLUSTER SLOTS") == REDIS_OK) {
             l->map_asked = true;
+            l->map_asked_ms = ledger_now_ms();
             l->map_due_ms = 0;
             return;
         }
@@ -542,7 +550,11 @@ static bool follow(struct ledger *l, struct lconn *c, struct ledger_req *r, cons
     bool again = strncmp(rep->str, "TRYAGAIN", 8) == 0;
     bool down = strncmp(rep->str, "CLUSTERDOWN", 11) == 0;
     if (again || down) {
-        /* Until the deadline: a migration or a failover takes as long as it takes. */
+        /* Until the deadline: a migration or a failover takes as long as it takes. A TRYAGAIN
+         * from an ASK's target (keys of the slot on both sides) goes back to the target. */
+        if (again && r->asked >= 0) {
+            r->ask = r->asked;
+        }
         r->retries++;
         r->retry_ms = now + (r->retries < 10 ? 10L * r->retries : 100);
         if (down) {
@@ -571,7 +583,8 @@ static void cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
         c->up = false;
     }
     if (rep && rep->type == REDIS_REPLY_ERROR && !l->closing) {
-        if (r->script >= 0 && !r->resent && strncmp(rep->str, "NOSCRIPT", 8) == 0 && c->up) {
+        if (r->cb && r->script >= 0 && !r->resent && strncmp(rep->str, "NOSCRIPT", 8) == 0 &&
+            c->up) {
             /* The script cache was flushed (restart, SCRIPT FLUSH, a failover: Redis 7.0 does
              * not replicate SCRIPT LOAD): EVAL sends the body and caches it again. The script
              * did not run, so resending is safe. */
@@ -821,6 +834,9 @@ struct lchan {
     struct lchan *next; /* hash chain */
     int conn;           /* the node it is subscribed at (SSUBSCRIBE sent), -1 none */
     bool confirmed;     /* that node confirmed the SSUBSCRIBE: its messages arrive */
+    bool wanted;        /* the layer above asked for it (not unsubscribed since) */
+    int unsubs;         /* SUNSUBSCRIBEs sent to unsub_conn whose answers are still due */
+    int unsub_conn;
     size_t len;
     char name[]; /* NUL-terminated */
 };
@@ -841,6 +857,26 @@ static struct lchan **chan_slot(struct ledger *l, const char *name, size_t len)
         pp = &(*pp)->next;
     }
     return pp;
+}
+
+/* Removes ch (not wanted, no answer due) from the registry. */
+static void chan_delete(struct ledger *l, struct lchan *ch)
+{
+    struct lchan **pp = chan_slot(l, ch->name, ch->len);
+    if (*pp == ch) {
+        *pp = ch->next;
+        free(ch);
+    }
+}
+
+/* A SUNSUBSCRIBE of ch sent to node conn: its answer is not a loss. */
+static void chan_unsub_sent(struct lchan *ch, int conn)
+{
+    if (ch->unsub_conn != conn) {
+        ch->unsubs = 0;
+    }
+    ch->unsub_conn = conn;
+    ch->unsubs++;
 }
 
 /* Sets where ch is subscribed and whether confirmed, keeping the count of settled channels. */
@@ -865,11 +901,19 @@ static void shard_msg(void *ud, const char *channel, size_t clen, const char *ms
 static void shard_lost(struct ledger *l, int conn)
 {
     for (size_t b = 0; b < CHAN_BUCKETS; b++) {
-        for (struct lchan *ch = l->chans[b]; ch; ch = ch->next) {
-            if (ch->conn == conn) {
+        struct lchan *ch = l->chans[b];
+        while (ch) {
+            struct lchan *next = ch->next;
+            if (ch->unsub_conn == conn) {
+                ch->unsubs = 0; /* their answers went with the connection */
+            }
+            if (!ch->wanted && ch->unsubs == 0) {
+                chan_delete(l, ch);
+            } else if (ch->conn == conn) {
                 chan_set(l, ch, -1, false);
                 l->resub_pending = true;
             }
+            ch = next;
         }
     }
     map_soon(l);
@@ -891,10 +935,15 @@ static void shard_event(void *ud, enum lshard_event ev, const char *channel, siz
             chans_settled(l);
         }
     } else if (ev == LSHARD_UNSUBSCRIBED && channel) {
-        /* Not asked (a channel that moved here, or was dropped: its slot moved away, the node
-         * became a replica): subscribed again at the owner after the next map. */
         struct lchan *ch = *chan_slot(l, channel, clen);
-        if (ch && ch->conn == c->index) {
+        if (ch && ch->unsubs > 0 && ch->unsub_conn == c->index) {
+            /* The answer to our own SUNSUBSCRIBE (answers come in order on a connection). */
+            if (--ch->unsubs == 0 && !ch->wanted) {
+                chan_delete(l, ch);
+            }
+        } else if (ch && ch->wanted && ch->conn == c->index) {
+            /* Not asked: the channel was dropped (its slot moved away, the node became a
+             * replica) or refused: subscribed again at the owner after the next map. */
             chan_set(l, ch, -1, false);
             l->resub_pending = true;
             map_soon(l);
@@ -924,13 +973,16 @@ static struct lshard_sub *shard_of(struct lconn *c)
 static void chan_place(struct ledger *l, struct lchan *ch)
 {
     int want = l->owner[lslot_of(ch->name, ch->len)];
+    if (want < 0) {
+        map_soon(l); /* a slot nobody served at the last map: ask again */
+    }
     if (ch->conn == want && want >= 0) {
         return;
     }
     if (ch->conn >= 0) {
         struct lconn *old = l->conns[ch->conn];
-        if (old->shard) {
-            lshard_sub_sunsubscribe(old->shard, ch->name);
+        if (old->shard && lshard_sub_sunsubscribe(old->shard, ch->name) == 0) {
+            chan_unsub_sent(ch, old->index);
         }
         chan_set(l, ch, -1, false);
         l->resub_pending = true;
@@ -960,7 +1012,9 @@ static void chans_reconcile(struct ledger *l)
     }
     for (size_t b = 0; b < CHAN_BUCKETS; b++) {
         for (struct lchan *ch = l->chans[b]; ch; ch = ch->next) {
-            chan_place(l, ch);
+            if (ch->wanted) {
+                chan_place(l, ch);
+            }
         }
     }
     chans_settled(l);
@@ -995,7 +1049,11 @@ static int chan_subscribe(struct ledger *l, const char *channel)
         memcpy(ch->name, channel, len + 1);
         ch->len = len;
         ch->conn = -1;
+        ch->unsub_conn = -1;
         *pp = ch;
+    }
+    if (!(*pp)->wanted) {
+        (*pp)->wanted = true;
         l->nchans++;
     }
     if (l->map_known) {
@@ -1004,19 +1062,25 @@ static int chan_subscribe(struct ledger *l, const char *channel)
     return 0;
 }
 
+/* The channel is no longer wanted: SUNSUBSCRIBE where it is; its entry stays until that is
+ * answered, so that the answer is not taken for the server dropping a new subscription. */
 static int chan_unsubscribe(struct ledger *l, const char *channel)
 {
-    struct lchan **pp = chan_slot(l, channel, strlen(channel));
-    struct lchan *ch = *pp;
-    if (ch) {
-        if (ch->conn >= 0 && l->conns[ch->conn]->shard) {
-            lshard_sub_sunsubscribe(l->conns[ch->conn]->shard, ch->name);
-        }
-        *pp = ch->next;
-        chan_set(l, ch, -1, false);
-        l->nchans--;
-        free(ch);
+    struct lchan *ch = *chan_slot(l, channel, strlen(channel));
+    if (!ch || !ch->wanted) {
+        return 0;
     }
+    ch->wanted = false;
+    l->nchans--;
+    if (ch->conn >= 0 && l->conns[ch->conn]->shard &&
+        lshard_sub_sunsubscribe(l->conns[ch->conn]->shard, ch->name) == 0) {
+        chan_unsub_sent(ch, ch->conn);
+    }
+    chan_set(l, ch, -1, false);
+    if (ch->unsubs == 0) {
+        chan_delete(l, ch);
+    }
+    chans_settled(l);
     return 0;
 }
 
@@ -1143,8 +1207,11 @@ static void expire_list(struct req_list *L, int64_t limit)
  * not loaded its scripts within the deadline (Redis hung or still loading) is stuck too. */
 static void conn_tick(struct lconn *c, int64_t limit)
 {
-    for (struct ledger_req *r = c->inflight.head; r && r->start_ms <= limit; r = r->next) {
-        req_answer(r, -ETIMEDOUT, NULL);
+    /* Not ordered by start: a gift batch's deadline runs from its oldest send. */
+    for (struct ledger_req *r = c->inflight.head; r; r = r->next) {
+        if (r->start_ms <= limit) {
+            req_answer(r, -ETIMEDOUT, NULL);
+        }
     }
     bool stuck = c->inflight.head && c->inflight.head->sent_ms <= limit;
     if (c->ac && !c->up && c->connect_ms <= limit) {
@@ -1181,6 +1248,11 @@ static void tick_fired(uv_timer_t *t)
     }
     for (int i = 0; i < l->nconns; i++) {
         conn_tick(l->conns[i], limit);
+    }
+    if (l->map_asked && l->map_asked_ms <= limit) {
+        /* The node asked never answered (hung without a reset): ask another. */
+        l->map_asked = false;
+        map_soon(l);
     }
     if (l->cluster && (!l->map_known || (l->map_due_ms && l->map_due_ms <= now))) {
         map_refresh(l);
@@ -1449,6 +1521,7 @@ static int submit(struct ledger *l, int script, int argc, const char *const *arg
     r->slot = slot_of(l, script, argc, argv, argvlen);
     r->conn = -1;
     r->ask = -1;
+    r->asked = -1;
     l->stats.requests++;
     struct lconn *c = NULL;
     if (l->ninflight < l->opts.max_inflight && !l->waiting.head) {

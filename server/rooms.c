@@ -561,7 +561,10 @@ static void stream_fill(struct room *room)
     }
     c->app = app;
     snprintf(c->room, sizeof(c->room), "%s", room->name);
-    c->gen = ++room->fill_gen;
+    /* One counter for every room: a room freed and made again under the same name does not
+     * meet its predecessor's late reply. */
+    static unsigned fill_gen;
+    c->gen = room->fill_gen = ++fill_gen;
     if (ledger_room_events(app->ledger, room->name, (long long)room->last_seq,
                            app->cfg.rooms_history_size, fill_done, c, NULL) < 0) {
         free(c);

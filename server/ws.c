@@ -275,7 +275,9 @@ static void session_authed(struct session *s, const char *room, const struct pro
         struct pending *p = pending_new(app, s, NULL);
         if (p && ledger_balance(app->ledger, s->claims.sub, welcome_balance_done, p, NULL) == 0) {
             pending_track(p);
-            welcome_reserve(s);
+            if (!s->welcome_slot) {
+                welcome_reserve(s); /* a second authentication keeps the first one's place */
+            }
         } else {
             free(p);
             send_welcome(s, "null");

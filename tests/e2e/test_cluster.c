@@ -433,3 +433,57 @@ Test(cluster, room_channels_are_sharded_while_viewers_watch)
     redisFree(c);
     tk_ws_free(v);
 }
+
+/* A room's last viewer leaves and another joins at once, over and over: the answer to the
+ * SUNSUBSCRIBE of the leave is not taken for the server dropping the new subscription (which
+ * would have every room of the node read its history again). */
+Test(cluster, leaving_and_rejoining_a_room_does_not_refill_every_room)
+{
+    char *tok = tk_token("vic", "vic", "viewer", NULL, 3600);
+    char path[1024];
+    snprintf(path, sizeof(path), "/ws?token=%s", tok);
+    for (int r = 0; r < 4; r++) {
+        char room[16];
+        snprintf(room, sizeof(room), "lv%d", r);
+        fx_open_room(&f, room, "cara");
+    }
+    /* Other rooms watched on node 1, so that a refill would show in the metric. */
+    struct tk_ws *other[3];
+    for (int r = 1; r < 4; r++) {
+        char room[16];
+        snprintf(room, sizeof(room), "lv%d", r);
+        other[r - 1] = fx_viewer(&f, 1, "olga", room);
+    }
+    fx_recharge(&f, "ann", 100 * COST);
+    struct tk_ws *sender = fx_viewer(&f, 0, "ann", "lv1");
+    fx_send_gift(sender, "seed", "galaxy", 1); /* the rooms' streams start */
+    json_t *a = fx_answer(sender, "seed", 5000);
+    cr_assert_not_null(a);
+    json_decref(a);
+    long long fills = fx_metric(&f, 1, "giftd_gap_fills_total");
+    struct tk_ws *v = fx_viewer(&f, 1, "vic", "lv0");
+    for (int i = 0; i < 20; i++) {
+        struct tk_ws *next = tk_ws_connect(f.node[1].port, path);
+        cr_assert_not_null(next);
+        json_decref(tk_ws_expect(next, "welcome", 5000));
+        tk_ws_free(v); /* the last viewer of lv0 leaves… */
+        cr_assert_eq(tk_ws_send_json(next, "{\"type\":\"join\",\"room\":\"lv0\"}"), 0);
+        json_t *j = tk_ws_expect(next, "joined", 5000); /* …and another joins at once */
+        cr_assert_not_null(j);
+        json_decref(j);
+        v = next;
+    }
+    /* A gift in lv1 still reaches node 1's viewer of lv1. */
+    fx_send_gift(sender, "after", "galaxy", 1);
+    json_t *g = tk_ws_expect(other[0], "gift", 5000);
+    cr_assert_not_null(g);
+    json_decref(g);
+    cr_assert_eq(fx_metric(&f, 1, "giftd_gap_fills_total"), fills,
+                 "rooms read their history again after leaves and joins");
+    tk_ws_free(v);
+    for (int r = 0; r < 3; r++) {
+        tk_ws_free(other[r]);
+    }
+    tk_ws_free(sender);
+    free(tok);
+}
