@@ -533,16 +533,28 @@ static void goal_done(void *ud, int status, const struct ledger_goal_reply *r)
     free(p);
 }
 
+/* A room's creator's action (goal, overlay): a service token, or a viewer token that the
+ * room's script checks against the creator; the body, when one is expected, within bounds.
+ * *service says which. False when answered (401, 403, 413). */
+static bool service_or_viewer(struct http_req *h, bool with_body, bool *service)
+{
+    if (!require_auth(h) || (with_body && !body_fits(h))) {
+        return false;
+    }
+    *service = h->claims.role == AUTH_ROLE_SERVICE;
+    if (!*service && h->claims.role != AUTH_ROLE_VIEWER) {
+        http_error(h, PROTO_ERR_FORBIDDEN, "only the service or the room's creator");
+        return false;
+    }
+    return true;
+}
+
 /* PUT (set) or DELETE (clear) /v1/rooms/{room}/goal: the service, or the room's creator (a
  * viewer token whose sub is the creator: the script checks it against the live session). */
 static int goal(struct http_req *h, const char *room, bool clear)
 {
-    if (!require_auth(h) || (!clear && !body_fits(h))) {
-        return 0;
-    }
-    bool service = h->claims.role == AUTH_ROLE_SERVICE;
-    if (!service && h->claims.role != AUTH_ROLE_VIEWER) {
-        http_error(h, PROTO_ERR_FORBIDDEN, "only the service or the room's creator");
+    bool service = false;
+    if (!service_or_viewer(h, !clear, &service)) {
         return 0;
     }
     struct httpapi_goal g = {0};
@@ -866,12 +878,8 @@ static void overlay_done(void *ud, int status, const struct ledger_overlay_reply
 /* POST /v1/rooms/{room}/overlay: the service, or the room's creator. */
 static int overlay(struct http_req *h, const char *room)
 {
-    if (!require_auth(h) || !body_fits(h)) {
-        return 0;
-    }
-    bool service = h->claims.role == AUTH_ROLE_SERVICE;
-    if (!service && h->claims.role != AUTH_ROLE_VIEWER) {
-        http_error(h, PROTO_ERR_FORBIDDEN, "only the service or the room's creator");
+    bool service = false;
+    if (!service_or_viewer(h, true, &service)) {
         return 0;
     }
     struct httpapi_overlay o = {0};

@@ -81,13 +81,6 @@ for i = 6, #ARGV, 11 do
   end
   no = no + 3
 end
-for _, tx in ipairs(utxlist) do
-  if redis.call('LPUSH', tx[1], unpack(tx, 3)) > txcap + 64 then
-    redis.call('LTRIM', tx[1], 0, txcap - 1)
-  end
-  if tx[2] then
-    redis.call('PEXPIRE', tx[1], txttl)
-  end
-end
+part_tx_push(utxlist, txcap, txttl)
 part_pending_add(KEYS[1], order, rows, now)
 return out

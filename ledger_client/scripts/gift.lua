@@ -252,14 +252,7 @@ for j = 1, ns do
 end
 
 -- Once per user: the transactions (oldest pushed first, so the newest ends up at the head).
-for _, tx in ipairs(utxlist) do
-  if redis.call('LPUSH', tx[1], unpack(tx, 3)) > txcap + 64 then
-    redis.call('LTRIM', tx[1], 0, txcap - 1)
-  end
-  if tx[2] then
-    redis.call('PEXPIRE', tx[1], txttl)
-  end
-end
+part_tx_push(utxlist, txcap, txttl)
 
 -- Once per partition: the creators' pending earnings ("count coins diamonds first last").
 for p = 1, np do

@@ -38,3 +38,17 @@ local function part_budget(lim, day, month, cost)
   local dc, mc = tonumber(dcap), tonumber(mcap)
   return sd, sm, dcap, mcap, lday, not ((dc and sd + cost > dc) or (mc and sm + cost > mc))
 end
+
+-- Pushes each user's new transactions (txs: {list key, refresh its expiry, entries oldest
+-- first...}) onto the user's list, newest at the head, trimmed back to txcap once 64 over;
+-- the list's expiry (txttl ms) is pushed on when asked.
+local function part_tx_push(txs, txcap, txttl)
+  for _, tx in ipairs(txs) do
+    if redis.call('LPUSH', tx[1], unpack(tx, 3)) > txcap + 64 then
+      redis.call('LTRIM', tx[1], 0, txcap - 1)
+    end
+    if tx[2] then
+      redis.call('PEXPIRE', tx[1], txttl)
+    end
+  end
+end
