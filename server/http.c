@@ -295,6 +295,17 @@ static bool ledger_failed(struct pending *p, int status)
 
 /* After a typed ledger call for p (its result rc): tracks the request, or answers h and frees
  * p when nothing was sent. Returns 0 (the dispatcher's result). */
+/* The pending request of an HTTP call that goes to Redis; NULL when out of memory (answered
+ * 500). */
+static struct pending *http_pending(struct http_req *h)
+{
+    struct pending *p = pending_new(h->app, NULL, h);
+    if (!p) {
+        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
+    }
+    return p;
+}
+
 static int started(struct http_req *h, struct pending *p, int rc)
 {
     if (rc < 0) {
@@ -348,9 +359,8 @@ static int room_open(struct http_req *h, const char *room)
     if (body_refused(h, httpapi_parse_room_open(h->body, h->body_len, &o, &detail), &detail)) {
         return 0;
     }
-    struct pending *p = pending_new(h->app, NULL, h);
+    struct pending *p = http_pending(h);
     if (!p) {
-        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
     snprintf(p->room, sizeof(p->room), "%s", room);
@@ -391,9 +401,8 @@ static int room_close(struct http_req *h, const char *room)
     if (!require_service(h)) {
         return 0;
     }
-    struct pending *p = pending_new(h->app, NULL, h);
+    struct pending *p = http_pending(h);
     if (!p) {
-        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
     snprintf(p->room, sizeof(p->room), "%s", room);
@@ -454,9 +463,8 @@ static void room_info_done(void *ud, int status, const struct ledger_room_info_r
 
 static int room_info(struct http_req *h, const char *room)
 {
-    struct pending *p = pending_new(h->app, NULL, h);
+    struct pending *p = http_pending(h);
     if (!p) {
-        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
     snprintf(p->room, sizeof(p->room), "%s", room);
@@ -499,9 +507,8 @@ static int recharge(struct http_req *h)
                      &detail)) {
         return 0;
     }
-    struct pending *p = pending_new(h->app, NULL, h);
+    struct pending *p = http_pending(h);
     if (!p) {
-        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
     snprintf(p->sub, sizeof(p->sub), "%s", r.user);
@@ -662,9 +669,8 @@ static int balance(struct http_req *h, const char *user)
     if (!require_user_or_service(h, user)) {
         return 0;
     }
-    struct pending *p = pending_new(h->app, NULL, h);
+    struct pending *p = http_pending(h);
     if (!p) {
-        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
     snprintf(p->sub, sizeof(p->sub), "%s", user);
@@ -720,9 +726,8 @@ static int budget(struct http_req *h, const char *user)
                                         : LEDGER_CAP_SET;
         req.monthly_coins = b.monthly.coins;
     }
-    struct pending *p = pending_new(h->app, NULL, h);
+    struct pending *p = http_pending(h);
     if (!p) {
-        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
     snprintf(p->sub, sizeof(p->sub), "%s", user);
@@ -803,9 +808,8 @@ static int transactions(struct http_req *h, const char *user)
         http_error(h, PROTO_ERR_BAD_REQUEST, "before: must be a ts_ms (a non-negative integer)");
         return 0;
     }
-    struct pending *p = pending_new(h->app, NULL, h);
+    struct pending *p = http_pending(h);
     if (!p) {
-        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
     snprintf(p->sub, sizeof(p->sub), "%s", user);
@@ -845,9 +849,8 @@ static int room_events(struct http_req *h, const char *room)
     if (!query_limit(h, &limit)) {
         return 0;
     }
-    struct pending *p = pending_new(h->app, NULL, h);
+    struct pending *p = http_pending(h);
     if (!p) {
-        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
     snprintf(p->room, sizeof(p->room), "%s", room);
@@ -887,9 +890,8 @@ static int overlay(struct http_req *h, const char *room)
     if (body_refused(h, httpapi_parse_overlay(h->body, h->body_len, &o, &detail), &detail)) {
         return 0;
     }
-    struct pending *p = pending_new(h->app, NULL, h);
+    struct pending *p = http_pending(h);
     if (!p) {
-        http_error(h, PROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
     struct ledger_overlay_req req = {.room = room,
