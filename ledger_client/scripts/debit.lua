@@ -67,15 +67,8 @@ for i = 6, #ARGV, 11 do
       redis.call('HSET', KEYS[2], sub .. '|' .. id, now .. '\31' .. room .. '\31' ..
         ARGV[i + 3] .. '\31' .. count .. '\31' .. dia .. '\31' .. ARGV[i + 8] .. '\31' ..
         ARGV[i + 9] .. '\31' .. ARGV[i + 10] .. '\31' .. digest .. '\31' .. nb)
-      local tx = utx[ktx]
-      if not tx then
-        tx = {ktx, lday ~= day}
-        utx[ktx] = tx
-        utxlist[#utxlist + 1] = tx
-      end
-      tx[#tx + 1] = '{"type":"gift","ts_ms":' .. now .. ',"coins":-' .. ARGV[i + 3] ..
-        ',"balance":' .. nb .. ',"id":"' .. id .. '","room":"' .. room .. '","gift":"' .. gid ..
-        '","count":' .. count .. ',"anonymous":' .. (anon == '1' and 'true' or 'false') .. '}'
+      part_tx_gift(utx, utxlist, ktx, lday ~= day, now, ARGV[i + 3], nb, id, room, gid, count,
+        anon)
       out[no + 1] = 1; out[no + 2] = bal - cost; out[no + 3] = 0
     end
   end

@@ -87,7 +87,7 @@ local no = 0
 -- Rooms of the batch, by name: index into the room arrays.
 local rooms, rname, rpre, rseq, repoch, rtot, rev, rlb, rlbn = {}, {}, {}, {}, {}, {}, {}, {}, {}
 local nr = 0
--- Transactions, by user (the index of its bal key): {key, refresh expiry, entries...}.
+-- Transactions, by user (its list key): {key, refresh expiry, entries...} (part_tx_gift).
 local utx, utxlist = {}, {}
 -- Pending earnings, by partition prefix: index into pkey/prow; prow[p][field] = {n, c, d}.
 local parts, pkey, prow, pord = {}, {}, {}, {}
@@ -236,15 +236,8 @@ for j = 1, ns do
       local rec = digest .. '|' .. nb .. '|' .. seq_s
       val[kidem[j]] = rec
       redis.call('SET', keys[kidem[j]], rec, 'EX', ttl)
-      local tx = utx[kbal[j]]
-      if not tx then
-        tx = {ARGV[i] .. 'tx:' .. sub, lday ~= day}
-        utx[kbal[j]] = tx
-        utxlist[#utxlist + 1] = tx
-      end
-      tx[#tx + 1] = '{"type":"gift","ts_ms":' .. now .. ',"coins":-' .. cost_s .. ',"balance":' ..
-        nb .. ',"id":"' .. ARGV[i + 2] .. '","room":"' .. room .. '","gift":"' .. gid ..
-        '","count":' .. count .. ',"anonymous":' .. (anon == '1' and 'true' or 'false') .. '}'
+      part_tx_gift(utx, utxlist, ARGV[i] .. 'tx:' .. sub, lday ~= day, now, cost_s, nb,
+        ARGV[i + 2], room, gid, count, anon)
       out[no + 1] = 1; out[no + 2] = bal - cost; out[no + 3] = seq
       no = no + 3
     end

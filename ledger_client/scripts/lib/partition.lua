@@ -39,6 +39,21 @@ local function part_budget(lim, day, month, cost)
   return sd, sm, dcap, mcap, lday, not ((dc and sd + cost > dc) or (mc and sm + cost > mc))
 end
 
+-- Records a charged gift in its sender's transactions (pushed by part_tx_push): txs maps a
+-- user's list key to {key, refresh its expiry, entries...}, order lists them as first seen.
+local function part_tx_gift(txs, order, key, refresh, now, cost, balance, id, room, gift, count,
+                            anon)
+  local tx = txs[key]
+  if not tx then
+    tx = {key, refresh}
+    txs[key] = tx
+    order[#order + 1] = tx
+  end
+  tx[#tx + 1] = '{"type":"gift","ts_ms":' .. now .. ',"coins":-' .. cost .. ',"balance":' ..
+    balance .. ',"id":"' .. id .. '","room":"' .. room .. '","gift":"' .. gift .. '","count":' ..
+    count .. ',"anonymous":' .. (anon == '1' and 'true' or 'false') .. '}'
+end
+
 -- Pushes each user's new transactions (txs: {list key, refresh its expiry, entries oldest
 -- first...}) onto the user's list, newest at the head, trimmed back to txcap once 64 over;
 -- the list's expiry (txttl ms) is pushed on when asked.
