@@ -515,7 +515,21 @@ async function screenshot(page, name) {
     return file;
 }
 
+// A suite's end: stops giftd (SIGTERM) and then Redis, either of which may be missing;
+// returns giftd's exit code (0 when there was none to stop).
+async function stopServers(giftd, redis) {
+    let code = 0;
+    if (giftd) {
+        code = await giftd.stop();
+        giftd.cleanup();
+    }
+    if (redis) {
+        await redis.stop();
+    }
+    return code;
+}
+
 module.exports = {
     REPO, ARTIFACTS, SECRET, SLOW, sleep, waitFor, freePort, Redis, Giftd, token, api, openRoom,
-    recharge, balance, Viewer, launchBrowser, newPage, screenshot, BACKDROP,
+    recharge, balance, Viewer, launchBrowser, newPage, screenshot, BACKDROP, stopServers,
 };

@@ -60,14 +60,7 @@ after(async () => {
     if (browser) {
         await browser.close();
     }
-    let code = 0;
-    if (giftd) {
-        code = await giftd.stop();
-        giftd.cleanup();
-    }
-    if (redis) {
-        await redis.stop();
-    }
+    const code = await h.stopServers(giftd, redis);
     assert.equal(code, 0, 'giftd exits 0 on SIGTERM (under ASan: no leak reports either)');
 });
 
