@@ -71,13 +71,17 @@ typedef void ledger_room_message_cb(void *ud, const char *room, long long epoch,
 
 typedef void ledger_state_cb(void *ud, enum ledger_state state);
 
+/** A room's channel is subscribed and Redis confirmed it: what is published on it from now on
+ * arrives. room is borrowed, valid during the call. */
+typedef void ledger_room_subscribed_cb(void *ud, const char *room);
+
 struct ledger_opts {
     const char *url;     /* redis://[:password@]host:port[/db] or unix:///path[?db=N] (borrowed) */
     const char *cluster; /* instead of url: a Redis Cluster's seed nodes, "host:port" or
                             "redis://[:password@]host:port", comma separated (borrowed) */
-    long timeout_ms;   /* deadline of a request from the call that makes it */
-    long max_inflight; /* requests sent but not answered; more wait in a queue */
-    long partitions;   /* ledger.partitions */
+    long timeout_ms;     /* deadline of a request from the call that makes it */
+    long max_inflight;   /* requests sent but not answered; more wait in a queue */
+    long partitions;     /* ledger.partitions */
     long idempotency_ttl_s; /* ledger.idempotency_ttl_s: how long a send's outcome is kept */
     long combo_window_ms;   /* gifts.combo_window_ms */
     long history_size;      /* rooms.history_size: events a room keeps for resumes */
@@ -89,7 +93,8 @@ struct ledger_opts {
     ledger_state_cb *on_state;
     ledger_message_cb *on_message;           /* every message, with its raw channel (may be NULL) */
     ledger_room_message_cb *on_room_message; /* messages of room channels (may be NULL) */
-    void *ud; /* passed to on_state, on_message and on_room_message */
+    ledger_room_subscribed_cb *on_room_subscribed; /* may be NULL */
+    void *ud;                                      /* passed to the callbacks above */
 };
 
 /** Parses a redis URL. out_host gets the host or the socket path. Returns 0 or -EINVAL. */
@@ -362,6 +367,7 @@ struct ledger_room_events_reply {
     long long seq;       /* the room's last event seq */
     long long epoch;     /* its epoch */
     bool complete;       /* false: some events after since_seq were already dropped */
+    bool live;           /* the room is open */
     const char **events; /* nevents event texts (JSON objects) in seq order, as first sent */
     const size_t *lens;
     size_t nevents;

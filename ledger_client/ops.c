@@ -377,15 +377,15 @@ static void room_events_reply(void *ud, int status, const redisReply *rr)
     }
     struct ledger_room_events_reply r = {0};
     status = lop_status(status, rr, &r.error);
-    long long first = 0, complete = 0;
-    /* {-1} unknown, or {seq, epoch, complete, events...} */
+    long long first = 0, flags = 0;
+    /* {-1} unknown, or {seq, epoch, flags (1 complete, 2 live), events...} */
     if (status == 0 && (rr->type != REDIS_REPLY_ARRAY || !lop_int(rr, 0, &first))) {
         status = -EBADMSG;
     }
     const char **ev = NULL;
     size_t *len = NULL;
     if (status == 0 && first >= 0) {
-        if (rr->elements < 3 || !lop_int(rr, 2, &complete)) {
+        if (rr->elements < 3 || !lop_int(rr, 2, &flags)) {
             status = -EBADMSG;
         } else {
             size_t n = rr->elements - 3;
@@ -406,7 +406,8 @@ static void room_events_reply(void *ud, int status, const redisReply *rr)
             r.found = true;
             r.seq = first;
             r.epoch = strtoll(elem_str(rr, 1), NULL, 10);
-            r.complete = complete == 1;
+            r.complete = (flags & 1) != 0;
+            r.live = (flags & 2) != 0;
             r.events = ev;
             r.lens = len;
             r.nevents = n;

@@ -803,20 +803,31 @@ static void deliver(struct ledger *l, const char *channel, size_t clen, const ch
     }
 }
 
+static void room_subscribed(struct ledger *l, const char *channel, size_t clen)
+{
+    char room[65];
+    if (l->opts.on_room_subscribed && lkey_channel_room(channel, clen, room) == 0) {
+        l->opts.on_room_subscribed(l->opts.ud, room);
+    }
+}
+
 static void sub_message(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
     struct ledger *l = privdata;
     redisReply *r = reply;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 || l->closing) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 || l->closing ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING) {
         return;
     }
-    redisReply *kind = r->element[0];
-    if (kind->type != REDIS_REPLY_STRING || kind->len != 7 ||
-        memcmp(kind->str, "message", 7) != 0) {
-        return;
+    const redisReply *kind = r->element[0], *ch = r->element[1];
+    if (kind->len == 7 && memcmp(kind->str, "message", 7) == 0) {
+        deliver(l, ch->str, ch->len, r->element[2]->str, r->element[2]->len);
+    } else if (kind->len == 9 && memcmp(kind->str, "subscribe", 9) == 0) {
+        /* hiredis 0.14.1 keeps a channel's callback when a SUBSCRIBE of it was sent before the
+         * answer to an UNSUBSCRIBE came (its pending_subs): that SUBSCRIBE's answer comes here. */
+        room_subscribed(l, ch->str, ch->len);
     }
-    deliver(l, r->element[1]->str, r->element[1]->len, r->element[2]->str, r->element[2]->len);
 }
 
 /* ---- sharded pub/sub (a cluster) ----
@@ -933,6 +944,7 @@ static void shard_event(void *ud, enum lshard_event ev, const char *channel, siz
         if (ch && ch->conn == c->index) {
             chan_set(l, ch, ch->conn, true);
             chans_settled(l);
+            room_subscribed(l, channel, clen);
         }
     } else if (ev == LSHARD_UNSUBSCRIBED && channel) {
         struct lchan *ch = *chan_slot(l, channel, clen);

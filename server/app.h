@@ -36,6 +36,7 @@ struct app {
     size_t rooms_cap;
     long nrooms;
     struct proto_buf scratch;          /* batch frames and one-off encodings, reused */
+    struct room *parked_rooms;         /* rooms with joins waiting for their subscription */
     struct room *dirty_rooms;          /* rooms whose viewers have events to be passed */
     uv_check_t fanout_check;           /* runs rooms_fanout_pass after each I/O poll */
     uv_idle_t fanout_idle;             /* active while a pass is unfinished: poll, don't wait */
@@ -43,10 +44,10 @@ struct app {
     int presence_slice;                /* the slice of rooms the next presence tick visits */
     struct user_bucket **user_buckets; /* limits.gifts_per_sec per user */
     size_t user_buckets_cap;
-    struct ip_count *ip_counts;        /* limits.connections_per_ip_per_sec (limits.c) */
-    long open_sockets;                 /* accepted sockets lws holds (WSI_CREATE..DESTROY) */
-    long max_connections;              /* limits.max_connections, resolved */
-    uv_timer_t accept_pause;           /* out of descriptors: accept again after a pause */
+    struct ip_count *ip_counts; /* limits.connections_per_ip_per_sec (limits.c) */
+    long open_sockets;          /* accepted sockets lws holds (WSI_CREATE..DESTROY) */
+    long max_connections;       /* limits.max_connections, resolved */
+    uv_timer_t accept_pause;    /* out of descriptors: accept again after a pause */
     uv_timer_t presence_timer;
     uv_timer_t shutdown_timer;
     uv_timer_t combo_timer;

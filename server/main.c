@@ -96,6 +96,7 @@ static void finish_shutdown(struct app *app)
         lws_context_destroy(app->ctx);
         app->ctx = NULL;
     }
+    ws_parked_tick(app, true); /* their sessions are gone: the joins are dropped */
     rooms_free_all(app);
     limits_gc(app, 0, true);
     flush_stop(app);
@@ -164,6 +165,7 @@ static void fanout_fired(uv_check_t *c)
 static void combo_fired(uv_timer_t *t)
 {
     rooms_combo_tick(t->data);
+    ws_parked_tick(t->data, false);
 }
 
 static void presence_fired(uv_timer_t *t)
@@ -271,6 +273,11 @@ static void on_room_message(void *ud, const char *room, long long epoch, const c
                             size_t len)
 {
     rooms_on_message(ud, room, epoch, msg, len);
+}
+
+static void on_room_subscribed(void *ud, const char *room)
+{
+    ws_room_subscribed(ud, room);
 }
 
 static const struct lws_protocols protocols[] = {
@@ -523,6 +530,7 @@ int main(int argc, char **argv)
         .outbox_grace_ms = app->cfg.ledger_outbox_grace_ms,
         .on_state = app_ledger_state,
         .on_room_message = on_room_message,
+        .on_room_subscribed = on_room_subscribed,
         .ud = app,
     };
     int rcode = 1;

@@ -29,6 +29,7 @@ struct pending {
     long long seq, epoch;       /* a join's: the room's seq and epoch as its presence read them */
     long long viewers;          /* a join's: the room's viewers then */
     char *goal_json;            /* a join's: the room's goal then (owned; join_release frees it) */
+    struct pending *park_next;  /* a join waiting for its room's subscription */
 };
 
 /** Allocates a pending request owned by s or h. Returns NULL on OOM. */

@@ -519,6 +519,27 @@ static void stream_release_held(struct room *room)
     }
 }
 
+static bool held_closes(const struct room *room)
+{
+    for (const struct fanout_msg *m = room->held; m; m = m->next) {
+        if (m->closes_room) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void closed_missed(struct room *room)
+{
+    char ev[128];
+    int n = snprintf(ev, sizeof(ev), "{\"type\":\"room_closed\",\"room\":\"%s\"}", room->name);
+    struct fanout_msg *m = fanout_msg_new(ev, (size_t)n);
+    if (m) {
+        m->closes_room = true;
+        rooms_broadcast(room, m);
+    }
+}
+
 static void fill_done(void *ud, int status, const struct ledger_room_events_reply *r)
 {
     struct fill_ctx *c = ud;
@@ -546,6 +567,10 @@ static void fill_done(void *ud, int status, const struct ledger_room_events_repl
             app->m.gap_events++;
             rooms_broadcast(room, m);
             room->last_seq = seq;
+        }
+        if (room->live && !r->live && !held_closes(room)) {
+            /* Its room_closed was published while the node was not subscribed. */
+            closed_missed(room);
         }
     }
     stream_release_held(room);

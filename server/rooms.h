@@ -44,8 +44,15 @@ struct room {
     char creator_id[65];
     char creator_name[65];
     bool subscribed;
-    bool dirty;                /* has events not yet passed to all its viewers */
-    struct room *dnext;        /* the app's list of dirty rooms */
+    /* Redis confirmed the room's subscription (once is enough): until then a join waits
+     * (parked, at most ledger.timeout_ms), so that nothing published between its read of the
+     * room and the subscription is missed. */
+    bool confirmed;
+    struct pending *parked, *parked_tail; /* joins waiting for that, in order */
+    struct room *pnext;                   /* the app's list of rooms with parked joins */
+    int64_t parked_ms;                    /* since when the oldest has waited */
+    bool dirty;                           /* has events not yet passed to all its viewers */
+    struct room *dnext;                   /* the app's list of dirty rooms */
     struct session *pass_next; /* where the pass over the viewers resumes, NULL: a new pass */
     uint64_t pass_head;        /* head when the current pass began */
     int64_t combo_due_ms;      /* a combo of this room may end at this time, 0 none known */

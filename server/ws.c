@@ -507,6 +507,91 @@ static void join_done(void *ud, int status, const struct ledger_presence_reply *
     join_release(p);
 }
 
+/* Reads the room's presence for p's join; join_done answers it. */
+static void join_start(struct pending *p, struct room *room)
+{
+    struct app *app = p->app;
+    struct ledger_presence_req pr;
+    rooms_presence_req(app, &pr, p->room, room->nviewers + 1, false);
+    if (ledger_presence(app->ledger, &pr, join_done, p, NULL) == 0) {
+        pending_track(p);
+        return;
+    }
+    struct session *s = join_session(p);
+    if (s) {
+        session_error(s, PROTO_ERR_LEDGER_UNAVAILABLE, "could not join: Redis unavailable", NULL);
+    }
+    join_release(p); /* may free the room */
+}
+
+/* A join of a room whose subscription Redis has not confirmed yet waits for it (the room's
+ * events from its read on must all arrive: ARCHITECTURE "History and resume"). */
+static void join_park(struct room *room, struct pending *p)
+{
+    struct app *app = p->app;
+    if (!room->parked) {
+        room->parked_ms = ledger_now_ms();
+        room->pnext = app->parked_rooms;
+        app->parked_rooms = room;
+        room->parked = p;
+    } else {
+        room->parked_tail->park_next = p;
+    }
+    room->parked_tail = p;
+    pending_track(p);
+}
+
+/* Starts the room's parked joins (the room may be freed by the time this returns). */
+static void joins_unpark(struct app *app, struct room *room)
+{
+    struct room **rp = &app->parked_rooms;
+    while (*rp && *rp != room) {
+        rp = &(*rp)->pnext;
+    }
+    if (*rp) {
+        *rp = room->pnext;
+    }
+    struct pending *p = room->parked;
+    room->parked = room->parked_tail = NULL;
+    room->pnext = NULL;
+    while (p) {
+        struct pending *next = p->park_next;
+        pending_answered(p);
+        if (p->s) {
+            join_start(p, room);
+        } else {
+            join_release(p); /* the session went away meanwhile */
+        }
+        p = next;
+    }
+}
+
+void ws_room_subscribed(struct app *app, const char *name)
+{
+    struct room *room = rooms_get(app, name, false);
+    if (room) {
+        room->confirmed = true;
+        if (room->parked) {
+            joins_unpark(app, room);
+        }
+    }
+}
+
+void ws_parked_tick(struct app *app, bool all)
+{
+    /* A confirmation that does not come within the ledger's deadline (the subscriber is
+     * down): the joins go on; the room fills its gaps once subscribed again. */
+    int64_t before = ledger_now_ms() - app->cfg.ledger_timeout_ms;
+    struct room *r = app->parked_rooms;
+    while (r) {
+        struct room *next = r->pnext;
+        if (all || r->parked_ms <= before) {
+            joins_unpark(app, r);
+        }
+        r = next;
+    }
+}
+
 static void session_join(struct session *s, const char *name, const struct proto_resume *rs)
 {
     struct app *app = s->app;
@@ -522,6 +607,9 @@ static void session_join(struct session *s, const char *name, const struct proto
     }
     struct pending *p = pending_new(app, s, NULL);
     if (!p) {
+        if (room->nviewers == 0 && room->joining == 0) {
+            rooms_release(app, room);
+        }
         session_error(s, PROTO_ERR_INTERNAL, "out of memory", NULL);
         return;
     }
@@ -531,18 +619,10 @@ static void session_join(struct session *s, const char *name, const struct proto
     }
     snprintf(s->joining, sizeof(s->joining), "%s", name);
     room->joining++;
-    struct ledger_presence_req pr;
-    rooms_presence_req(app, &pr, name, room->nviewers + 1, false);
-    if (ledger_presence(app->ledger, &pr, join_done, p, NULL) == 0) {
-        pending_track(p);
+    if (!room->confirmed && ledger_ready(app->ledger)) {
+        join_park(room, p);
     } else {
-        free(p);
-        room->joining--;
-        s->joining[0] = '\0';
-        if (room->nviewers == 0 && room->joining == 0) {
-            rooms_release(app, room);
-        }
-        session_error(s, PROTO_ERR_LEDGER_UNAVAILABLE, "could not join: Redis unavailable", NULL);
+        join_start(p, room);
     }
 }
 

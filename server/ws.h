@@ -3,6 +3,7 @@
 #ifndef GIFTD_SERVER_WS_H
 #define GIFTD_SERVER_WS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <libwebsockets.h>
@@ -23,5 +24,11 @@ union conn {
 /** The protocol callback for /ws and HTTP (lws protocols[0]). */
 int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                 size_t len);
+
+/** Redis confirmed the subscription of a room's channel: its joins waiting for that go on. */
+void ws_room_subscribed(struct app *app, const char *room);
+/** Joins that waited for their room's subscription longer than ledger.timeout_ms go on
+ * without it (all: every one, at shutdown). */
+void ws_parked_tick(struct app *app, bool all);
 
 #endif

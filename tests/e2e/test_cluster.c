@@ -487,3 +487,59 @@ Test(cluster, leaving_and_rejoining_a_room_does_not_refill_every_room)
     tk_ws_free(sender);
     free(tok);
 }
+
+/* A room's first viewer on a node gets joined only once the node's sharded subscription is
+ * confirmed by the room's master (a subscriber connection is made on demand, and the join's
+ * read may well come back first): the close published right after joined reaches the viewer.
+ * It once did not, and a gift sent after the close was charged. Every other round the nodes'
+ * subscribers at the room's master are killed just before the join. */
+Test(cluster, joined_comes_after_the_sharded_subscription)
+{
+    fx_recharge(&f, "ann", 100 * COST);
+    /* A room per master watched on both nodes throughout keeps their subscribers there of type
+     * pubsub (the ones CLIENT KILL TYPE pubsub finds). */
+    struct tk_ws *anchor[2 * TK_CLUSTER_MAX_NODES] = {0};
+    int nanchor = 0;
+    bool held[TK_CLUSTER_MAX_NODES] = {0};
+    for (int k = 0; k < 64; k++) {
+        char room[16];
+        snprintf(room, sizeof(room), "anchor%d", k);
+        int m = tk_cluster_master_of(f.cluster, room_slot(room));
+        if (m < 0 || held[m]) {
+            continue;
+        }
+        held[m] = true;
+        fx_open_room(&f, room, "cara");
+        anchor[nanchor++] = fx_viewer(&f, 0, "olga", room);
+        anchor[nanchor++] = fx_viewer(&f, 1, "olga", room);
+    }
+    for (int i = 0; i < 9; i++) {
+        char room[16], ch[64];
+        snprintf(room, sizeof(room), "js%d", i);
+        snprintf(ch, sizeof(ch), "giftd:{r:%s}:ch", room);
+        fx_open_room(&f, room, "cara");
+        redisContext *c =
+            tk_cluster_connect_node(f.cluster, tk_cluster_master_of(f.cluster, room_slot(room)));
+        cr_assert_not_null(c);
+        if (i % 2) {
+            /* The nodes' subscribers at that master are lost: made again after a backoff. */
+            freeReplyObject(redisCommand(c, "CLIENT KILL TYPE pubsub"));
+        }
+        struct tk_ws *v = fx_viewer(&f, (i / 2) % 2, "ann", room);
+        redisReply *r = redisCommand(c, "PUBSUB SHARDNUMSUB %s", ch);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+        cr_assert_eq(r->element[1]->integer, 1, "joined before the node subscribed to %s", room);
+        freeReplyObject(r);
+        redisFree(c);
+        fx_close_room(&f, room);
+        json_t *closed = tk_ws_expect(v, "room_closed", 3000);
+        cr_assert_not_null(closed, "%s: room_closed did not arrive", room);
+        json_decref(closed);
+        fx_expect_refusal(v, "late", "galaxy", 1, "room_not_live");
+        tk_ws_free(v);
+    }
+    cr_assert_eq(fx_balance(&f, "ann"), 100 * COST, "a gift to a closed room was charged");
+    for (int k = 0; k < nanchor; k++) {
+        tk_ws_free(anchor[k]);
+    }
+}

@@ -313,17 +313,6 @@ Test(gifts, retry_with_same_id_is_a_duplicate_and_not_broadcast_again)
     tk_ws_free(w);
 }
 
-static void expect_refusal(struct tk_ws *ws, const char *id, const char *gift, long count,
-                           const char *code)
-{
-    fx_send_gift(ws, id, gift, count);
-    json_t *e = fx_answer(ws, id, 5000);
-    cr_assert_not_null(e, "no answer to %s", id);
-    cr_assert_str_eq(fx_str(e, "type"), "error", "%s: %s", id, json_dumps(e, 0));
-    cr_assert_str_eq(fx_str(e, "code"), code);
-    json_decref(e);
-}
-
 Test(gifts, refusals_change_nothing)
 {
     fx_open_room(&f, "g5", "cara");
@@ -331,13 +320,13 @@ Test(gifts, refusals_change_nothing)
     fx_recharge(&f, "ann", 100);
     struct tk_ws *w = fx_viewer(&f, 1, "ben", "g5");
     struct tk_ws *a = fx_viewer(&f, 0, "ann", NULL);
-    expect_refusal(a, "nj", "rose", 1, "not_joined");
+    fx_expect_refusal(a, "nj", "rose", 1, "not_joined");
     cr_assert_eq(tk_ws_send_json(a, "{\"type\":\"join\",\"room\":\"g5\"}"), 0);
     json_decref(tk_ws_expect(a, "joined", 5000));
-    expect_refusal(a, "ug", "unicorn", 1, "unknown_gift");
-    expect_refusal(a, "ev", "pumpkin", 1, "gift_unavailable");
-    expect_refusal(a, "poor", "lion", 1, "insufficient_funds");
-    expect_refusal(a, "big", "rose", 100, "bad_request"); /* over gifts.max_count */
+    fx_expect_refusal(a, "ug", "unicorn", 1, "unknown_gift");
+    fx_expect_refusal(a, "ev", "pumpkin", 1, "gift_unavailable");
+    fx_expect_refusal(a, "poor", "lion", 1, "insufficient_funds");
+    fx_expect_refusal(a, "big", "rose", 100, "bad_request"); /* over gifts.max_count */
 
     /* Daily budget: 50 coins, 30 spent, the next 30 would exceed it. */
     char path[64];
@@ -351,7 +340,7 @@ Test(gifts, refusals_change_nothing)
     json_t *ok = fx_answer(a, "b1", 5000);
     cr_assert_str_eq(fx_str(ok, "type"), "ack");
     json_decref(ok);
-    expect_refusal(a, "b2", "doughnut", 1, "budget_exceeded");
+    fx_expect_refusal(a, "b2", "doughnut", 1, "budget_exceeded");
     cr_assert_eq(tk_http(f.node[0].port, "PUT", path, f.service, "{\"daily_coins\":null}", &r), 0);
     cr_assert(json_is_null(json_object_get(r.json, "daily_coins")));
     cr_assert(json_is_null(json_object_get(r.json, "monthly_coins")));
@@ -365,7 +354,7 @@ Test(gifts, refusals_change_nothing)
     cr_assert_eq(fx_int(r.json, "monthly_coins"), 40);
     cr_assert(json_is_null(json_object_get(r.json, "daily_coins")));
     tk_http_resp_cleanup(&r);
-    expect_refusal(a, "b3", "doughnut", 1, "budget_exceeded");
+    fx_expect_refusal(a, "b3", "doughnut", 1, "budget_exceeded");
     fx_send_gift(a, "b4", "rose", 1);
     ok = fx_answer(a, "b4", 5000);
     cr_assert_str_eq(fx_str(ok, "type"), "ack");
@@ -394,15 +383,17 @@ Test(gifts, refusals_change_nothing)
     /* The creator cannot gift in their own room. */
     fx_recharge(&f, "cara", 10);
     struct tk_ws *c = fx_viewer(&f, 0, "cara", "g5");
-    expect_refusal(c, "self", "rose", 1, "self_gift");
+    fx_expect_refusal(c, "self", "rose", 1, "self_gift");
     /* Overlay and guest may not send. */
     struct tk_ws *o = fx_connect_as(&f, 0, "cara", "overlay", "g5");
-    expect_refusal(o, "ov", "rose", 1, "forbidden");
+    fx_expect_refusal(o, "ov", "rose", 1, "forbidden");
     /* A closed room. */
     struct tk_ws *d = fx_viewer(&f, 0, "ann", "g5b");
     fx_close_room(&f, "g5b");
-    json_decref(tk_ws_expect(d, "room_closed", 5000));
-    expect_refusal(d, "closed", "rose", 1, "room_not_live");
+    json_t *closed = tk_ws_expect(d, "room_closed", 5000);
+    cr_assert_not_null(closed, "room_closed did not reach the room's viewer");
+    json_decref(closed);
+    fx_expect_refusal(d, "closed", "rose", 1, "room_not_live");
 
     cr_assert_eq(fx_balance(&f, "ann"), 69,
                  "a refusal changed the balance (100 - 30 - 1 accepted)");
@@ -429,7 +420,7 @@ Test(gifts, guests_may_not_send)
     struct tk_ws *g = tk_ws_connect(f.node[2].port, "/ws?room=g6");
     cr_assert_not_null(g);
     json_decref(tk_ws_expect(g, "joined", 5000));
-    expect_refusal(g, "guest", "rose", 1, "forbidden");
+    fx_expect_refusal(g, "guest", "rose", 1, "forbidden");
     tk_ws_free(g);
 }
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tests/support/fixture.h"
 
@@ -553,4 +554,97 @@ Test(resume, a_node_fills_its_own_gap_after_a_pubsub_reconnect)
     redisFree(rc);
     tk_ws_free(v);
     tk_ws_free(sender);
+}
+
+/* A room's first viewer on a node gets joined only once the node's subscription to the room is
+ * in place: what is published right after joined (here the room's close) reaches it. Every
+ * other round the nodes' subscriber connections are killed just before the join, so that the
+ * join certainly comes before the subscription (made again after a 50 ms backoff). */
+Test(resume, joined_comes_after_the_subscription_so_nothing_right_after_is_missed)
+{
+    redisContext *rc = tk_redis_connect(&f.redis);
+    cr_assert_not_null(rc);
+    /* A room watched on both nodes throughout keeps their subscribers of type pubsub. */
+    fx_open_room(&f, "rs-anchor", "cara");
+    struct tk_ws *anchor[2] = {fx_viewer(&f, 0, "olga", "rs-anchor"),
+                               fx_viewer(&f, 1, "olga", "rs-anchor")};
+    for (int i = 0; i < 10; i++) {
+        char room[32];
+        snprintf(room, sizeof(room), "rs-sub%d", i);
+        fx_open_room(&f, room, "cara");
+        if (i % 2) {
+            freeReplyObject(redisCommand(rc, "CLIENT KILL TYPE pubsub"));
+        }
+        struct tk_ws *v = fx_viewer(&f, (i / 2) % 2, "vic", room);
+        redisReply *r = redisCommand(rc, "PUBSUB NUMSUB giftd:{r:%s}:ch", room);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+        cr_assert_eq(r->element[1]->integer, 1, "joined before the node subscribed to %s", room);
+        freeReplyObject(r);
+        fx_close_room(&f, room);
+        json_t *c = tk_ws_expect(v, "room_closed", 3000);
+        cr_assert_not_null(c, "%s: room_closed did not arrive", room);
+        json_decref(c);
+        tk_ws_free(v);
+    }
+    tk_ws_free(anchor[0]);
+    tk_ws_free(anchor[1]);
+    redisFree(rc);
+}
+
+/* The node's last viewer of a room leaves (the node unsubscribes) and a viewer joins it again
+ * before Redis answered that UNSUBSCRIBE (Redis paused): the join waits for the new
+ * SUBSCRIBE's answer, which comes after the UNSUBSCRIBE's, and the viewer then hears the room
+ * (the new subscription is not taken for the old one). */
+Test(resume, a_room_joined_again_while_its_unsubscribe_is_in_flight_still_receives)
+{
+    fx_open_room(&f, "rs-again", "cara");
+    fx_recharge(&f, "ann", 1000000);
+    struct tk_ws *sender = fx_viewer(&f, 1, "ann", "rs-again");
+    struct tk_ws *v = fx_viewer(&f, 0, "vic", "rs-again");
+    long long s = send_acked(sender, "a", 1);
+    expect_seqs(v, s, s, 0);
+    redisContext *rc = tk_redis_connect(&f.redis);
+    cr_assert_not_null(rc);
+    freeReplyObject(redisCommand(rc, "CLIENT PAUSE 600 ALL"));
+    tk_ws_free(v); /* node 0's last viewer: it unsubscribes (paused) */
+    struct timespec pause = {0, 150 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    v = fx_viewer(&f, 0, "vic", "rs-again");
+    s = send_acked(sender, "b", 1);
+    expect_seqs(v, s, s, 0);
+    redisReply *r = redisCommand(rc, "PUBSUB NUMSUB giftd:{r:rs-again}:ch");
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+    cr_assert_eq(r->element[1]->integer, 2, "both nodes subscribed, once each");
+    freeReplyObject(r);
+    redisFree(rc);
+    tk_ws_free(v);
+    tk_ws_free(sender);
+}
+
+/* A room closed while a node's subscriber is down: its viewers still hear room_closed once the
+ * node is subscribed again (the history read that fills its gap says the room is closed), and
+ * a gift is then refused there. */
+Test(resume, a_close_missed_while_the_subscriber_was_down_still_reaches_the_viewers)
+{
+    fx_open_room(&f, "rs-shut", "cara");
+    fx_recharge(&f, "ann", 1000);
+    struct tk_ws *v = fx_viewer(&f, 0, "ann", "rs-shut");
+    long long s = send_acked(v, "a", 1);
+    expect_seqs(v, s, s, 0);
+    redisContext *rc = tk_redis_connect(&f.redis);
+    cr_assert_not_null(rc);
+    redisReply *k = redisCommand(rc, "CLIENT KILL TYPE pubsub");
+    cr_assert(k && k->type == REDIS_REPLY_INTEGER && k->integer >= 1, "no subscriber killed");
+    freeReplyObject(k);
+    struct tk_http_resp r = {0};
+    cr_assert_eq(tk_http(f.node[1].port, "DELETE", "/v1/rooms/rs-shut", f.service, NULL, &r), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    tk_http_resp_cleanup(&r);
+    json_t *c = tk_ws_expect(v, "room_closed", 5000);
+    cr_assert_not_null(c, "room_closed never came");
+    json_decref(c);
+    cr_assert_null(tk_ws_expect(v, "room_closed", 500), "room_closed twice");
+    fx_expect_refusal(v, "late", "galaxy", 1, "room_not_live");
+    redisFree(rc);
+    tk_ws_free(v);
 }

@@ -228,6 +228,17 @@ json_t *fx_answer(struct tk_ws *ws, const char *id, int timeout_ms)
     }
 }
 
+void fx_expect_refusal(struct tk_ws *ws, const char *id, const char *gift, long count,
+                       const char *code)
+{
+    fx_send_gift(ws, id, gift, count);
+    json_t *e = fx_answer(ws, id, 5000);
+    cr_assert_not_null(e, "no answer to %s", id);
+    cr_assert_str_eq(fx_str(e, "type"), "error", "%s: %s", id, json_dumps(e, 0));
+    cr_assert_str_eq(fx_str(e, "code"), code, "%s: %s", id, json_dumps(e, 0));
+    json_decref(e);
+}
+
 long long fx_metric(struct fx *f, int node, const char *name)
 {
     struct tk_http_resp r;

@@ -27,8 +27,7 @@ void fx_start(struct fx *f, int nodes, const char *const *extra);
 void fx_start_aof(struct fx *f, int nodes, const char *const *extra);
 /** Starts a Redis Cluster (masters, replicas per master) and `nodes` giftd processes on it
  * (--redis.cluster with every node as a seed). */
-void fx_start_cluster(struct fx *f, int nodes, int masters, int replicas,
-                      const char *const *extra);
+void fx_start_cluster(struct fx *f, int nodes, int masters, int replicas, const char *const *extra);
 /** Stops every giftd (asserting nothing) and the redis-server. */
 void fx_stop(struct fx *f);
 /** Starts (again) node i with the fixture's redis, --workers=1, then the extra flags. */
@@ -69,5 +68,8 @@ void fx_send_gift(struct tk_ws *ws, const char *id, const char *gift, long count
 /** Receives events until an ack or error carrying id; returns it (**new**), NULL on timeout.
  * Other events are dropped. */
 json_t *fx_answer(struct tk_ws *ws, const char *id, int timeout_ms);
+/** Sends a gift and asserts it is refused with error code `code`. */
+void fx_expect_refusal(struct tk_ws *ws, const char *id, const char *gift, long count,
+                       const char *code);
 
 #endif
