@@ -941,7 +941,9 @@ static void shard_event(void *ud, enum lshard_event ev, const char *channel, siz
         c->shard_backoff_ms = BACKOFF_MIN_MS;
     } else if (ev == LSHARD_SUBSCRIBED && channel) {
         struct lchan *ch = *chan_slot(l, channel, clen);
-        if (ch && ch->conn == c->index) {
+        /* Not the answer to an SSUBSCRIBE sent before a SUNSUBSCRIBE still due there (the
+         * channel was let go and asked for again): the new one's answer follows. */
+        if (ch && ch->conn == c->index && !(ch->unsubs > 0 && ch->unsub_conn == c->index)) {
             chan_set(l, ch, ch->conn, true);
             chans_settled(l);
             room_subscribed(l, channel, clen);

@@ -342,7 +342,7 @@ static void room_open_done(void *ud, int status, const struct ledger_room_open_r
             proto_buf_cleanup(&b);
             struct room *room = rooms_get(p->app, p->room, false);
             if (room) {
-                room->live = true;
+                rooms_opened(room);
             }
         }
     }

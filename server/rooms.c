@@ -502,6 +502,7 @@ struct fill_ctx {
     struct app *app;
     char room[65];
     unsigned gen;
+    unsigned opened_gen; /* the room's, when the fill was asked for */
 };
 
 /* Passes on the messages held during a fill; a gap still left among them is not filled
@@ -537,6 +538,7 @@ static void closed_missed(struct room *room)
     if (m) {
         m->closes_room = true;
         rooms_broadcast(room, m);
+        room->close_made = true;
     }
 }
 
@@ -550,6 +552,7 @@ static void fill_done(void *ud, int status, const struct ledger_room_events_repl
     }
     room->filling = false;
     struct app *app = c->app;
+    unsigned opened_gen = c->opened_gen;
     free(c);
     app->m.gap_fills++;
     if (status == 0 && r->found && r->epoch == room->epoch) {
@@ -568,8 +571,9 @@ static void fill_done(void *ud, int status, const struct ledger_room_events_repl
             rooms_broadcast(room, m);
             room->last_seq = seq;
         }
-        if (room->live && !r->live && !held_closes(room)) {
-            /* Its room_closed was published while the node was not subscribed. */
+        if (room->live && !r->live && !held_closes(room) && room->opened_gen == opened_gen) {
+            /* Its room_closed was published while the node was not subscribed (or is still
+             * on its way: rooms_on_message drops it then). */
             closed_missed(room);
         }
     }
@@ -590,6 +594,7 @@ static void stream_fill(struct room *room)
      * meet its predecessor's late reply. */
     static unsigned fill_gen;
     c->gen = room->fill_gen = ++fill_gen;
+    c->opened_gen = room->opened_gen;
     if (ledger_room_events(app->ledger, room->name, (long long)room->last_seq,
                            app->cfg.rooms_history_size, fill_done, c, NULL) < 0) {
         free(c);
@@ -632,6 +637,13 @@ static void stream_admit(struct room *room, struct fanout_msg *m, bool may_fill)
         room->last_seq = m->seq;
     }
     rooms_broadcast(room, m);
+}
+
+void rooms_opened(struct room *room)
+{
+    room->live = true;
+    room->opened_gen++;
+    room->close_made = false;
 }
 
 void rooms_note_seq(struct room *room, long long epoch, uint64_t seq)
@@ -702,7 +714,7 @@ void rooms_on_message(struct app *app, const char *name, long long epoch, const 
         const char *cid = json_string_value(json_object_get(c, "id"));
         const char *cname = json_string_value(json_object_get(c, "name"));
         if (cid && cname) {
-            room->live = true;
+            rooms_opened(room);
             snprintf(room->creator_id, sizeof(room->creator_id), "%s", cid);
             snprintf(room->creator_name, sizeof(room->creator_name), "%s", cname);
         }
@@ -725,6 +737,11 @@ void rooms_on_message(struct app *app, const char *name, long long epoch, const 
     }
     static const char closed[] = "{\"type\":\"room_closed\"";
     if (len >= sizeof(closed) - 1 && memcmp(msg, closed, sizeof(closed) - 1) == 0) {
+        if (room->close_made && !room->live) {
+            room->close_made = false; /* a gap fill passed it on already */
+            free(m);
+            return;
+        }
         m->closes_room = true;
     } else {
         m->seq = parse_seq(msg, len);

@@ -49,8 +49,10 @@ struct room {
      * room and the subscription is missed. */
     bool confirmed;
     struct pending *parked, *parked_tail; /* joins waiting for that, in order */
-    struct room *pnext;                   /* the app's list of rooms with parked joins */
-    int64_t parked_ms;                    /* since when the oldest has waited */
+    struct room *pnext, **pprev;          /* the app's list of rooms with parked joins */
+    int64_t parked_ms;                    /* since when the oldest has waited (uv_now) */
+    unsigned opened_gen;                  /* counts the openings the node heard of */
+    bool close_made;                      /* a gap fill passed on a room_closed it found */
     bool dirty;                           /* has events not yet passed to all its viewers */
     struct room *dnext;                   /* the app's list of dirty rooms */
     struct session *pass_next; /* where the pass over the viewers resumes, NULL: a new pass */
@@ -95,6 +97,8 @@ void rooms_detach(struct session *s);
  * epoch: that of a seq-carrying event, else 0. */
 void rooms_on_message(struct app *app, const char *room, long long epoch, const char *msg,
                       size_t len);
+/** The room was opened (again): live, and a gap fill asked for before does not close it. */
+void rooms_opened(struct room *room);
 /** What a join read of the room: its seq and epoch then. A room whose stream has not
  * started takes it as the seq its next event follows. */
 void rooms_note_seq(struct room *room, long long epoch, uint64_t seq);

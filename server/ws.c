@@ -530,8 +530,12 @@ static void join_park(struct room *room, struct pending *p)
 {
     struct app *app = p->app;
     if (!room->parked) {
-        room->parked_ms = ledger_now_ms();
+        room->parked_ms = (int64_t)uv_now(app->loop); /* monotonic */
         room->pnext = app->parked_rooms;
+        if (room->pnext) {
+            room->pnext->pprev = &room->pnext;
+        }
+        room->pprev = &app->parked_rooms;
         app->parked_rooms = room;
         room->parked = p;
     } else {
@@ -541,26 +545,25 @@ static void join_park(struct room *room, struct pending *p)
     pending_track(p);
 }
 
-/* Starts the room's parked joins (the room may be freed by the time this returns). */
-static void joins_unpark(struct app *app, struct room *room)
+/* Starts the room's parked joins, or drops them all (shutdown). The room may be freed by the
+ * time this returns. */
+static void joins_unpark(struct room *room, bool drop)
 {
-    struct room **rp = &app->parked_rooms;
-    while (*rp && *rp != room) {
-        rp = &(*rp)->pnext;
+    *room->pprev = room->pnext;
+    if (room->pnext) {
+        room->pnext->pprev = room->pprev;
     }
-    if (*rp) {
-        *rp = room->pnext;
-    }
+    room->pnext = NULL;
+    room->pprev = NULL;
     struct pending *p = room->parked;
     room->parked = room->parked_tail = NULL;
-    room->pnext = NULL;
     while (p) {
         struct pending *next = p->park_next;
         pending_answered(p);
-        if (p->s) {
+        if (!drop && p->s && strcmp(p->s->joining, p->room) == 0) {
             join_start(p, room);
         } else {
-            join_release(p); /* the session went away meanwhile */
+            join_release(p); /* the session went away, or joins another room now */
         }
         p = next;
     }
@@ -572,7 +575,7 @@ void ws_room_subscribed(struct app *app, const char *name)
     if (room) {
         room->confirmed = true;
         if (room->parked) {
-            joins_unpark(app, room);
+            joins_unpark(room, false);
         }
     }
 }
@@ -581,12 +584,12 @@ void ws_parked_tick(struct app *app, bool all)
 {
     /* A confirmation that does not come within the ledger's deadline (the subscriber is
      * down): the joins go on; the room fills its gaps once subscribed again. */
-    int64_t before = ledger_now_ms() - app->cfg.ledger_timeout_ms;
+    int64_t before = (int64_t)uv_now(app->loop) - app->cfg.ledger_timeout_ms;
     struct room *r = app->parked_rooms;
     while (r) {
         struct room *next = r->pnext;
         if (all || r->parked_ms <= before) {
-            joins_unpark(app, r);
+            joins_unpark(r, all);
         }
         r = next;
     }
