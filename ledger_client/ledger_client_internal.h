@@ -20,6 +20,9 @@ struct lgift_queue;
  * batch answers by the deadline of the oldest send in it. */
 int lscript_since(struct ledger *l, enum ledger_script script, int argc, const char *const *argv,
                   const size_t *argvlen, ledger_reply_cb *cb, void *ud, int64_t start_ms);
+/** Whether a request is taken now: the ledger is ready, or was never ready yet (a node just
+ * started: requests wait for the first connection until their deadline). */
+bool ledger_accepting(const struct ledger *l);
 /** The options the ledger was made with (borrowed, valid while it lives). */
 const struct ledger_opts *lgift_opts(const struct ledger *l);
 /** The ledger's queue of gift sends. */

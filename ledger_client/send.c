@@ -813,7 +813,7 @@ int ledger_gift_send(struct ledger *l, const struct ledger_gift_req *req, ledger
                      void *ud, struct ledger_gift_op **out_op)
 {
     struct lgift_queue *q = lgift_queue_of(l);
-    if (!ledger_ready(l) || q->closing) {
+    if (!ledger_accepting(l) || q->closing) {
         return -EAGAIN;
     }
     if (req->count < 1 || req->coins < 0 || req->diamonds < 0) {

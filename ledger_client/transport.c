@@ -109,6 +109,7 @@ struct ledger {
     int64_t map_asked_ms; /* since when */
     int64_t map_due_ms;   /* cluster: refresh the map at this time, 0 none due */
     bool ready;           /* LEDGER_UP was reported last (not LEDGER_DOWN) */
+    bool ever_ready;      /* it was, once: until then requests wait rather than fail fast */
     bool sharded;         /* cluster: room channels are sharded (SSUBSCRIBE per node) */
     struct lchan **chans; /* sharded: the channels asked for, CHAN_BUCKETS chains */
     bool resub_pending;   /* sharded: a channel lost its subscription; LEDGER_SUB_UP once back */
@@ -362,6 +363,7 @@ static void state_changed(struct ledger *l)
     }
     if (ready != l->ready) {
         l->ready = ready;
+        l->ever_ready = l->ever_ready || ready;
         set_state(l, ready ? LEDGER_UP : LEDGER_DOWN);
     }
 }
@@ -1462,6 +1464,14 @@ bool ledger_ready(const struct ledger *l)
     return l->ready && !l->closing;
 }
 
+/* Requests are taken while the ledger is ready, and before it was ever ready (a node just
+ * started: they wait for the first connection, until their deadline, rather than fail). Once
+ * it was up, a lost Redis fails them fast. */
+bool ledger_accepting(const struct ledger *l)
+{
+    return ledger_ready(l) || (!l->ever_ready && !l->closing);
+}
+
 /* The cluster slot of a request: that of its first key (a script's first KEYS entry, a
  * command's first argument); -1 for a script without keys or a command without arguments. */
 static int slot_of(const struct ledger *l, int script, int argc, const char *const *argv,
@@ -1484,7 +1494,7 @@ static int submit(struct ledger *l, int script, int argc, const char *const *arg
                   const size_t *argvlen, ledger_reply_cb *cb, void *ud, const void *ctx,
                   size_t ctx_len, struct ledger_req **out_req, int64_t start_ms)
 {
-    if (!ledger_ready(l)) {
+    if (!ledger_accepting(l)) {
         return -EAGAIN;
     }
     int extra = script >= 0 ? 2 : 0;

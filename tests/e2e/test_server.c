@@ -1,6 +1,7 @@
 /* End-to-end: the real giftd binary against a real redis-server — connections, auth, rooms,
  * HTTP endpoints, limits and shutdown (SPEC 2, 3, 5). */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -487,6 +488,44 @@ Test(server, readyz_is_503_while_redis_is_down)
     tk_http_resp_cleanup(&r);
     cr_assert_eq(tk_redis_start_on(&f.redis, f.redis.port, false), 0);
     cr_assert_eq(tk_giftd_wait_ready(&f.node[0], 10000), 0, "not ready after Redis came back");
+}
+
+static void *start_redis_later(void *arg)
+{
+    struct tk_redis *r = arg;
+    usleep(300 * 1000);
+    return (void *)(intptr_t)tk_redis_start_on(r, r->port, false);
+}
+
+/* A node that just started and has not reached Redis yet (here: Redis comes up 300 ms after
+ * giftd) holds a request until it does, within ledger.timeout_ms, rather than answering 503:
+ * with several workers, /readyz may be answered by one that is ready while the next request
+ * goes to one that is not. Once Redis was up, a lost Redis fails requests fast. */
+Test(server, a_request_before_redis_first_answers_waits_for_it)
+{
+    struct tk_redis later = {0};
+    later.port = tk_free_port();
+    cr_assert_gt(later.port, 0);
+    char url[64];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", later.port);
+    static const char *const extra[] = {"--ledger.timeout_ms=5000", "--workers=1", NULL};
+    struct tk_giftd g;
+    cr_assert_eq(tk_giftd_start(&g, url, extra), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, start_redis_later, &later), 0);
+    char *svc = tk_token("platform", NULL, "service", NULL, 600);
+    struct tk_http_resp r = {0};
+    cr_assert_eq(tk_http(g.port, "PUT", "/v1/rooms/early", svc,
+                         "{\"creator\":{\"id\":\"cara\",\"name\":\"Cara\"}}", &r),
+                 0);
+    void *started = NULL;
+    pthread_join(t, &started);
+    cr_assert_eq((intptr_t)started, 0, "redis-server did not start");
+    cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+    tk_http_resp_cleanup(&r);
+    free(svc);
+    tk_giftd_stop(&g);
+    tk_redis_stop(&later);
 }
 
 Test(server, sigterm_closes_clients_1001_and_exits_0)
