@@ -687,18 +687,18 @@ static void conn_connected(const redisAsyncContext *ac, int status)
 }
 
 /* A connection is lost: hiredis already answered each of its requests in flight (a NULL
- * reply: outcome unknown, nothing is resent). On one Redis the waiting requests fail at once;
- * on a cluster they wait for the node, or for a new map after a failover, until their
- * deadline. */
+ * reply: outcome unknown, nothing is resent). On one Redis that was up once, the waiting
+ * requests fail at once (before that, they wait for their deadline); on a cluster they wait
+ * for the node, or for a new map after a failover, until their deadline. */
 static void conn_lost(struct lconn *c)
 {
     struct ledger *l = c->l;
     c->ac = NULL;
     c->up = false;
-    if (!l->cluster) {
-        fail_list(&l->waiting, -ECONNRESET);
-    } else {
+    if (l->cluster) {
         map_soon(l);
+    } else if (l->ever_ready) {
+        fail_list(&l->waiting, -ECONNRESET);
     }
     state_changed(l);
     conn_schedule(c);

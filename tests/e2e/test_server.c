@@ -490,40 +490,47 @@ Test(server, readyz_is_503_while_redis_is_down)
     cr_assert_eq(tk_giftd_wait_ready(&f.node[0], 10000), 0, "not ready after Redis came back");
 }
 
-static void *start_redis_later(void *arg)
+struct early_put {
+    int port;
+    char *token;
+    struct tk_http_resp resp;
+    int rc;
+};
+
+static void *put_room(void *arg)
 {
-    struct tk_redis *r = arg;
-    usleep(300 * 1000);
-    return (void *)(intptr_t)tk_redis_start_on(r, r->port, false);
+    struct early_put *e = arg;
+    e->rc = tk_http(e->port, "PUT", "/v1/rooms/early", e->token,
+                    "{\"creator\":{\"id\":\"cara\",\"name\":\"Cara\"}}", &e->resp);
+    return NULL;
 }
 
 /* A node that just started and has not reached Redis yet (here: Redis comes up 300 ms after
- * giftd) holds a request until it does, within ledger.timeout_ms, rather than answering 503:
- * with several workers, /readyz may be answered by one that is ready while the next request
- * goes to one that is not. Once Redis was up, a lost Redis fails requests fast. */
+ * the request) holds a request until it does, within ledger.timeout_ms, rather than answering
+ * 503: with several workers, /readyz may be answered by one that is ready while the next
+ * request goes to one that is not. Once Redis was up, a lost Redis fails requests fast. (The
+ * request goes from a thread: a child started from a thread would die with it.) */
 Test(server, a_request_before_redis_first_answers_waits_for_it)
 {
     struct tk_redis later = {0};
-    later.port = tk_free_port();
-    cr_assert_gt(later.port, 0);
+    int port = tk_free_port();
+    cr_assert_gt(port, 0);
     char url[64];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", later.port);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", port);
     static const char *const extra[] = {"--ledger.timeout_ms=5000", "--workers=1", NULL};
     struct tk_giftd g;
     cr_assert_eq(tk_giftd_start(&g, url, extra), 0);
+    struct early_put e = {.port = g.port,
+                          .token = tk_token("platform", NULL, "service", NULL, 600)};
     pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, start_redis_later, &later), 0);
-    char *svc = tk_token("platform", NULL, "service", NULL, 600);
-    struct tk_http_resp r = {0};
-    cr_assert_eq(tk_http(g.port, "PUT", "/v1/rooms/early", svc,
-                         "{\"creator\":{\"id\":\"cara\",\"name\":\"Cara\"}}", &r),
-                 0);
-    void *started = NULL;
-    pthread_join(t, &started);
-    cr_assert_eq((intptr_t)started, 0, "redis-server did not start");
-    cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-    tk_http_resp_cleanup(&r);
-    free(svc);
+    cr_assert_eq(pthread_create(&t, NULL, put_room, &e), 0);
+    usleep(300 * 1000);
+    cr_assert_eq(tk_redis_start_on(&later, port, false), 0);
+    pthread_join(t, NULL);
+    cr_assert_eq(e.rc, 0);
+    cr_assert_eq(e.resp.status, 200, "%d %s", e.resp.status, e.resp.body);
+    tk_http_resp_cleanup(&e.resp);
+    free(e.token);
     tk_giftd_stop(&g);
     tk_redis_stop(&later);
 }
