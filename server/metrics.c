@@ -115,7 +115,8 @@ void metrics_render(struct app *app, struct proto_buf *b)
             gs.shed);
     gauge(b, "giftd_ledger_gift_queued", "gift sends waiting for the next batch", (long)gs.queued);
     counter(b, "giftd_ledger_outbox_swept_total",
-            "Redis Cluster: charged sends this node published from a partition's outbox", gs.swept);
+            "Redis Cluster: charged sends this node published from a partition's outbox",
+            gs.swept);
 
     struct ledger_stats ls;
     ledger_get_stats(app->ledger, &ls);

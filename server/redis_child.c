@@ -30,7 +30,8 @@ static bool answers(const char *path)
     }
     memcpy(sa.sun_path, path, n + 1);
     bool ok = false;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && write(fd, "PING\r\n", 6) == 6) {
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        write(fd, "PING\r\n", 6) == 6) {
         char buf[16] = {0};
         struct timeval tv = {.tv_sec = 1};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -71,7 +72,8 @@ int redis_child_start(struct redis_child *rc)
         snprintf(logf, sizeof(logf), "%s/redis.log", rc->dir);
         execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", rc->sock,
                "--unixsocketperm", "700", "--dir", rc->dir, "--save", "", "--appendonly", "yes",
-               "--appendfsync", "everysec", "--logfile", logf, "--daemonize", "no", (char *)NULL);
+               "--appendfsync", "everysec", "--logfile", logf, "--daemonize", "no",
+               (char *)NULL);
         _exit(127);
     }
     rc->pid = pid;

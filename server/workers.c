@@ -129,8 +129,8 @@ int workers_supervise(long n, int *out_index)
             if (sig != SIGHUP && !stopping) {
                 stopping = 1;
                 stop_deadline = mono_ms() + 15000;
-                log_info("supervisor: %s: stopping %ld workers",
-                         sig == SIGTERM ? "SIGTERM" : "SIGINT", alive);
+                log_info("supervisor: %s: stopping %ld workers", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                         alive);
             }
         }
     }

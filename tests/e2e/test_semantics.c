@@ -15,9 +15,11 @@ static struct fx f;
 
 static void setup(void)
 {
-    static const char *const extra[] = {
-        "--gifts.combo_window_ms=400", "--rooms.presence_interval_ms=200",
-        "--limits.gifts_per_sec=100000", "--limits.frames_per_sec=100000", NULL};
+    static const char *const extra[] = {"--gifts.combo_window_ms=400",
+                                        "--rooms.presence_interval_ms=200",
+                                        "--limits.gifts_per_sec=100000",
+                                        "--limits.frames_per_sec=100000",
+                                        NULL};
     fx_start(&f, 2, extra);
 }
 
@@ -552,10 +554,9 @@ Test(semantics, sighup_reloads_the_catalog_and_keeps_it_when_broken)
     cr_assert_eq(json_array_size(json_object_get(r.json, "gifts")), 1);
     tk_http_resp_cleanup(&r);
     /* A good one replaces it. */
-    write_file(path,
-               "{\"gifts\":[{\"id\":\"rose\",\"name\":\"Rose\",\"coins\":1,\"diamonds\":1,"
-               "\"tier\":\"small\",\"animation\":\"rose\"},{\"id\":\"star\",\"name\":\"Star\","
-               "\"coins\":5,\"diamonds\":2,\"tier\":\"small\",\"animation\":\"star\"}]}");
+    write_file(path, "{\"gifts\":[{\"id\":\"rose\",\"name\":\"Rose\",\"coins\":1,\"diamonds\":1,"
+                     "\"tier\":\"small\",\"animation\":\"rose\"},{\"id\":\"star\",\"name\":\"Star\","
+                     "\"coins\":5,\"diamonds\":2,\"tier\":\"small\",\"animation\":\"star\"}]}");
     cr_assert_eq(tk_giftd_signal(&f.node[2], SIGHUP), 0);
     int n = 0;
     for (int i = 0; i < 30 && n != 2; i++) {
