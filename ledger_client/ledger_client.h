@@ -295,6 +295,9 @@ struct ledger_room_close_reply {
     const char *error;
 };
 typedef void ledger_room_close_cb(void *ud, int status, const struct ledger_room_close_reply *r);
+/** The room_closed event of room, as a close publishes it, into out (len bytes); returns its
+ * length (snprintf's). */
+int ledger_room_closed_event(char *out, size_t len, const char *room);
 /** Ends room's live session and publishes room_closed to its viewers on every node. */
 int ledger_room_close(struct ledger *l, const char *room, ledger_room_close_cb *cb, void *ud,
                       struct ledger_req **out_req);

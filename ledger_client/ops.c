@@ -164,6 +164,12 @@ static void room_close_reply(void *ud, int status, const redisReply *rr)
     op->cb.room_close(op->ud, status, status == 0 || status == -EPROTO ? &r : NULL);
 }
 
+int ledger_room_closed_event(char *out, size_t len, const char *room)
+{
+    /* A room name is an identifier: nothing in it needs escaping. */
+    return snprintf(out, len, "{\"type\":\"room_closed\",\"room\":\"%s\"}", room);
+}
+
 int ledger_room_close(struct ledger *l, const char *room, ledger_room_close_cb *cb, void *ud,
                       struct ledger_req **out_req)
 {
@@ -173,8 +179,7 @@ int ledger_room_close(struct ledger *l, const char *room, ledger_room_close_cb *
     char meta[KEY_MAX], now[24], channel[KEY_MAX], ev[128];
     lkey_room(meta, sizeof(meta), room, "meta");
     lkey_channel_arg(channel, sizeof(channel), l, room);
-    /* A room name is an identifier: nothing in it needs escaping. */
-    snprintf(ev, sizeof(ev), "{\"type\":\"room_closed\",\"room\":\"%s\"}", room);
+    ledger_room_closed_event(ev, sizeof(ev), room);
     struct args a;
     args_init(&a, 1);
     args_add(&a, meta);

@@ -533,7 +533,7 @@ static bool held_closes(const struct room *room)
 static void closed_missed(struct room *room)
 {
     char ev[128];
-    int n = snprintf(ev, sizeof(ev), "{\"type\":\"room_closed\",\"room\":\"%s\"}", room->name);
+    int n = ledger_room_closed_event(ev, sizeof(ev), room->name);
     struct fanout_msg *m = fanout_msg_new(ev, (size_t)n);
     if (m) {
         m->closes_room = true;

@@ -322,13 +322,19 @@ static void join_release(struct pending *p)
 }
 
 /* The session of p, when its join of p->room is still the one it waits for. */
-static struct session *join_session(struct pending *p)
+static struct session *join_waiting(const struct pending *p)
 {
     struct session *s = p->s;
-    if (!s || strcmp(s->joining, p->room) != 0) {
-        return NULL;
+    return s && strcmp(s->joining, p->room) == 0 ? s : NULL;
+}
+
+/* join_waiting, and the session waits no more (its join is answered now). */
+static struct session *join_session(struct pending *p)
+{
+    struct session *s = join_waiting(p);
+    if (s) {
+        s->joining[0] = '\0';
     }
-    s->joining[0] = '\0';
     return s;
 }
 
@@ -560,7 +566,7 @@ static void joins_unpark(struct room *room, bool drop)
     while (p) {
         struct pending *next = p->park_next;
         pending_answered(p);
-        if (!drop && p->s && strcmp(p->s->joining, p->room) == 0) {
+        if (!drop && join_waiting(p)) {
             join_start(p, room);
         } else {
             join_release(p); /* the session went away, or joins another room now */

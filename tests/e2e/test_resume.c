@@ -556,6 +556,16 @@ Test(resume, a_node_fills_its_own_gap_after_a_pubsub_reconnect)
     tk_ws_free(sender);
 }
 
+/* How many connections subscribe to room's channel (PUBSUB NUMSUB). */
+static long long subscribers(redisContext *rc, const char *room)
+{
+    redisReply *r = redisCommand(rc, "PUBSUB NUMSUB giftd:{r:%s}:ch", room);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+    long long n = r->element[1]->integer;
+    freeReplyObject(r);
+    return n;
+}
+
 /* A room's first viewer on a node gets joined only once the node's subscription to the room is
  * in place: what is published right after joined (here the room's close) reaches it. Every
  * other round the nodes' subscriber connections are killed just before the join, so that the
@@ -576,10 +586,7 @@ Test(resume, joined_comes_after_the_subscription_so_nothing_right_after_is_misse
             freeReplyObject(redisCommand(rc, "CLIENT KILL TYPE pubsub"));
         }
         struct tk_ws *v = fx_viewer(&f, (i / 2) % 2, "vic", room);
-        redisReply *r = redisCommand(rc, "PUBSUB NUMSUB giftd:{r:%s}:ch", room);
-        cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
-        cr_assert_eq(r->element[1]->integer, 1, "joined before the node subscribed to %s", room);
-        freeReplyObject(r);
+        cr_assert_eq(subscribers(rc, room), 1, "joined before the node subscribed to %s", room);
         fx_close_room(&f, room);
         json_t *c = tk_ws_expect(v, "room_closed", 3000);
         cr_assert_not_null(c, "%s: room_closed did not arrive", room);
@@ -612,10 +619,7 @@ Test(resume, a_room_joined_again_while_its_unsubscribe_is_in_flight_still_receiv
     v = fx_viewer(&f, 0, "vic", "rs-again");
     s = send_acked(sender, "b", 1);
     expect_seqs(v, s, s, 0);
-    redisReply *r = redisCommand(rc, "PUBSUB NUMSUB giftd:{r:rs-again}:ch");
-    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
-    cr_assert_eq(r->element[1]->integer, 2, "both nodes subscribed, once each");
-    freeReplyObject(r);
+    cr_assert_eq(subscribers(rc, "rs-again"), 2, "both nodes subscribed, once each");
     redisFree(rc);
     tk_ws_free(v);
     tk_ws_free(sender);
