@@ -1,7 +1,8 @@
 /* ops_settle: the typed operations of settlement (SPEC 7) — a partition's batch from
  * settle_begin to settle_end, its keys, and the parsing of its rows.
  *
- * Keys of partition n: giftd:{p<n>}:pending (the debit script's), :settling, :settling_batch,
+ * Keys of partition n: giftd:{p<n>}:pendlog (the debit scripts append to it), :pending (the
+ * log folded by settle_begin), :settling, :settling_batch,
  * :batchseq (the batch counter), :flushlease. The stream sink's per-partition marks live on the
  * stream's slot ("{<stream>}:settled", or "<stream>:settled" when the stream name has a hash
  * tag); the credit marks per creator in giftd:{p<m>}:credited:<creator> beside the creator's
@@ -130,21 +131,21 @@ int ledger_settle_begin(struct ledger *l, const struct ledger_settle_begin_req *
     if (!req->node_id || req->lease_ms < 0 || (long)req->partition >= lreq_partitions(l)) {
         return -EINVAL;
     }
-    static const char *const suffix[5] = {"pending", "settling", "settling_batch", "batchseq",
-                                          "flushlease"};
-    char keys[5][KEY_MAX], lease[24], part[24], now[24];
-    const char *argv[10];
-    argv[0] = "5";
-    for (int i = 0; i < 5; i++) {
+    static const char *const suffix[6] = {"pending",  "settling",   "settling_batch",
+                                          "batchseq", "flushlease", "pendlog"};
+    char keys[6][KEY_MAX], lease[24], part[24], now[24];
+    const char *argv[11];
+    argv[0] = "6";
+    for (int i = 0; i < 6; i++) {
         lkey_partition_key(keys[i], sizeof(keys[i]), req->partition, suffix[i]);
         argv[1 + i] = keys[i];
     }
-    argv[6] = req->node_id;
-    argv[7] = lop_num(lease, req->lease_ms); /* "0": the node leaves, the lease is given up */
-    argv[8] = lop_num(part, req->partition);
-    argv[9] = lop_num(now, ledger_now_ms());
+    argv[7] = req->node_id;
+    argv[8] = lop_num(lease, req->lease_ms); /* "0": the node leaves, the lease is given up */
+    argv[9] = lop_num(part, req->partition);
+    argv[10] = lop_num(now, ledger_now_ms());
     struct lop op = {.cb.settle_begin = cb, .ud = ud};
-    return lop_submit(l, LEDGER_SCRIPT_SETTLE_BEGIN, 10, argv, settle_begin_reply, &op, out_req);
+    return lop_submit(l, LEDGER_SCRIPT_SETTLE_BEGIN, 11, argv, settle_begin_reply, &op, out_req);
 }
 
 /* ---- settle_stream ---- */

@@ -439,7 +439,7 @@ static void debit_group(struct cgroup *g)
     const char *prefix = g->ops[0]->arg[A_PREFIX];
     struct argvec a = {0};
     av_fmt(&a, "%zu", 2 + 4 * g->n);
-    av_fmt(&a, "%spending", prefix);
+    av_fmt(&a, "%spendlog", prefix);
     av_fmt(&a, "%soutbox", prefix);
     for (size_t i = 0; i < g->n; i++) {
         const char *sub = g->ops[i]->arg[A_SUB];

@@ -4,7 +4,7 @@
 -- numbers and broadcasts it, and outbox_done.lua clears the entry. On one Redis gift.lua does
 -- both steps in one script. Every key is declared, so a slot being migrated answers ASK or
 -- TRYAGAIN before anything runs rather than a half-moved partition being read.
--- KEYS: 1 pending earnings (hash), 2 outbox (hash), then 4 per send: idem, bal, limits, tx
+-- KEYS: 1 pending earnings log (list), 2 outbox (hash), then 4 per send: idem, bal, limits, tx
 -- ARGV: 1 now_ms, 2 idempotency ttl (s), 3 UTC day (YYYYMMDD), 4 transactions kept per user,
 --       5 their ttl (ms), then 11 per send: sub, id, digest (gift:count), cost, creator, room,
 --       count, diamonds, sender name as JSON text, '"from":...,"gift":{...}' text,
@@ -75,5 +75,5 @@ for i = 6, #ARGV, 11 do
   no = no + 3
 end
 part_tx_push(utxlist, txcap, txttl)
-part_pending_add(KEYS[1], order, rows, now)
+part_pending_log(KEYS[1], order, rows, now)
 return out

@@ -38,6 +38,7 @@
 --#include partition
 local fmt = string.format
 local match = string.match
+local sub_, byte = string.sub, string.byte
 local now = ARGV[1]
 local ttl = ARGV[2]
 local window = tonumber(ARGV[3])
@@ -54,13 +55,16 @@ local due_s = fmt('%d', rnow + window)
 
 -- Every string key of the batch, read at once. Per send j: its first ARGV index and its six
 -- keys (idem, bal, limits, seq, totals, combo) in flat arrays.
-local keys, slot = {}, {}
+local keys, slot, dirty = {}, {}, {}
+local nk = 0
 local function want(k)
   local n = slot[k]
   if not n then
-    n = #keys + 1
+    nk = nk + 1
+    n = nk
     keys[n] = k
     slot[k] = n
+    dirty[n] = false
   end
   return n
 end
@@ -80,7 +84,6 @@ for i = 9, #ARGV, 12 do
 end
 -- val[n] is key n's value: a string, or false once deleted. dirty[n]: write it back.
 local val = redis.call('MGET', unpack(keys))
-local dirty = {}
 
 local out = {}
 local no = 0
@@ -106,8 +109,9 @@ for j = 1, ns do
     end
     no = no + 3
   else
-    local cost = tonumber(ARGV[i + 4])
-    local bal = tonumber(val[kbal[j]] or '0')
+    -- '+ 0' converts once where tonumber converts twice; these texts are all numbers.
+    local cost = ARGV[i + 4] + 0
+    local bal = (val[kbal[j]] or 0) + 0
     local sd, sm, dcap, mcap, lday, fits = part_budget(val[klim[j]], day, month, cost)
     if not fits then
       out[no + 1] = 0; out[no + 2] = 'budget_exceeded'; out[no + 3] = bal
@@ -124,25 +128,28 @@ for j = 1, ns do
         fmt('%d', sm + cost) .. ' ' .. dcap .. ' ' .. mcap
       dirty[klim[j]] = true
       local room, count, cost_s, dia = ARGV[i + 6], ARGV[i + 7], ARGV[i + 4], ARGV[i + 8]
-      local gid, streak, anon = match(ARGV[i + 11], '^([^|]*)|(.)|(.)$')
-      local cgid = anon == '1' and gid .. '*' or gid
+      local ga = ARGV[i + 11]
+      local gl = #ga
+      local gid, streak, anon = sub_(ga, 1, gl - 4), byte(ga, gl - 2) == 49, byte(ga, gl) == 49
+      local cnt, dian = count + 0, dia + 0
+      local cgid = anon and gid .. '*' or gid
       local field = ARGV[i + 5] .. '\31' .. room .. '\31' .. gid
       local p = parts[ARGV[i]]
       if not p then
         np = np + 1
         p = np
         parts[ARGV[i]] = p
-        pkey[p] = ARGV[i] .. 'pending'
+        pkey[p] = ARGV[i] .. 'pendlog'
         prow[p] = {}
         pord[p] = {}
       end
       local row = prow[p][field]
       if row then
-        row[1] = row[1] + tonumber(count)
+        row[1] = row[1] + cnt
         row[2] = row[2] + cost
-        row[3] = row[3] + tonumber(dia)
+        row[3] = row[3] + dian
       else
-        prow[p][field] = {tonumber(count), cost, tonumber(dia)}
+        prow[p][field] = {cnt, cost, dian}
         pord[p][#pord[p] + 1] = field
       end
       -- The room's side: the sender's combo, then the gift event.
@@ -156,7 +163,7 @@ for j = 1, ns do
         rseq[r], repoch[r] = room_seq_parse(val[kseq[j]])
         local g, c, d, goal = match(val[ktot[j]] or '', '^(%d+) (%d+) (%d+)(.*)$')
         rtot[r] = {tonumber(g or '0'), tonumber(c or '0'), tonumber(d or '0'), kseq[j], ktot[j],
-          room_goal_parse(goal)}
+          goal and goal ~= '' and room_goal_parse(goal) or nil}
         rev[r] = {}
         rlb[r] = {}
         rlbn[r] = {}
@@ -168,11 +175,11 @@ for j = 1, ns do
       local state = val[kc]
       if state then
         local g, n, total, due, at = match(state, '^([^\31]*)\31(%d+)\31(%d+)\31(%d+)\31()')
-        if streak == '1' and g == cgid and rnow <= tonumber(due) then
+        if streak and g == cgid and rnow <= due + 0 then
           continues = true
-          n = fmt('%d', tonumber(n) + 1)
-          val[kc] = g .. '\31' .. n .. '\31' .. fmt('%d', tonumber(total) + tonumber(count)) ..
-            '\31' .. due_s .. '\31' .. string.sub(state, at)
+          n = fmt('%d', n + 1)
+          val[kc] = g .. '\31' .. n .. '\31' .. fmt('%d', total + cnt) .. '\31' ..
+            due_s .. '\31' .. sub_(state, at)
           combo = '{"count":' .. n .. '}'
         else
           rseq[r] = rseq[r] + 1
@@ -180,27 +187,27 @@ for j = 1, ns do
             ',' .. string.sub(state, at) .. ',"combo":{"count":' .. n .. '},"total_count":' ..
             total .. ',"ts_ms":' .. rnow_s .. '}'
           val[kc] = false
-          if streak ~= '1' then
+          if not streak then
             redis.call('ZREM', rpre[r] .. 'combodue', sub)
           end
         end
         dirty[kc] = true
       end
       local fg = ARGV[i + 10]
-      if streak == '1' and not continues then
+      if streak and not continues then
         val[kc] = cgid .. '\31' .. '1\31' .. count .. '\31' .. due_s .. '\31' .. fg
         dirty[kc] = true
         redis.call('ZADD', rpre[r] .. 'combodue', due_s, sub)
         combo = '{"count":1}'
       end
       local tot = rtot[r]
-      tot[1] = tot[1] + tonumber(count)
+      tot[1] = tot[1] + cnt
       tot[2] = tot[2] + cost
-      tot[3] = tot[3] + tonumber(dia)
+      tot[3] = tot[3] + dian
       -- The sender's coins in this room's session: the leaderboard's score. Its first send in
       -- the batch takes it from ZINCRBY; later ones add in Lua, and the rest goes in at the end.
-      local sender_coins = 'null'
-      if anon ~= '1' then
+      local sender_coins
+      if not anon then
         local lb = rlb[r]
         local e = lb[sub]
         if not e then
@@ -210,25 +217,24 @@ for j = 1, ns do
             names[#names + 1] = sub
             names[#names + 1] = ARGV[i + 9]
           end
-          e = {tonumber(got), 0}
+          e = {got + 0, 0}
           lb[sub] = e
           lb[#lb + 1] = sub
         else
           e[1] = e[1] + cost
           e[2] = e[2] + cost
         end
-        sender_coins = fmt('%d', e[1])
+        sender_coins = e[1]
       end
       rseq[r] = rseq[r] + 1
       local seq = rseq[r]
       local seq_s = fmt('%d', seq)
       ev[#ev + 1] = '{"type":"gift","room":"' .. room .. '","seq":' .. seq_s .. ',"id":"' ..
         ARGV[i + 2] .. '",' .. fg .. ',"count":' .. count .. ',"combo":' .. combo ..
-        ',"totals":{"room_coins":' .. fmt('%d', tot[2]) .. ',"sender_coins":' .. sender_coins ..
-        '},"ts_ms":' .. now .. '}'
+        ',"totals":{"room_coins":' .. fmt('%d', tot[2]) .. ',"sender_coins":' ..
+        (sender_coins and fmt('%d', sender_coins) or 'null') .. '},"ts_ms":' .. now .. '}'
       -- The room's goal: its progress, and goal_reached (numbered) the first time it is met.
-      local reached = room_goal_step(tot[6], room, gid, cost, tonumber(count), rseq[r] + 1,
-        now)
+      local reached = room_goal_step(tot[6], room, gid, cost, cnt, seq + 1, now)
       if reached then
         rseq[r] = rseq[r] + 1
         ev[#ev + 1] = reached
@@ -237,7 +243,7 @@ for j = 1, ns do
       val[kidem[j]] = rec
       redis.call('SET', keys[kidem[j]], rec, 'EX', ttl)
       part_tx_gift(utx, utxlist, ARGV[i] .. 'tx:' .. sub, lday ~= day, now, cost_s, nb,
-        ARGV[i + 2], room, gid, count, anon)
+        ARGV[i + 2], room, gid, count, anon and '1' or '0')
       out[no + 1] = 1; out[no + 2] = bal - cost; out[no + 3] = seq
       no = no + 3
     end
@@ -247,9 +253,9 @@ end
 -- Once per user: the transactions (oldest pushed first, so the newest ends up at the head).
 part_tx_push(utxlist, txcap, txttl)
 
--- Once per partition: the creators' pending earnings ("count coins diamonds first last").
+-- Once per partition: the creators' pending earnings, appended to its log.
 for p = 1, np do
-  part_pending_add(pkey[p], pord[p], prow[p], now)
+  part_pending_log(pkey[p], pord[p], prow[p], now)
 end
 
 -- Once per room: seq, totals, leaderboard, history, and one PUBLISH of its events.

@@ -1,7 +1,9 @@
--- settle_begin: step 1 of settling a partition. Under the partition's flush lease, move the
--- pending earnings to `settling` under a new batch id, or hand back the batch a crash left.
--- KEYS: 1 pending (hash), 2 settling (hash), 3 settling batch id, 4 batch counter,
---       5 flush lease
+-- settle_begin: step 1 of settling a partition. Under the partition's flush lease, fold the
+-- pending earnings log into the pending hash, then move the pending earnings to `settling`
+-- under a new batch id, or hand back the batch a crash left.
+-- KEYS: 1 pending (hash: field "creator US room US gift" -> "count coins diamonds first_ms
+--       last_ms"), 2 settling (hash), 3 settling batch id, 4 batch counter, 5 flush lease,
+--       6 pending log (list, gift.lua/debit.lua append: "field RS count coins diamonds ts_ms")
 -- ARGV: 1 node id, 2 lease ms ('0': the node is leaving, give the lease up), 3 partition
 --       number, 4 now_ms
 -- Returns {0} when another node holds the lease; {1} when there is nothing to settle;
@@ -14,6 +16,40 @@
 local holder = redis.call('GET', KEYS[5])
 if holder and holder ~= ARGV[1] then
   return {0}
+end
+-- The log is folded on every visit, also while a batch is settling, so that it stays short
+-- (one visit's worth of rows) even when the sink is down: the hash grows by distinct
+-- creator, room and gift, not by gift.
+local log = redis.call('LRANGE', KEYS[6], 0, -1)
+if #log > 0 then
+  local rows, order = {}, {}
+  for _, e in ipairs(log) do
+    local field, n, c, d, ts = string.match(e, '^(.*)\30(%d+) (%d+) (%d+) (%d+)$')
+    local row = rows[field]
+    if row then
+      row[1] = row[1] + n
+      row[2] = row[2] + c
+      row[3] = row[3] + d
+      row[5] = ts
+    else
+      rows[field] = {n + 0, c + 0, d + 0, ts, ts}
+      order[#order + 1] = field
+    end
+  end
+  local cur = redis.call('HMGET', KEYS[1], unpack(order))
+  local set = {}
+  for k, field in ipairs(order) do
+    local row = rows[field]
+    local first = row[4]
+    if cur[k] then
+      local n, c, d, f = string.match(cur[k], '^(%d+) (%d+) (%d+) (%d+) %d+$')
+      row[1], row[2], row[3], first = row[1] + n, row[2] + c, row[3] + d, f
+    end
+    set[#set + 1] = field
+    set[#set + 1] = string.format('%d %d %d ', row[1], row[2], row[3]) .. first .. ' ' .. row[5]
+  end
+  redis.call('HSET', KEYS[1], unpack(set))
+  redis.call('DEL', KEYS[6])
 end
 local settling = redis.call('EXISTS', KEYS[2]) == 1
 local work = settling or redis.call('EXISTS', KEYS[1]) == 1

@@ -253,7 +253,7 @@ static long long reply_ll(redisReply *r)
 static long long sum_partitions(redisContext *c, const char *fmt)
 {
     for (unsigned n = 0; n < PARTITIONS; n++) {
-        cr_assert_eq(redisAppendCommand(c, fmt, n, n), REDIS_OK);
+        cr_assert_eq(redisAppendCommand(c, fmt, n, n, n), REDIS_OK);
     }
     long long sum = 0;
     for (unsigned n = 0; n < PARTITIONS; n++) {
@@ -273,7 +273,8 @@ static void drain(int timeout_ms)
     int quiet = 0;
     long long left = 0;
     while (quiet < 2) {
-        left = sum_partitions(c, "EXISTS giftd:{p%u}:pending giftd:{p%u}:settling");
+        left = sum_partitions(
+            c, "EXISTS giftd:{p%u}:pending giftd:{p%u}:settling giftd:{p%u}:pendlog");
         quiet = left == 0 ? quiet + 1 : 0;
         if (quiet < 2) {
             cr_assert(mono_ms() < end, "not drained after %d ms: %lld keys left", timeout_ms, left);

@@ -369,9 +369,14 @@ Test(ledger, gift_script_checks_each_send_before_writing)
                        r->str);
     freeReplyObject(r);
     cr_assert_eq(get_int(rc, "ZSCORE giftd:{r:droom}:lb ann"), 5);
-    r = redisCommand(rc, "HGET d:pending cara\x1f"
-                         "droom\x1frose");
-    cr_assert_str_eq(r->str, "2 5 2 1000 1000", "count coins diamonds first last");
+    /* The creator's pending earnings: one log row for the batch's two sends. */
+    cr_assert_eq(get_int(rc, "LLEN d:pendlog"), 1);
+    r = redisCommand(rc, "LINDEX d:pendlog 0");
+    cr_assert_str_eq(r->str,
+                     "cara\x1f"
+                     "droom\x1frose\x1e"
+                     "2 5 2 1000",
+                     "creator room gift, then count coins diamonds ts");
     freeReplyObject(r);
     r = redisCommand(rc, "GET giftd:{r:droom}:totals");
     cr_assert_str_eq(r->str, "2 5 2", "gifts coins diamonds");

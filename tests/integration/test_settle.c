@@ -88,7 +88,7 @@ static long long cmd_int(const char *fmt, ...)
 /* The keys of partition n. */
 struct pkeys {
     char part[8];
-    char pending[64], settling[64], batch[64], seq[64], lease[64];
+    char pending[64], settling[64], batch[64], seq[64], lease[64], log[64];
 };
 
 static void pkeys_init(struct pkeys *k, int n)
@@ -99,12 +99,13 @@ static void pkeys_init(struct pkeys *k, int n)
     snprintf(k->batch, sizeof(k->batch), "giftd:{p%d}:settling_batch", n);
     snprintf(k->seq, sizeof(k->seq), "giftd:{p%d}:batchseq", n);
     snprintf(k->lease, sizeof(k->lease), "giftd:{p%d}:flushlease", n);
+    snprintf(k->log, sizeof(k->log), "giftd:{p%d}:pendlog", n);
 }
 
 static redisReply *begin(const struct pkeys *k, const char *node)
 {
-    return eval(ledger_script_settle_begin, 5, k->pending, k->settling, k->batch, k->seq, k->lease,
-                node, "10000", k->part, "1700000000000", NULL);
+    return eval(ledger_script_settle_begin, 6, k->pending, k->settling, k->batch, k->seq, k->lease,
+                k->log, node, "10000", k->part, "1700000000000", NULL);
 }
 
 static void add_pending(const struct pkeys *k, const char *creator, const char *room,
@@ -113,6 +114,15 @@ static void add_pending(const struct pkeys *k, const char *creator, const char *
     char field[200];
     snprintf(field, sizeof(field), "%s" US "%s" US "%s", creator, room, gift);
     freeReplyObject(cmd("HSET %s %s %s", k->pending, field, value));
+}
+
+/* Appends a row to the pending log, as gift.lua and debit.lua do ("count coins diamonds ts"). */
+static void log_pending(const struct pkeys *k, const char *creator, const char *room,
+                        const char *gift, const char *value)
+{
+    char row[200];
+    snprintf(row, sizeof(row), "%s" US "%s" US "%s\x1e%s", creator, room, gift, value);
+    freeReplyObject(cmd("RPUSH %s %s", k->log, row));
 }
 
 /* One full settlement of the begin reply b (kind 2) with the stream sink, stopping after
@@ -225,6 +235,66 @@ Test(settle, begin_after_a_crash_returns_the_same_batch_and_leaves_new_pending_a
     freeReplyObject(b3);
 }
 
+Test(settle, begin_folds_the_log_into_pending_summing_rows_and_keeping_first_and_last)
+{
+    struct pkeys k;
+    pkeys_init(&k, 14);
+    /* A row already pending (an earlier fold, or a v1 node's), then three logged batches. */
+    add_pending(&k, "cara", "r1", "rose", "3 3 3 100 200");
+    log_pending(&k, "cara", "r1", "rose", "1 1 1 300");
+    log_pending(&k, "dan", "r2", "lion", "2 58 29 310");
+    log_pending(&k, "cara", "r1", "rose", "2 2 2 320");
+    redisReply *b = begin(&k, "node-a");
+    cr_assert_eq(b->element[0]->integer, 2);
+    cr_assert_eq(b->elements, 7, "two rows: the log's are merged by creator, room and gift");
+    for (size_t i = 3; i < 7; i += 2) {
+        if (strcmp(b->element[i]->str, "cara" US "r1" US "rose") == 0) {
+            cr_assert_str_eq(b->element[i + 1]->str, "6 6 6 100 320");
+        } else {
+            cr_assert_str_eq(b->element[i]->str, "dan" US "r2" US "lion");
+            cr_assert_str_eq(b->element[i + 1]->str, "2 58 29 310 310");
+        }
+    }
+    freeReplyObject(b);
+    cr_assert_eq(cmd_int("EXISTS %s", k.log), 0, "the log is gone with the fold");
+    cr_assert_eq(cmd_int("EXISTS %s", k.pending), 0);
+}
+
+Test(settle, the_log_is_folded_while_a_batch_is_settling_and_waits_for_the_next)
+{
+    struct pkeys k;
+    pkeys_init(&k, 15);
+    log_pending(&k, "cara", "r1", "rose", "3 3 3 100");
+    redisReply *b1 = begin(&k, "node-a");
+    cr_assert_str_eq(b1->element[4]->str, "3 3 3 100 100");
+    /* The sink is down: the batch stays. Gifts go on, and each visit folds them away. */
+    log_pending(&k, "cara", "r1", "rose", "1 1 1 300");
+    redisReply *b2 = begin(&k, "node-a");
+    cr_assert_str_eq(b2->element[1]->str, b1->element[1]->str, "the same batch, unchanged");
+    cr_assert_str_eq(b2->element[4]->str, "3 3 3 100 100");
+    cr_assert_eq(cmd_int("EXISTS %s", k.log), 0);
+    cr_assert_eq(cmd_int("HLEN %s", k.pending), 1);
+    settle(&k, b2, 3);
+    freeReplyObject(b1);
+    freeReplyObject(b2);
+    redisReply *b3 = begin(&k, "node-a");
+    cr_assert_eq(b3->element[2]->integer, 2);
+    cr_assert_str_eq(b3->element[4]->str, "1 1 1 300 300");
+    freeReplyObject(b3);
+}
+
+Test(settle, a_partition_leased_by_another_node_keeps_its_log)
+{
+    struct pkeys k;
+    pkeys_init(&k, 16);
+    log_pending(&k, "cara", "r1", "rose", "3 3 3 100");
+    freeReplyObject(cmd("SET %s node-a PX 10000", k.lease));
+    redisReply *b = begin(&k, "node-b");
+    cr_assert_eq(b->element[0]->integer, 0);
+    freeReplyObject(b);
+    cr_assert_eq(cmd_int("LLEN %s", k.log), 1, "only the lease holder folds");
+}
+
 Test(settle, begin_skips_a_partition_leased_by_another_node)
 {
     struct pkeys k;
@@ -279,8 +349,8 @@ Test(settle, begin_of_a_leaving_node_gives_its_lease_up)
     pkeys_init(&k, 13);
     add_pending(&k, "cara", "r1", "rose", "3 3 3 100 200");
     freeReplyObject(cmd("SET %s node-a PX 10000", k.lease));
-    redisReply *b = eval(ledger_script_settle_begin, 5, k.pending, k.settling, k.batch, k.seq,
-                         k.lease, "node-a", "0", k.part, "1700000000000", NULL);
+    redisReply *b = eval(ledger_script_settle_begin, 6, k.pending, k.settling, k.batch, k.seq,
+                         k.lease, k.log, "node-a", "0", k.part, "1700000000000", NULL);
     cr_assert_eq(b->element[0]->integer, 2, "the leaving node still settles the batch");
     freeReplyObject(b);
     cr_assert_eq(cmd_int("EXISTS %s", k.lease), 0);

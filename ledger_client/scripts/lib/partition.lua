@@ -1,26 +1,19 @@
 -- lib/partition: what the scripts of a user's partition share (`--#include partition`).
 
--- Adds rows to a partition's pending earnings (hash key: field "creator US room US gift" ->
--- "count coins diamonds first_ms last_ms"): order lists the fields in first-seen order, rows
--- maps each to {count, coins, diamonds}; now is the last_ms (and a new row's first_ms).
-local function part_pending_add(key, order, rows, now)
+-- Appends rows to a partition's pending earnings log (a list; settle_begin.lua folds it into
+-- the pending hash): one entry per row, "creator US room US gift RS count coins diamonds
+-- ts_ms". order lists the fields in first-seen order, rows maps each to {count, coins,
+-- diamonds}; now is their ts_ms. An append reads nothing, so a gift pays one call here.
+local function part_pending_log(key, order, rows, now)
   if #order == 0 then
     return
   end
-  local cur = redis.call('HMGET', key, unpack(order))
-  local set = {}
+  local add = {}
   for k, field in ipairs(order) do
     local row = rows[field]
-    set[#set + 1] = field
-    if cur[k] then
-      local n, c, d, first = string.match(cur[k], '^(%d+) (%d+) (%d+) (%d+) %d+$')
-      set[#set + 1] = string.format('%d %d %d ', tonumber(n) + row[1], tonumber(c) + row[2],
-        tonumber(d) + row[3]) .. first .. ' ' .. now
-    else
-      set[#set + 1] = string.format('%d %d %d ', row[1], row[2], row[3]) .. now .. ' ' .. now
-    end
+    add[k] = field .. '\30' .. string.format('%d %d %d ', row[1], row[2], row[3]) .. now
   end
-  redis.call('HSET', key, unpack(set))
+  redis.call('RPUSH', key, unpack(add))
 end
 
 -- A user's spending so far against its caps: lim is the limits string ("day spent_that_day
@@ -32,10 +25,10 @@ local function part_budget(lim, day, month, cost)
   if lim then
     lday, sd, lmonth, sm, dcap, mcap = string.match(lim, '^(%d+) (%d+) (%d+) (%d+) (%S+) (%S+)$')
   end
-  sd = (lday == day and tonumber(sd)) or 0
-  sm = (lmonth == month and tonumber(sm)) or 0
+  sd = (lday == day and sd + 0) or 0
+  sm = (lmonth == month and sm + 0) or 0
   dcap, mcap = dcap or '-', mcap or '-'
-  local dc, mc = tonumber(dcap), tonumber(mcap)
+  local dc, mc = dcap ~= '-' and dcap + 0, mcap ~= '-' and mcap + 0
   return sd, sm, dcap, mcap, lday, not ((dc and sd + cost > dc) or (mc and sm + cost > mc))
 end
 
