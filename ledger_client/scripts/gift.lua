@@ -53,9 +53,13 @@ local rnow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rnow_s = fmt('%d', rnow)
 local due_s = fmt('%d', rnow + window)
 
--- Every string key of the batch, read at once. Per send j: its first ARGV index and its six
--- keys (idem, bal, limits, seq, totals, combo) in flat arrays.
-local keys, slot, dirty = {}, {}, {}
+-- Every string key of the batch, read at once. Per send j (its ARGV from 12 j - 3): its six
+-- keys (idem, bal, limits, seq, totals, combo) as indexes into keys, at kx[6 j - 5 .. 6 j].
+-- Arrays whose size is known are made at that size ({unpack(ARGV, 1, n)}, then overwritten):
+-- a table grown one element at a time is rebuilt at every power of two.
+local ns = (#ARGV - 8) / 12
+local keys, slot, dirty = {unpack(ARGV, 1, 6 * ns)}, {}, {unpack(ARGV, 1, 6 * ns)}
+local kx = {unpack(ARGV, 1, 6 * ns)}
 local nk = 0
 local function want(k)
   local n = slot[k]
@@ -68,24 +72,21 @@ local function want(k)
   end
   return n
 end
-local base, kidem, kbal, klim, kseq, ktot, kcombo = {}, {}, {}, {}, {}, {}, {}
-local ns = 0
-for i = 9, #ARGV, 12 do
+for j = 1, ns do
+  local i, x = 12 * j - 3, 6 * j - 6
   local pre, sub = ARGV[i], ARGV[i + 1]
   local rpre = 'giftd:{r:' .. ARGV[i + 6] .. '}:'
-  ns = ns + 1
-  base[ns] = i
-  kidem[ns] = want(pre .. 'idem:' .. ARGV[i + 2] .. ':' .. sub)
-  kbal[ns] = want(pre .. 'bal:' .. sub)
-  klim[ns] = want(pre .. 'limits:' .. sub)
-  kseq[ns] = want(rpre .. 'seq')
-  ktot[ns] = want(rpre .. 'totals')
-  kcombo[ns] = want(rpre .. 'combos:' .. sub)
+  kx[x + 1] = want(pre .. 'idem:' .. ARGV[i + 2] .. ':' .. sub)
+  kx[x + 2] = want(pre .. 'bal:' .. sub)
+  kx[x + 3] = want(pre .. 'limits:' .. sub)
+  kx[x + 4] = want(rpre .. 'seq')
+  kx[x + 5] = want(rpre .. 'totals')
+  kx[x + 6] = want(rpre .. 'combos:' .. sub)
 end
 -- val[n] is key n's value: a string, or false once deleted. dirty[n]: write it back.
-local val = redis.call('MGET', unpack(keys))
+local val = redis.call('MGET', unpack(keys, 1, nk))
 
-local out = {}
+local out = {unpack(ARGV, 1, 3 * ns)}
 local no = 0
 -- Rooms of the batch, by name: index into the room arrays.
 local rooms, rname, rpre, rseq, repoch, rtot, rev, rlb, rlbn = {}, {}, {}, {}, {}, {}, {}, {}, {}
@@ -97,9 +98,11 @@ local parts, pkey, prow, pord = {}, {}, {}, {}
 local np = 0
 
 for j = 1, ns do
-  local i = base[j]
+  local i, x = 12 * j - 3, 6 * j - 6
+  local kidem, kbal, klim, kseq, ktot, kc = kx[x + 1], kx[x + 2], kx[x + 3], kx[x + 4],
+    kx[x + 5], kx[x + 6]
   local sub, digest = ARGV[i + 1], ARGV[i + 3]
-  local rec = val[kidem[j]]
+  local rec = val[kidem]
   if rec then
     local d, bal, seq = match(rec, '^([^|]*)|([^|]*)|([^|]*)')
     if d ~= digest then
@@ -111,8 +114,8 @@ for j = 1, ns do
   else
     -- '+ 0' converts once where tonumber converts twice; these texts are all numbers.
     local cost = ARGV[i + 4] + 0
-    local bal = (val[kbal[j]] or 0) + 0
-    local sd, sm, dcap, mcap, lday, fits = part_budget(val[klim[j]], day, month, cost)
+    local bal = (val[kbal] or 0) + 0
+    local sd, sm, dcap, mcap, lday, fits = part_budget(val[klim], day, month, cost)
     if not fits then
       out[no + 1] = 0; out[no + 2] = 'budget_exceeded'; out[no + 3] = bal
       no = no + 3
@@ -122,11 +125,11 @@ for j = 1, ns do
     else
       -- Writes: the sender's side.
       local nb = fmt('%d', bal - cost)
-      val[kbal[j]] = nb
-      dirty[kbal[j]] = true
-      val[klim[j]] = day .. ' ' .. fmt('%d', sd + cost) .. ' ' .. month .. ' ' ..
+      val[kbal] = nb
+      dirty[kbal] = true
+      val[klim] = day .. ' ' .. fmt('%d', sd + cost) .. ' ' .. month .. ' ' ..
         fmt('%d', sm + cost) .. ' ' .. dcap .. ' ' .. mcap
-      dirty[klim[j]] = true
+      dirty[klim] = true
       local room, count, cost_s, dia = ARGV[i + 6], ARGV[i + 7], ARGV[i + 4], ARGV[i + 8]
       local ga = ARGV[i + 11]
       local gl = #ga
@@ -160,9 +163,9 @@ for j = 1, ns do
         rooms[room] = r
         rname[r] = room
         rpre[r] = 'giftd:{r:' .. room .. '}:'
-        rseq[r], repoch[r] = room_seq_parse(val[kseq[j]])
-        local g, c, d, goal = match(val[ktot[j]] or '', '^(%d+) (%d+) (%d+)(.*)$')
-        rtot[r] = {tonumber(g or '0'), tonumber(c or '0'), tonumber(d or '0'), kseq[j], ktot[j],
+        rseq[r], repoch[r] = room_seq_parse(val[kseq])
+        local g, c, d, goal = match(val[ktot] or '', '^(%d+) (%d+) (%d+)(.*)$')
+        rtot[r] = {tonumber(g or '0'), tonumber(c or '0'), tonumber(d or '0'), kseq, ktot,
           goal and goal ~= '' and room_goal_parse(goal) or nil}
         rev[r] = {}
         rlb[r] = {}
@@ -171,7 +174,6 @@ for j = 1, ns do
       local ev = rev[r]
       local combo = 'null'
       local continues = false
-      local kc = kcombo[j]
       local state = val[kc]
       if state then
         local g, n, total, due, at = match(state, '^([^\31]*)\31(%d+)\31(%d+)\31(%d+)\31()')
@@ -240,8 +242,8 @@ for j = 1, ns do
         ev[#ev + 1] = reached
       end
       local rec = digest .. '|' .. nb .. '|' .. seq_s
-      val[kidem[j]] = rec
-      redis.call('SET', keys[kidem[j]], rec, 'EX', ttl)
+      val[kidem] = rec
+      redis.call('SET', keys[kidem], rec, 'EX', ttl)
       part_tx_gift(utx, utxlist, ARGV[i] .. 'tx:' .. sub, lday ~= day, now, cost_s, nb,
         ARGV[i + 2], room, gid, count, anon and '1' or '0')
       out[no + 1] = 1; out[no + 2] = bal - cost; out[no + 3] = seq
@@ -284,7 +286,7 @@ end
 
 -- The string keys written, at once.
 local mset, del = {}, {}
-for n = 1, #keys do
+for n = 1, nk do
   if dirty[n] then
     if val[n] then
       mset[#mset + 1] = keys[n]
