@@ -8,7 +8,7 @@ FUZZ_TARGETS ?=
 JOBS       ?= $(shell nproc)
 ARGS       ?=
 
-.PHONY: all setup build build-asan build-fuzz run test test-fast test-fuzz fuzz bench bench-cluster soak clean format
+.PHONY: all setup build build-asan build-fuzz run test test-fast test-fuzz fuzz bench bench-script bench-cluster soak clean format
 
 all: build
 
@@ -63,6 +63,11 @@ test-fast: build
 
 bench: build
 	./bench/run.sh $(BUILD)
+
+# What gift.lua costs Redis per charged gift, in instructions (callgrind): comparable across
+# runs on a noisy machine (bench/script_cost.sh; installs valgrind when it is missing).
+bench-script: setup
+	./bench/script_cost.sh
 
 # The gift path on a private 3-master Redis Cluster next to one Redis: Redis CPU per gift,
 # per master, and the split of gifts over the masters (bench/cluster.sh).

@@ -2,8 +2,9 @@
  * settlement rows on the sink, exactly once in effect, and credits the creators' diamonds.
  *
  * Per partition n (all keys of steps 1 and 4 carry the hash tag {p<n>}):
- *   1. settle_begin, under the partition's flush lease: pending -> settling with a new batch id,
- *      or the settling batch a crash left, with its old id.
+ *   1. settle_begin, under the partition's flush lease: the log the gift scripts append to is
+ *      folded into pending, then pending -> settling with a new batch id, or the settling
+ *      batch a crash left, with its old id.
  *   2. the sink, idempotent per batch: redis-stream (one script on the stream's slot that skips
  *      a batch already written) or PostgreSQL (ON CONFLICT DO NOTHING on the batch's key).
  *   3. settle_credit per creator of the batch, on the creator's partition, once per batch.
