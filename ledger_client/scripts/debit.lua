@@ -21,7 +21,7 @@ local match = string.match
 local now, ttl, day = ARGV[1], ARGV[2], ARGV[3]
 local month = string.sub(day, 1, 6)
 local txcap, txttl = tonumber(ARGV[4]), ARGV[5]
-local out, rows, order, utx, utxlist = {}, {}, {}, {}, {}
+local out, rows, utx, utxlist = {}, {}, {}, {}
 local no, ns = 0, 0
 for i = 6, #ARGV, 11 do
   local k = 2 + 4 * ns
@@ -54,16 +54,8 @@ for i = 6, #ARGV, 11 do
       redis.call('SET', kidem, digest .. '|' .. nb .. '|0', 'EX', ttl)
       local creator, room, count, dia = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
       local gid, _, anon = match(ARGV[i + 10], '^([^|]*)|(.)|(.)$')
-      -- The creator's pending earnings ("count coins diamonds first last" per creator, room
-      -- and gift), as gift.lua keeps them.
-      local field = creator .. '\31' .. room .. '\31' .. gid
-      local row = rows[field]
-      if row then
-        row[1] = row[1] + tonumber(count); row[2] = row[2] + cost; row[3] = row[3] + tonumber(dia)
-      else
-        rows[field] = {tonumber(count), cost, tonumber(dia)}
-        order[#order + 1] = field
-      end
+      -- The creator's pending earnings, a row of the partition's log as gift.lua writes it.
+      rows[#rows + 1] = part_pending_row(creator, room, gid, count, ARGV[i + 3], dia, now)
       redis.call('HSET', KEYS[2], sub .. '|' .. id, now .. '\31' .. room .. '\31' ..
         ARGV[i + 3] .. '\31' .. count .. '\31' .. dia .. '\31' .. ARGV[i + 8] .. '\31' ..
         ARGV[i + 9] .. '\31' .. ARGV[i + 10] .. '\31' .. digest .. '\31' .. nb)
@@ -75,5 +67,7 @@ for i = 6, #ARGV, 11 do
   no = no + 3
 end
 part_tx_push(utxlist, txcap, txttl)
-part_pending_log(KEYS[1], order, rows, now)
+if #rows > 0 then
+  redis.call('RPUSH', KEYS[1], unpack(rows))
+end
 return out

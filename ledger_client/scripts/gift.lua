@@ -98,8 +98,8 @@ local rooms, rname, rpre, rseq, repoch, rtot, rev, rlb, rlbn = {}, {}, {}, {}, {
 local nr = 0
 -- Transactions, by user (its list key): {key, refresh expiry, entries...} (part_tx_gift).
 local utx, utxlist = {}, {}
--- Pending earnings, by partition prefix: index into pkey/prow; prow[p][field] = {n, c, d}.
-local parts, pkey, prow, pord = {}, {}, {}, {}
+-- Pending earnings, by partition prefix: index into pkey/plog; plog[p] lists its rows.
+local parts, pkey, plog = {}, {}, {}
 local np = 0
 
 for j = 1, ns do
@@ -141,25 +141,16 @@ for j = 1, ns do
       local gid, streak, anon = sub_(ga, 1, gl - 4), byte(ga, gl - 2) == 49, byte(ga, gl) == 49
       local cnt, dian = count + 0, dia + 0
       local cgid = anon and gid .. '*' or gid
-      local field = ARGV[i + 5] .. '\31' .. room .. '\31' .. gid
       local p = parts[ARGV[i]]
       if not p then
         np = np + 1
         p = np
         parts[ARGV[i]] = p
         pkey[p] = ARGV[i] .. 'pendlog'
-        prow[p] = {}
-        pord[p] = {}
+        plog[p] = {}
       end
-      local row = prow[p][field]
-      if row then
-        row[1] = row[1] + cnt
-        row[2] = row[2] + cost
-        row[3] = row[3] + dian
-      else
-        prow[p][field] = {cnt, cost, dian}
-        pord[p][#pord[p] + 1] = field
-      end
+      local pl = plog[p]
+      pl[#pl + 1] = part_pending_row(ARGV[i + 5], room, gid, count, cost_s, dia, now)
       -- The room's side: the sender's combo, then the gift event.
       local r = rooms[room]
       if not r then
@@ -170,7 +161,7 @@ for j = 1, ns do
         rpre[r] = 'giftd:{r:' .. room .. '}:'
         rseq[r], repoch[r] = room_seq_parse(val[kseq])
         local g, c, d, goal = match(val[ktot] or '', '^(%d+) (%d+) (%d+)(.*)$')
-        rtot[r] = {tonumber(g or '0'), tonumber(c or '0'), tonumber(d or '0'), kseq, ktot,
+        rtot[r] = {(g or 0) + 0, (c or 0) + 0, (d or 0) + 0, kseq, ktot,
           goal and goal ~= '' and room_goal_parse(goal) or nil}
         rev[r] = {}
         rlb[r] = {}
@@ -262,7 +253,7 @@ part_tx_push(utxlist, txcap, txttl)
 
 -- Once per partition: the creators' pending earnings, appended to its log.
 for p = 1, np do
-  part_pending_log(pkey[p], pord[p], prow[p], now)
+  redis.call('RPUSH', pkey[p], unpack(plog[p]))
 end
 
 -- Once per room: seq, totals, leaderboard, history, and one PUBLISH of its events.
@@ -286,23 +277,25 @@ for r = 1, nr do
   end
   room_hist_push(pre .. 'hist', ev, cap, histttl)
   redis.call('PUBLISH', 'giftd:{r:' .. rname[r] .. '}:ch',
-    '@' .. repoch[r] .. '\n' .. table.concat(ev, '\n'))
+    '@' .. repoch[r] .. '\n' .. (#ev == 1 and ev[1] or table.concat(ev, '\n')))
 end
 
 -- The string keys written, at once.
 local mset, del = {}, {}
+local nm = 0
 for n = 1, nk do
   if dirty[n] then
     if val[n] then
-      mset[#mset + 1] = keys[n]
-      mset[#mset + 1] = val[n]
+      mset[nm + 1] = keys[n]
+      mset[nm + 2] = val[n]
+      nm = nm + 2
     else
       del[#del + 1] = keys[n]
     end
   end
 end
-if #mset > 0 then
-  redis.call('MSET', unpack(mset))
+if nm > 0 then
+  redis.call('MSET', unpack(mset, 1, nm))
 end
 if #del > 0 then
   redis.call('DEL', unpack(del))

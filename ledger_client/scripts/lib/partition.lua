@@ -1,19 +1,12 @@
 -- lib/partition: what the scripts of a user's partition share (`--#include partition`).
 
--- Appends rows to a partition's pending earnings log (a list; settle_begin.lua folds it into
--- the pending hash): one entry per row, "creator US room US gift RS count coins diamonds
--- ts_ms". order lists the fields in first-seen order, rows maps each to {count, coins,
--- diamonds}; now is their ts_ms. An append reads nothing, so a gift pays one call here.
-local function part_pending_log(key, order, rows, now)
-  if #order == 0 then
-    return
-  end
-  local add = {}
-  for k, field in ipairs(order) do
-    local row = rows[field]
-    add[k] = field .. '\30' .. string.format('%d %d %d ', row[1], row[2], row[3]) .. now
-  end
-  redis.call('RPUSH', key, unpack(add))
+-- A row of a partition's pending earnings log (a list; settle_begin.lua folds it into the
+-- pending hash, summing the rows of a creator, room and gift): "creator US room US gift RS
+-- count coins diamonds ts_ms", all given as text. A gift reads nothing there: its batch
+-- appends its rows with one RPUSH per partition.
+local function part_pending_row(creator, room, gift, count, coins, diamonds, now)
+  return creator .. '\31' .. room .. '\31' .. gift .. '\30' .. count .. ' ' .. coins .. ' ' ..
+    diamonds .. ' ' .. now
 end
 
 -- A user's spending so far against its caps: lim is the limits string ("day spent_that_day
