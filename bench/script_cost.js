@@ -3,17 +3,19 @@
 // giftd node sends it at 4,000 gifts/s in the debits scenario of bench/run.sh (200 senders, one
 // per room, the round-robin order of giftload, a streakable 1-coin gift, so combos go on), and
 // nothing else, to a redis-server given by port.
-//   script_cost.js PORT SCRIPT_FILE BATCHES SENDS_PER_BATCH PHASE
+//   script_cost.js PORT SCRIPT_FILE BATCHES SENDS_PER_BATCH PHASE SETTLE_FILE
 // PHASE "setup": load the script, give the senders coins, run BATCHES batches (the lists,
-// combos and leaderboards fill up as in a run that has been going for a while);
-// PHASE "run": BATCHES more batches, every send new. Prints the sends charged.
+// combos and leaderboards fill up as in a run that has been going for a while) and settle;
+// PHASE "run": BATCHES more batches, every send new, then one settle_begin.lua per partition
+// the senders are in (SETTLE_FILE; what the flusher does once a second: it folds the log of
+// pending earnings the batches appended to). Prints the sends charged.
 // The ARGV layout is gift.lua's (its header comment; ledger_client/send.c builds the same).
 'use strict';
 const net = require('net');
 const crypto = require('crypto');
 const fs = require('fs');
 
-const [port, file, nbatches, per, phase] = process.argv.slice(2);
+const [port, file, nbatches, per, phase, settleFile] = process.argv.slice(2);
 const SENDERS = 200;
 const PARTITIONS = 1024;
 const PREFIX = 'sc';
@@ -79,7 +81,8 @@ function client(portNum) {
 }
 
 // A partition per sender, spread like giftd's hash would (which one does not matter here).
-const part = (i) => `giftd:{p${(i * 389) % PARTITIONS}}:`;
+const partNo = (i) => (i * 389) % PARTITIONS;
+const part = (i) => `giftd:{p${partNo(i)}}:`;
 const sub = (i) => `${PREFIX}-s${i}`;
 
 async function main() {
@@ -113,6 +116,22 @@ async function main() {
     for (let k = 0; k < out.length; k += 3) if (out[k] === 1) charged++;
   }
   await c.call('SET', stateKey, JSON.stringify([cursor, serial]));
+  {
+    // Both phases end with a settlement pass, so that the run's starts from nothing pending
+    // (setup's batch is then dropped, as if it had been settled).
+    // settle_begin's keys: pending, settling, settling_batch, batchseq, flushlease, and (since
+    // the log) pendlog.
+    const text = fs.readFileSync(settleFile, 'utf8');
+    const suffixes = ['pending', 'settling', 'settling_batch', 'batchseq', 'flushlease'];
+    if (/pendlog|pending log/.test(text)) suffixes.push('pendlog');
+    const settle = await c.call('SCRIPT', 'LOAD', text);
+    for (let i = 0; i < SENDERS; i++) {
+      const keys = suffixes.map((x) => part(i) + x);
+      await c.call('EVALSHA', settle, keys.length, ...keys, 'bench-node', 3500, partNo(i),
+        Date.now());
+      if (phase === 'setup') await c.call('DEL', keys[1], keys[2]);
+    }
+  }
   c.end();
   console.log(charged);
 }

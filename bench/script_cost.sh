@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/script_cost.sh: what gift.lua costs Redis per charged gift, in instructions (valgrind's
 # callgrind counts them), on batches shaped like those of bench/run.sh's debits scenario at
-# 4,000 gifts/s (bench/script_cost.js). Instructions do not depend on what else the machine is
+# 4,000 gifts/s (bench/script_cost.js), with the flusher's settle_begin.lua of each partition
+# once at the end (it folds the pending earnings the batches logged). Instructions do not depend on what else the machine is
 # doing, so two versions of the script can be compared on a noisy machine where Redis CPU time
 # (INFO cpu, bench/run.sh) moves by a third from one run to the next. It counts the script and
 # the EVALSHA around it only: no networking of a real node, no settlement, presence or combo
@@ -36,9 +37,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# gift.lua with its --#include lines replaced, as ledger_client/embed_scripts.cmake does.
-awk -v lib="$SCRIPTS/lib" '/^--#include / { f = lib "/" $2 ".lua"; while ((getline l < f) > 0) print l; close(f); next } { print }' \
-    "$SCRIPTS/gift.lua" >"$WORK/gift.lua"
+# The scripts with their --#include lines replaced, as ledger_client/embed_scripts.cmake does.
+for s in gift settle_begin; do
+    awk -v lib="$SCRIPTS/lib" '/^--#include / { f = lib "/" $2 ".lua"; while ((getline l < f) > 0) print l; close(f); next } { print }' \
+        "$SCRIPTS/$s.lua" >"$WORK/$s.lua"
+done
 
 PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
@@ -50,9 +53,9 @@ for _ in $(seq 150); do
 done
 redis-cli -p "$PORT" ping >/dev/null
 
-node "$HERE/script_cost.js" "$PORT" "$WORK/gift.lua" "$BATCHES" "$SENDS" setup >/dev/null
+node "$HERE/script_cost.js" "$PORT" "$WORK/gift.lua" "$BATCHES" "$SENDS" setup "$WORK/settle_begin.lua" >/dev/null
 callgrind_control -z "$RPID" >/dev/null 2>&1
-charged=$(node "$HERE/script_cost.js" "$PORT" "$WORK/gift.lua" "$BATCHES" "$SENDS" run)
+charged=$(node "$HERE/script_cost.js" "$PORT" "$WORK/gift.lua" "$BATCHES" "$SENDS" run "$WORK/settle_begin.lua")
 callgrind_control -d "$RPID" >/dev/null 2>&1
 sleep 0.5
 ir=$(cat "$WORK"/cg.out* | awk '/^summary:/ { s = $2 } END { print s }')
@@ -60,5 +63,5 @@ if [ -z "$ir" ] || [ "$charged" -le 0 ]; then
     echo "script_cost: no measurement (instructions '$ir', charged '$charged')" >&2
     exit 1
 fi
-echo "gift.lua ($SCRIPTS): $((ir / charged)) Redis instructions per charged gift" \
+echo "gift.lua + settle_begin.lua ($SCRIPTS): $((ir / charged)) Redis instructions per charged gift" \
     "($charged gifts in batches of $SENDS)"

@@ -23,8 +23,12 @@ end
 local log = redis.call('LRANGE', KEYS[6], 0, -1)
 if #log > 0 then
   local rows, order = {}, {}
+  local find, sub, match = string.find, string.sub, string.match
   for _, e in ipairs(log) do
-    local field, n, c, d, ts = string.match(e, '^(.*)\30(%d+) (%d+) (%d+) (%d+)$')
+    -- Split at the RS without a pattern (a leading .* would try every split point).
+    local rs = find(e, '\30', 1, true)
+    local field = sub(e, 1, rs - 1)
+    local n, c, d, ts = match(e, '^(%d+) (%d+) (%d+) (%d+)$', rs + 1)
     local row = rows[field]
     if row then
       row[1] = row[1] + n
