@@ -377,10 +377,9 @@ Test(ledger, gift_script_checks_each_send_before_writing)
                      "droom\x1frose\x1e"
                      "1 4 1 1000",
                      "creator room gift, then count coins diamonds ts");
-    cr_assert_str_eq(r->element[1]->str,
-                     "cara\x1f"
-                     "droom\x1frose\x1e"
-                     "1 1 1 1000");
+    cr_assert_str_eq(r->element[1]->str, "cara\x1f"
+                                         "droom\x1frose\x1e"
+                                         "1 1 1 1000");
     freeReplyObject(r);
     r = redisCommand(rc, "GET giftd:{r:droom}:totals");
     cr_assert_str_eq(r->str, "2 5 2", "gifts coins diamonds");
