@@ -426,3 +426,93 @@ Test(ledger, gift_script_applies_daily_and_monthly_caps_by_utc_day_and_month)
     cr_assert_eq(get_int(rc, "GET d:bal:ann"), 1000 - 5 - 3);
     redisFree(rc);
 }
+
+extern const char ledger_script_room_presence[];
+
+/* room_presence.lua alone for node n1 of room "pr" at time now (ms): its count ("-" to only
+ * read), at PR_T0 + now, a 5 s field lifetime, a 1 s publish interval, an 80 s history expiry. */
+#define PR_T0 1700000000000LL /* the tests' clock starts here */
+
+static redisReply *presence_at(redisContext *rc, const char *count, long long now)
+{
+    char now_s[24];
+    snprintf(now_s, sizeof(now_s), "%lld", PR_T0 + now);
+    const char *argv[] = {"EVAL",
+                          ledger_script_room_presence,
+                          "8",
+                          "giftd:{r:pr}:meta",
+                          "giftd:{r:pr}:seq",
+                          "giftd:{r:pr}:presence",
+                          "giftd:{r:pr}:state",
+                          "giftd:{r:pr}:lb",
+                          "giftd:{r:pr}:lbnames",
+                          "giftd:{r:pr}:totals",
+                          "giftd:{r:pr}:hist",
+                          "n1",
+                          count,
+                          now_s,
+                          "5000",
+                          "1000",
+                          "Pgiftd:{r:pr}:ch",
+                          "pr",
+                          "10",
+                          "80000"};
+    redisReply *r = redisCommandArgv(rc, (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    return r;
+}
+
+/* node's field of the presence hash is "count:PR_T0 + expires" (count NULL: no field). */
+static void expect_field(redisContext *rc, const char *node, const char *count, long long expires)
+{
+    redisReply *r = redisCommand(rc, "HGET giftd:{r:pr}:presence %s", node);
+    if (!count) {
+        cr_assert_eq(r->type, REDIS_REPLY_NIL, "%s still has a field", node);
+    } else {
+        char want[48];
+        snprintf(want, sizeof(want), "%s:%lld", count, PR_T0 + expires);
+        cr_assert_eq(r->type, REDIS_REPLY_STRING, "%s has no field", node);
+        cr_assert_str_eq(r->str, want);
+    }
+    freeReplyObject(r);
+}
+
+Test(ledger, presence_rewrites_a_count_only_when_it_changed_or_half_its_life_passed)
+{
+    redisContext *rc = tk_redis_connect(&redis);
+    freeReplyObject(redisCommand(rc, "HSET giftd:{r:pr}:meta live 1 creator_id cara"));
+    freeReplyObject(redisCommand(rc, "RPUSH giftd:{r:pr}:hist e1"));
+    redisReply *r = presence_at(rc, "3", 1000);
+    cr_assert_eq(r->element[4]->integer, 3, "viewers");
+    freeReplyObject(r);
+    expect_field(rc, "n1", "3", 6000);
+    cr_assert(get_int(rc, "PTTL giftd:{r:pr}:hist") > 79000, "the history's expiry pushed on");
+    /* A second later, nothing changed: the field and the history's expiry are left alone. */
+    freeReplyObject(redisCommand(rc, "PEXPIRE giftd:{r:pr}:hist 50000"));
+    freeReplyObject(presence_at(rc, "3", 2000));
+    expect_field(rc, "n1", "3", 6000);
+    cr_assert(get_int(rc, "PTTL giftd:{r:pr}:hist") <= 50000, "pushed on again too soon");
+    /* Less than half its life left: rewritten. A new count: rewritten at once. */
+    freeReplyObject(presence_at(rc, "3", 3600));
+    expect_field(rc, "n1", "3", 8600);
+    freeReplyObject(redisCommand(rc, "HSET giftd:{r:pr}:presence n2 2:%lld n3 4:%lld", PR_T0 + 3000,
+                                 PR_T0 + 9000));
+    r = presence_at(rc, "4", 3700);
+    cr_assert_eq(r->element[4]->integer, 8, "n1's 4 and n3's 4; n2's expired 2 is not counted");
+    freeReplyObject(r);
+    expect_field(rc, "n1", "4", 8700);
+    expect_field(rc, "n2", NULL, 0);
+    /* Reading only, after n1's field lapsed (n1 died): it no longer counts and is dropped. */
+    r = presence_at(rc, "-", 8800);
+    cr_assert_eq(r->element[4]->integer, 4, "only n3's");
+    freeReplyObject(r);
+    expect_field(rc, "n1", NULL, 0);
+    /* An eighth of the history's expiry after the last push, it is pushed on again. */
+    freeReplyObject(presence_at(rc, "4", 11000));
+    cr_assert(get_int(rc, "PTTL giftd:{r:pr}:hist") > 79000, "the history's expiry not pushed");
+    /* A count of 0 removes the node's field. */
+    freeReplyObject(presence_at(rc, "0", 11100));
+    expect_field(rc, "n1", NULL, 0);
+    redisFree(rc);
+}
