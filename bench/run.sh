@@ -5,7 +5,8 @@
 # Starts its own redis-server per server under test (in memory: no RDB, no AOF), giftd with
 # --workers=1 and --workers=2 (when giftd has workers), then the peer (WORKERS=2), each on free
 # ports, one at a time; runs the scenarios of issues 4 and 5 against each; stops everything it
-# started (by PID); prints a markdown table with giftd/peer ratios. Raw giftload reports, logs and
+# started (by PID); prints a markdown table with giftd/peer ratios, and after the debits the
+# instruction count of bench/script_cost.sh. Raw giftload reports, logs and
 # perf output go to BUILD_DIR/bench/<date>/ (BUILD_DIR/bench/latest links to the newest run).
 #
 # Environment: PEER_DIR (default ../shared/peers/node-ws next to the repository),
@@ -647,4 +648,15 @@ done
 put meta.elapsed_s $(($(date +%s) - T0))
 
 node "$HERE/report.js" table "$RES" | tee "$OUT/table.md"
+# The debits' Redis CPU per gift moves by a third from run to run on a shared machine; the
+# script's instruction count (bench/script_cost.sh) does not, so it goes with it.
+case " $SCENARIOS " in
+*" debits "*)
+    if sc_line=$("$HERE/script_cost.sh" 2>>"$OUT/script_cost.err"); then
+        printf '\n%s (bench/script_cost.sh: counted, not timed)\n' "$sc_line" | tee -a "$OUT/table.md"
+    else
+        log "script_cost.sh failed (see $OUT/script_cost.err)"
+    fi
+    ;;
+esac
 log "done in $(($(date +%s) - T0)) s; raw reports in $OUT"
