@@ -123,7 +123,7 @@ async function main() {
     // the log) pendlog.
     const text = fs.readFileSync(settleFile, 'utf8');
     const suffixes = ['pending', 'settling', 'settling_batch', 'batchseq', 'flushlease'];
-    if (/pendlog|pending log/.test(text)) suffixes.push('pendlog');
+    if (/KEYS\[6\]/.test(text)) suffixes.push('pendlog');
     const settle = await c.call('SCRIPT', 'LOAD', text);
     for (let i = 0; i < SENDERS; i++) {
       const keys = suffixes.map((x) => part(i) + x);
