@@ -12,9 +12,9 @@
 -- or of a partition (pending earnings) is done once per batch. Measured in instructions
 -- (callgrind, BENCHMARKS.md), tonumber(s) converts twice where s + 0 converts once, and
 -- string.format costs more than concatenation for the event texts.
--- Pending earnings are appended to the partition's log (pendlog, one entry per creator, room
--- and gift of the batch: "creator US room US gift RS count coins diamonds ts_ms"), which
--- settle_begin.lua folds into the pending hash: a gift reads nothing there.
+-- Pending earnings are appended to the partition's log (pendlog, one entry per charged send:
+-- "creator US room US gift RS count coins diamonds ts_ms", one RPUSH per partition per batch),
+-- which settle_begin.lua folds into the pending hash: a gift reads nothing there.
 -- Time for combos is Redis's clock. Keys are derived from the prefixes the caller passes
 -- (ledger_client/keys.c names them); a room's keys share its hash tag.
 -- User keys: bal (string), limits (string "day spent_that_day month spent_that_month
