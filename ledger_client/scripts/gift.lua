@@ -94,7 +94,7 @@ local val = redis.call('MGET', unpack(keys, 1, nk))
 local out = {unpack(ARGV, 1, 3 * ns)}
 local no = 0
 -- Rooms of the batch, by name: index into the room arrays.
-local rooms, rname, rpre, rseq, repoch, rtot, rev, rlb, rlbn = {}, {}, {}, {}, {}, {}, {}, {}, {}
+local rooms, rpre, rseq, repoch, rtot, rev, rlb, rlbn = {}, {}, {}, {}, {}, {}, {}, {}
 local nr = 0
 -- Transactions, by user (its list key): {key, refresh expiry, entries...} (part_tx_gift).
 local utx, utxlist = {}, {}
@@ -157,7 +157,6 @@ for j = 1, ns do
         nr = nr + 1
         r = nr
         rooms[room] = r
-        rname[r] = room
         rpre[r] = 'giftd:{r:' .. room .. '}:'
         rseq[r], repoch[r] = room_seq_parse(val[kseq])
         local g, c, d, goal = match(val[ktot] or '', '^(%d+) (%d+) (%d+)(.*)$')
@@ -276,7 +275,7 @@ for r = 1, nr do
     redis.call('HSET', pre .. 'lbnames', unpack(names))
   end
   room_hist_push(pre .. 'hist', ev, cap, histttl)
-  redis.call('PUBLISH', 'giftd:{r:' .. rname[r] .. '}:ch',
+  redis.call('PUBLISH', pre .. 'ch',
     '@' .. repoch[r] .. '\n' .. (#ev == 1 and ev[1] or table.concat(ev, '\n')))
 end
 

@@ -125,6 +125,15 @@ static void log_pending(const struct pkeys *k, const char *creator, const char *
     freeReplyObject(cmd("RPUSH %s %s", k->log, row));
 }
 
+/* The next begin of k: a new batch, the partition's second, whose only row is row. */
+static void expect_second_batch(const struct pkeys *k, const char *node, const char *row)
+{
+    redisReply *b = begin(k, node);
+    cr_assert_eq(b->element[2]->integer, 2);
+    cr_assert_str_eq(b->element[4]->str, row);
+    freeReplyObject(b);
+}
+
 /* One full settlement of the begin reply b (kind 2) with the stream sink, stopping after
  * `steps` steps (1 sink, 2 credits, 3 end): a crash in between. */
 static void settle(const struct pkeys *k, const redisReply *b, int steps)
@@ -229,10 +238,7 @@ Test(settle, begin_after_a_crash_returns_the_same_batch_and_leaves_new_pending_a
     freeReplyObject(b1);
     freeReplyObject(b2);
     /* The next batch takes the new pending row with the next seq. */
-    redisReply *b3 = begin(&k, "node-b");
-    cr_assert_eq(b3->element[2]->integer, 2);
-    cr_assert_str_eq(b3->element[4]->str, "1 1 1 300 300");
-    freeReplyObject(b3);
+    expect_second_batch(&k, "node-b", "1 1 1 300 300");
 }
 
 Test(settle, begin_folds_the_log_into_pending_summing_rows_and_keeping_first_and_last)
@@ -277,10 +283,7 @@ Test(settle, the_log_is_folded_while_a_batch_is_settling_and_waits_for_the_next)
     settle(&k, b2, 3);
     freeReplyObject(b1);
     freeReplyObject(b2);
-    redisReply *b3 = begin(&k, "node-a");
-    cr_assert_eq(b3->element[2]->integer, 2);
-    cr_assert_str_eq(b3->element[4]->str, "1 1 1 300 300");
-    freeReplyObject(b3);
+    expect_second_batch(&k, "node-a", "1 1 1 300 300");
 }
 
 Test(settle, a_partition_leased_by_another_node_keeps_its_log)
