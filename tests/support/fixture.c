@@ -213,16 +213,25 @@ void fx_send_gift(struct tk_ws *ws, const char *id, const char *gift, long count
 
 json_t *fx_answer(struct tk_ws *ws, const char *id, int timeout_ms)
 {
+    json_t *kept = tk_ws_kept(ws);
+    json_t *j = json_incref(json_object_get(kept, id));
+    if (j) {
+        json_object_del(kept, id);
+        return j;
+    }
     for (;;) {
-        json_t *j = tk_ws_recv(ws, timeout_ms);
+        j = tk_ws_recv(ws, timeout_ms);
         if (!j) {
             return NULL;
         }
         const char *t = json_string_value(json_object_get(j, "type"));
         const char *jid = json_string_value(json_object_get(j, "id"));
-        if (t && (strcmp(t, "ack") == 0 || strcmp(t, "error") == 0) && jid &&
-            strcmp(jid, id) == 0) {
-            return j;
+        if (t && (strcmp(t, "ack") == 0 || strcmp(t, "error") == 0) && jid) {
+            if (strcmp(jid, id) == 0) {
+                return j;
+            }
+            json_object_set_new(kept, jid, j);
+            continue;
         }
         json_decref(j);
     }

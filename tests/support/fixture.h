@@ -66,6 +66,8 @@ long long fx_int(json_t *obj, const char *key);
 /** Sends a gift frame. */
 void fx_send_gift(struct tk_ws *ws, const char *id, const char *gift, long count);
 /** Receives events until an ack or error carrying id; returns it (**new**), NULL on timeout.
+ * Answers come in no set order (a refusal decided at the debit can overtake the ack of an
+ * earlier send still being published): those to other ids are kept for their own call.
  * Other events are dropped. */
 json_t *fx_answer(struct tk_ws *ws, const char *id, int timeout_ms);
 /** Sends a gift and asserts it is refused with error code `code`. */

@@ -958,6 +958,7 @@ struct tk_ws {
     size_t msg_cap;
     bool in_msg;
     json_t *queue; /* events received and not yet returned */
+    json_t *kept;  /* tk_ws_kept: answers read ahead of the one asked for, by id */
     int close_code;
     bool closed; /* close frame received, socket closed, or protocol error */
     bool close_sent;
@@ -1404,7 +1405,8 @@ static int ws_handshake(int port, const char *path, const char *cafile, struct t
     ws->fd = -1;
     ws->close_code = -1;
     ws->queue = json_array();
-    int rc = ws->queue ? connect_local(port, deadline, &ws->fd) : -ENOMEM;
+    ws->kept = json_object();
+    int rc = ws->queue && ws->kept ? connect_local(port, deadline, &ws->fd) : -ENOMEM;
     if (rc == 0 && cafile) {
         rc = tls_connect(ws, cafile, deadline);
     }
@@ -1585,7 +1587,13 @@ void tk_ws_free(struct tk_ws *ws)
     free(ws->rx);
     free(ws->msg);
     json_decref(ws->queue);
+    json_decref(ws->kept);
     free(ws);
+}
+
+json_t *tk_ws_kept(struct tk_ws *ws)
+{
+    return ws->kept;
 }
 
 /* ---- running commands ---- */
