@@ -1167,6 +1167,27 @@ Test(gifts, a_reversal_takes_back_the_recharge_once_even_into_debt)
     tk_ws_free(a);
 }
 
+/* Answers are matched by id (docs/protocol.md 6.5): a refusal decided at once overtakes the
+ * ack of a send made before it, and each still reaches its own fx_answer. */
+Test(gifts, answers_are_matched_by_id_whatever_order_they_come_in)
+{
+    fx_open_room(&f, "ord", "cara");
+    fx_recharge(&f, "ordann", 10);
+    struct tk_ws *a = fx_viewer(&f, 0, "ordann", "ord");
+    fx_send_gift(a, "o-ok", "rose", 1);    /* answered when Redis replies */
+    fx_send_gift(a, "o-big", "rose", 100); /* refused at once: over gifts.max_count */
+    json_t *ok = fx_answer(a, "o-ok", 5000);
+    cr_assert_not_null(ok, "no answer to o-ok");
+    cr_assert_str_eq(fx_str(ok, "type"), "ack");
+    cr_assert_eq(fx_int(ok, "balance"), 9);
+    json_decref(ok);
+    json_t *big = fx_answer(a, "o-big", 5000);
+    cr_assert_not_null(big, "the answer to o-big, read while waiting for o-ok, was lost");
+    cr_assert_str_eq(fx_str(big, "code"), "bad_request");
+    json_decref(big);
+    tk_ws_free(a);
+}
+
 /* Gifts on two nodes racing a reversal: no gift is accepted below zero, and coins are
  * conserved: recharged - reversed = balance + what the acked gifts took. */
 Test(gifts, gifts_racing_a_reversal_on_two_nodes_never_go_below_zero_and_conserve)

@@ -213,10 +213,15 @@ void fx_send_gift(struct tk_ws *ws, const char *id, const char *gift, long count
 
 json_t *fx_answer(struct tk_ws *ws, const char *id, int timeout_ms)
 {
+    /* Kept answers: id -> array of its answers in the order they arrived. */
     json_t *kept = tk_ws_kept(ws);
-    json_t *j = json_incref(json_object_get(kept, id));
+    json_t *mine = json_object_get(kept, id);
+    json_t *j = json_incref(json_array_get(mine, 0));
     if (j) {
-        json_object_del(kept, id);
+        json_array_remove(mine, 0);
+        if (json_array_size(mine) == 0) {
+            json_object_del(kept, id);
+        }
         return j;
     }
     for (;;) {
@@ -230,7 +235,12 @@ json_t *fx_answer(struct tk_ws *ws, const char *id, int timeout_ms)
             if (strcmp(jid, id) == 0) {
                 return j;
             }
-            json_object_set_new(kept, jid, j);
+            json_t *theirs = json_object_get(kept, jid);
+            if (!theirs) {
+                theirs = json_array();
+                json_object_set_new(kept, jid, theirs);
+            }
+            json_array_append_new(theirs, j);
             continue;
         }
         json_decref(j);

@@ -203,7 +203,7 @@ int tk_ws_close(struct tk_ws *ws, int code);
  * small one makes a client that does not read fall behind quickly. Returns 0 or -errno. */
 int tk_ws_set_rcvbuf(struct tk_ws *ws, int bytes);
 /** An object kept with ws (borrowed) for readers that take answers out of the order they
- * arrive in: fx_answer keeps there, by id, the answers it read before the one it wanted. */
+ * arrive in: fx_answer keeps there the answers it read before the one it wanted (id -> array). */
 json_t *tk_ws_kept(struct tk_ws *ws);
 /** Closes the socket and frees ws. NULL is a no-op. */
 void tk_ws_free(struct tk_ws *ws);
