@@ -202,6 +202,24 @@ static void settle(const struct pkeys *k, const redisReply *b, int steps)
     }
 }
 
+/* A visit while b1's batch is unsettled (a crash, or the sink down) hands the same batch back,
+ * row unchanged, and leaves what was debited since (logged or pending) to the next batch: the
+ * batch is then settled and the next one expected to carry next_row. Frees b1. */
+static void expect_same_batch_then_next(const struct pkeys *k, redisReply *b1, const char *node,
+                                        const char *row, const char *next_row)
+{
+    redisReply *b2 = begin(k, node);
+    cr_assert_str_eq(b2->element[1]->str, b1->element[1]->str, "the same batch");
+    cr_assert_eq(b2->elements, 5);
+    cr_assert_str_eq(b2->element[4]->str, row, "its row unchanged");
+    cr_assert_eq(cmd_int("EXISTS %s", k->log), 0, "the log is folded on every visit");
+    cr_assert_eq(cmd_int("HLEN %s", k->pending), 1, "new pending must wait for the next batch");
+    settle(k, b2, 3);
+    freeReplyObject(b1);
+    freeReplyObject(b2);
+    expect_second_batch(k, node, next_row);
+}
+
 Test(settle, begin_moves_pending_to_a_new_batch)
 {
     struct pkeys k;
@@ -229,16 +247,8 @@ Test(settle, begin_after_a_crash_returns_the_same_batch_and_leaves_new_pending_a
     /* The node died; new sends arrive; the batch is retried (by another node here). */
     add_pending(&k, "cara", "r1", "rose", "1 1 1 300 300");
     cmd_int("DEL %s", k.lease);
-    redisReply *b2 = begin(&k, "node-b");
-    cr_assert_str_eq(b2->element[1]->str, b1->element[1]->str);
-    cr_assert_eq(b2->elements, 5);
-    cr_assert_str_eq(b2->element[4]->str, "3 3 3 100 200");
-    cr_assert_eq(cmd_int("HLEN %s", k.pending), 1, "new pending must wait for the next batch");
-    settle(&k, b2, 3);
-    freeReplyObject(b1);
-    freeReplyObject(b2);
     /* The next batch takes the new pending row with the next seq. */
-    expect_second_batch(&k, "node-b", "1 1 1 300 300");
+    expect_same_batch_then_next(&k, b1, "node-b", "3 3 3 100 200", "1 1 1 300 300");
 }
 
 Test(settle, begin_folds_the_log_into_pending_summing_rows_and_keeping_first_and_last)
@@ -275,15 +285,7 @@ Test(settle, the_log_is_folded_while_a_batch_is_settling_and_waits_for_the_next)
     cr_assert_str_eq(b1->element[4]->str, "3 3 3 100 100");
     /* The sink is down: the batch stays. Gifts go on, and each visit folds them away. */
     log_pending(&k, "cara", "r1", "rose", "1 1 1 300");
-    redisReply *b2 = begin(&k, "node-a");
-    cr_assert_str_eq(b2->element[1]->str, b1->element[1]->str, "the same batch, unchanged");
-    cr_assert_str_eq(b2->element[4]->str, "3 3 3 100 100");
-    cr_assert_eq(cmd_int("EXISTS %s", k.log), 0);
-    cr_assert_eq(cmd_int("HLEN %s", k.pending), 1);
-    settle(&k, b2, 3);
-    freeReplyObject(b1);
-    freeReplyObject(b2);
-    expect_second_batch(&k, "node-a", "1 1 1 300 300");
+    expect_same_batch_then_next(&k, b1, "node-a", "3 3 3 100 100", "1 1 1 300 300");
 }
 
 Test(settle, a_partition_leased_by_another_node_keeps_its_log)
